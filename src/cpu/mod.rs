@@ -1,0 +1,3 @@
+//! CPU kernels on plain slices, shared by the ops (the hot ones live here).
+
+pub mod conv;

@@ -1,0 +1,115 @@
+//! 2-D discrete Fourier transforms over the last two axes, any sizes (rustfft; plans cached).
+//! Forward `X(k) = sum_r x(r) e^{-i k.r}` (NumPy's sign), unnormalised; inverse divides by n = H W.
+
+use crate::error::Result;
+use crate::storage::Storage;
+use crate::tensor::{Tensor, C32};
+use rayon::prelude::*;
+use rustfft::{Fft, FftDirection, FftPlanner};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+type Plan = Arc<dyn Fft<f32>>;
+
+fn plan(n: usize, dir: FftDirection) -> Plan {
+    static PLANS: OnceLock<Mutex<(FftPlanner<f32>, HashMap<(usize, bool), Plan>)>> =
+        OnceLock::new();
+    let cell = PLANS.get_or_init(|| Mutex::new((FftPlanner::new(), HashMap::new())));
+    let mut guard = cell.lock().unwrap_or_else(|e| e.into_inner());
+    let (planner, cache) = &mut *guard;
+    cache
+        .entry((n, dir == FftDirection::Forward))
+        .or_insert_with(|| planner.plan_fft(n, dir))
+        .clone()
+}
+
+/// Length-`n` transforms of every contiguous run of `n` values, in parallel blocks.
+fn fft_rows(data: &mut [C32], n: usize, dir: FftDirection) {
+    if n <= 1 {
+        return;
+    }
+    let p = plan(n, dir);
+    let rows_per_task = (4096 / n).max(1);
+    data.par_chunks_mut(n * rows_per_task).for_each(|block| {
+        let mut scratch = vec![C32::new(0.0, 0.0); p.get_inplace_scratch_len()];
+        p.process_with_scratch(block, &mut scratch);
+    });
+}
+
+fn transpose_slices(src: &[C32], dst: &mut [C32], h: usize, w: usize) {
+    dst.par_chunks_mut(h * w)
+        .zip(src.par_chunks(h * w))
+        .for_each(|(d, s)| {
+            const B: usize = 32;
+            for r0 in (0..h).step_by(B) {
+                for c0 in (0..w).step_by(B) {
+                    for r in r0..(r0 + B).min(h) {
+                        for c in c0..(c0 + B).min(w) {
+                            d[c * h + r] = s[r * w + c];
+                        }
+                    }
+                }
+            }
+        });
+}
+
+/// Unnormalised 2-D transform of every (h, w) slice of `data`, then multiplied by `scale`.
+pub(crate) fn fft2_raw(data: &mut [C32], h: usize, w: usize, dir: FftDirection, scale: f32) {
+    fft_rows(data, w, dir);
+    let mut t = vec![C32::new(0.0, 0.0); data.len()];
+    transpose_slices(data, &mut t, h, w);
+    fft_rows(&mut t, h, dir);
+    transpose_slices(&t, data, w, h);
+    if scale != 1.0 {
+        data.par_iter_mut().for_each(|z| *z *= scale);
+    }
+}
+
+impl Tensor {
+    fn fft2_op(&self, op: &'static str, inverse: bool) -> Result<Tensor> {
+        let (h, w) = self.hw(op)?;
+        let n = (h * w) as f32;
+        let mut data = self.read().c32(op)?.to_vec();
+        let (dir, scale) = if inverse {
+            (FftDirection::Inverse, 1.0 / n)
+        } else {
+            (FftDirection::Forward, 1.0)
+        };
+        fft2_raw(&mut data, h, w, dir, scale);
+        Ok(Tensor::from_op(
+            self.shape().to_vec(),
+            Storage::from_c32(data),
+            op,
+            &[self],
+            move |g| {
+                // fft2:  y = F x        =>  dx = F^H dy = n ifft2(dy)   (unnormalised inverse)
+                // ifft2: y = F^H x / n  =>  dx = F dy / n = fft2(dy) / n
+                let mut gd = g.read().c32(op)?.to_vec();
+                let (gdir, gscale) = if inverse {
+                    (FftDirection::Forward, 1.0 / n)
+                } else {
+                    (FftDirection::Inverse, 1.0)
+                };
+                fft2_raw(&mut gd, h, w, gdir, gscale);
+                Ok(vec![Some(Tensor::from_shape_vec_c(g.shape(), gd)?)])
+            },
+        ))
+    }
+
+    /// Forward 2-D FFT over the last two axes of a complex tensor (unnormalised, NumPy's sign).
+    ///
+    /// ```
+    /// use magprior::{Tensor, C32};
+    /// let x = Tensor::from_shape_vec_c(&[1, 2], vec![C32::new(1.0, 0.0), C32::new(2.0, 0.0)]).unwrap();
+    /// let y = x.fft2().unwrap().to_vec_c().unwrap();
+    /// assert_eq!(y, vec![C32::new(3.0, 0.0), C32::new(-1.0, 0.0)]);
+    /// ```
+    pub fn fft2(&self) -> Result<Tensor> {
+        self.fft2_op("fft2", false)
+    }
+
+    /// Inverse 2-D FFT over the last two axes (divides by H W).
+    pub fn ifft2(&self) -> Result<Tensor> {
+        self.fft2_op("ifft2", true)
+    }
+}

@@ -1,0 +1,170 @@
+//! Shared test helpers: fixture loading, named tolerances, comparisons that say where they fail,
+//! and central finite differences.
+#![allow(dead_code)]
+
+use magprior::io::npy::read_npy_any;
+use magprior::{DType, Rng, Tensor, C32};
+use std::path::PathBuf;
+
+/// Absolute + relative tolerance: |got - want| <= abs + rel * |want|.
+#[derive(Clone, Copy, Debug)]
+pub struct Tol {
+    pub abs: f32,
+    pub rel: f32,
+}
+
+/// Elementwise ops against f64 NumPy references.
+pub const ELEMENTWISE: Tol = Tol { abs: 1e-6, rel: 1e-5 };
+/// Sums over hundreds of terms (conv, norm, reductions, FFT).
+pub const ACCUMULATED: Tol = Tol { abs: 1e-5, rel: 1e-4 };
+/// A whole network forward pass.
+pub const NETWORK: Tol = Tol { abs: 1e-4, rel: 1e-3 };
+/// Finite differences in f32 (step 1e-2..1e-3): truncation + rounding.
+pub const FINITE_DIFF: Tol = Tol { abs: 2e-3, rel: 2e-2 };
+
+pub fn fixture_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+/// Loads `fixtures/<group>/<name>.npy`.
+pub fn fx(group: &str, name: &str) -> Tensor {
+    let p = fixture_dir().join(group).join(format!("{name}.npy"));
+    read_npy_any(&p).unwrap_or_else(|e| panic!("fixture {}: {e}", p.display()))
+}
+
+/// Flattens real or complex data to interleaved f32 for comparison.
+pub fn flat(t: &Tensor) -> Vec<f32> {
+    match t.dtype() {
+        DType::F32 => t.to_vec().unwrap(),
+        DType::C32 => t
+            .to_vec_c()
+            .unwrap()
+            .into_iter()
+            .flat_map(|z| [z.re, z.im])
+            .collect(),
+    }
+}
+
+/// Asserts same shape, dtype and values within `tol`; on failure reports count, max error, where.
+pub fn assert_close(what: &str, got: &Tensor, want: &Tensor, tol: Tol) {
+    assert_eq!(got.shape(), want.shape(), "{what}: shape");
+    assert_eq!(got.dtype(), want.dtype(), "{what}: dtype");
+    assert_close_slice(what, &flat(got), &flat(want), tol);
+}
+
+pub fn assert_close_slice(what: &str, got: &[f32], want: &[f32], tol: Tol) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let mut bad = 0;
+    let (mut worst, mut at) = (0f32, 0usize);
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let err = (g - w).abs();
+        let ok = err <= tol.abs + tol.rel * w.abs();
+        if !ok || !g.is_finite() {
+            bad += 1;
+        }
+        let scaled = err / (tol.abs + tol.rel * w.abs());
+        if scaled > worst || !g.is_finite() {
+            worst = scaled;
+            at = i;
+        }
+    }
+    assert!(
+        bad == 0,
+        "{what}: {bad}/{} elements outside {tol:?}; worst at flat index {at}: got {} want {} (err {})",
+        got.len(),
+        got[at],
+        want[at],
+        (got[at] - want[at]).abs()
+    );
+}
+
+/// A random real tensor (uniform in [lo, hi)).
+pub fn rand(shape: &[usize], lo: f32, hi: f32, rng: &mut Rng) -> Tensor {
+    Tensor::rand(shape, lo, hi, rng)
+}
+
+/// A random complex tensor (real and imaginary parts uniform in [-1, 1)).
+pub fn rand_c(shape: &[usize], rng: &mut Rng) -> Tensor {
+    let n: usize = shape.iter().product();
+    let v = (0..n)
+        .map(|_| {
+            C32::new(
+                rng.uniform_range(-1.0, 1.0) as f32,
+                rng.uniform_range(-1.0, 1.0) as f32,
+            )
+        })
+        .collect();
+    Tensor::from_shape_vec_c(shape, v).unwrap()
+}
+
+/// L(inputs) = sum(Re(conj(w) * f(inputs))) for a fixed random weight w, in f64.
+fn weighted_loss(out: &Tensor, w: &[f32]) -> f64 {
+    flat(out)
+        .iter()
+        .zip(w)
+        .map(|(&a, &b)| a as f64 * b as f64)
+        .sum()
+}
+
+/// Checks the VJP of `f` with respect to every input by central finite differences of the
+/// scalar `sum(w * f(x))` (real and imaginary parts perturbed separately for complex inputs),
+/// at up to `max_probe` coordinates per input.
+pub fn check_grad(
+    name: &str,
+    inputs: &[Tensor],
+    f: impl Fn(&[Tensor]) -> Tensor,
+    step: f32,
+    max_probe: usize,
+) {
+    let mut rng = Rng::new(1234);
+    let tracked: Vec<Tensor> = inputs.iter().map(|t| t.clone().requires_grad()).collect();
+    let out = f(&tracked);
+    let nw = flat(&out).len();
+    let w: Vec<f32> = (0..nw).map(|_| rng.uniform_range(-1.0, 1.0) as f32).collect();
+    // upstream gradient with the same layout as out
+    let gy = match out.dtype() {
+        DType::F32 => Tensor::from_shape_vec(out.shape(), w.clone()).unwrap(),
+        DType::C32 => Tensor::from_shape_vec_c(
+            out.shape(),
+            w.chunks(2).map(|p| C32::new(p[0], p[1])).collect(),
+        )
+        .unwrap(),
+    };
+    let grads = out.backward_with(&gy).unwrap();
+    for (k, x) in tracked.iter().enumerate() {
+        let g = grads
+            .get(x)
+            .unwrap_or_else(|| panic!("{name}: no gradient for input {k}"));
+        let analytic = flat(g);
+        let base = flat(x);
+        let n = base.len();
+        let probes: Vec<usize> = if n <= max_probe {
+            (0..n).collect()
+        } else {
+            (0..max_probe).map(|_| (rng.next_u64() as usize) % n).collect()
+        };
+        let mut got = Vec::new();
+        let mut want = Vec::new();
+        for &i in &probes {
+            let eval = |delta: f32| {
+                let mut v = base.clone();
+                v[i] += delta;
+                let t = match x.dtype() {
+                    DType::F32 => Tensor::from_shape_vec(x.shape(), v).unwrap(),
+                    DType::C32 => Tensor::from_shape_vec_c(
+                        x.shape(),
+                        v.chunks(2).map(|p| C32::new(p[0], p[1])).collect(),
+                    )
+                    .unwrap(),
+                };
+                let mut args: Vec<Tensor> = inputs.to_vec();
+                args[k] = t;
+                weighted_loss(&magprior::no_grad(|| f(&args)), &w)
+            };
+            let fd = (eval(step) - eval(-step)) / (2.0 * step as f64);
+            got.push(analytic[i]);
+            want.push(fd as f32);
+        }
+        assert_close_slice(&format!("{name}: d/d input {k}"), &got, &want, FINITE_DIFF);
+    }
+}
