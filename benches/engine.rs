@@ -1,1 +1,84 @@
-fn main(){}
+//! `cargo bench`: conv2d 5x5 forward/backward and full NV-DIP training steps (forward, backward,
+//! AdamW) on the CPU backend. Prints median wall time over repeated runs.
+//! Filter with an argument: `cargo bench -- step`.
+
+use magprior::nn::{Cae, CaeConfig};
+use magprior::optim::AdamW;
+use magprior::{Rng, Tensor};
+use std::time::Instant;
+
+fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
+    f(); // warm-up
+    let mut t: Vec<f64> = (0..reps)
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed().as_secs_f64()
+        })
+        .collect();
+    t.sort_by(|a, b| a.total_cmp(b));
+    t[reps / 2]
+}
+
+fn report(name: &str, secs: f64, flops: Option<f64>) {
+    match flops {
+        Some(f) => println!("{name:<48} {:>9.3} ms  {:>6.1} GFLOP/s", secs * 1e3, f / secs / 1e9),
+        None => println!("{name:<48} {:>9.3} ms", secs * 1e3),
+    }
+}
+
+fn bench_conv(filter: &str) {
+    if !"conv2d".contains(filter) && !filter.is_empty() {
+        return;
+    }
+    let mut rng = Rng::new(0);
+    let (c, hw, k) = (16, 256, 5);
+    let x = Tensor::randn(&[1, c, hw, hw], &mut rng).requires_grad();
+    let w = Tensor::randn(&[c, c, k, k], &mut rng).scale(0.05).unwrap().requires_grad();
+    let b = Tensor::zeros(&[c]).requires_grad();
+    let flops = 2.0 * (c * c * k * k * hw * hw) as f64;
+    let fwd = median_secs(15, || {
+        magprior::no_grad(|| x.conv2d(&w, Some(&b)).unwrap());
+    });
+    report("conv2d 5x5 16->16 256^2 forward", fwd, Some(flops));
+    let y = x.conv2d(&w, Some(&b)).unwrap();
+    let g = Tensor::randn(y.shape(), &mut rng);
+    let bwd = median_secs(15, || {
+        y.backward_with(&g).unwrap();
+    });
+    report("conv2d 5x5 16->16 256^2 backward (dx, dw, db)", bwd, Some(2.0 * flops));
+}
+
+fn bench_step(filter: &str, hw: usize) {
+    if !"step".contains(filter) && !filter.is_empty() {
+        return;
+    }
+    let mut rng = Rng::new(0);
+    let net = Cae::new(&CaeConfig::nv_default(), &mut rng).unwrap();
+    let z = Tensor::randn(&[1, 1, hw, hw], &mut rng);
+    let target = Tensor::randn(&[1, 2, hw, hw], &mut rng).scale(0.1).unwrap();
+    let mut opt = AdamW::new(net.parameters(), 1e-4);
+    let fwd = median_secs(9, || {
+        magprior::no_grad(|| net.forward(&z).unwrap());
+    });
+    report(&format!("NV CAE {hw}^2 forward only"), fwd, None);
+    let step = median_secs(9, || {
+        let loss = net.forward(&z).unwrap().tanh().unwrap().mse_loss(&target).unwrap();
+        let grads = loss.backward().unwrap();
+        opt.step(&grads).unwrap();
+    });
+    report(&format!("NV CAE {hw}^2 training step (fwd+bwd+AdamW)"), step, None);
+}
+
+fn main() {
+    // cargo passes `--bench`; anything else is a name filter
+    let filter = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with("--"))
+        .unwrap_or_default();
+    println!("magprior CPU benchmarks ({} rayon threads)", rayon::current_num_threads());
+    bench_conv(&filter);
+    for hw in [128, 256] {
+        bench_step(&filter, hw);
+    }
+}
