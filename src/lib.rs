@@ -28,6 +28,7 @@ pub mod cpu;
 pub mod error;
 pub mod io;
 pub mod nn;
+pub mod nv;
 pub mod ops;
 pub mod optim;
 pub mod rng;

@@ -1,9 +1,11 @@
-//! CPU 2-D convolution kernels (stride 1, "same" zero padding, NCHW f32): im2col tiles + gemm.
+//! CPU 2-D convolution kernels (stride 1, "same" zero padding, NCHW f32) on top of `gemm`.
 //!
-//! Every pass works on tiles of whole output rows of one image.  A tile's im2col matrix
-//! (`cin*k*k` rows x `tile pixels` columns) is built in a per-thread buffer sized to stay
-//! in L2, and multiplied with the weights by the `gemm` crate (single-threaded; the tiles
-//! are distributed over rayon).  The full col matrix is never materialised.
+//! k > 1: the input is copied once into a zero-padded "row-interleaved" layout (see [`RowPad`])
+//! in which, for one output row and one kernel column `kx`, the im2col matrix is an ordinary
+//! strided matrix that `gemm` reads in place.  Each output row then costs `k` gemm calls with
+//! reduction length `k*cin`; no im2col buffer is ever built.  k = 1 is a plain gemm on x.
+//! Work is split over rayon by output rows (or pixel tiles); every gemm call is single-threaded.
+//! Backward-input is the forward conv of gy with the flipped, in/out-transposed weight.
 
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
@@ -27,14 +29,10 @@ impl ConvShape {
     fn kdim(&self) -> usize {
         self.cin * self.k * self.k
     }
-    /// Output rows per tile so that the tile's col matrix is about `COL_TARGET` floats.
-    fn tile_rows(&self) -> usize {
-        (COL_TARGET / (self.kdim() * self.w).max(1)).clamp(1, self.h.max(1))
-    }
 }
 
-/// Target size (in f32) of one im2col tile buffer (~1 MiB, half of a core's L2).
-const COL_TARGET: usize = 1 << 18;
+/// Pixels per task for 1x1 convolutions.
+const PIX_TILE: usize = 4096;
 
 /// Raw output pointer shared by tasks that write disjoint regions.
 #[derive(Clone, Copy)]
@@ -48,35 +46,39 @@ impl SyncPtr {
     }
 }
 
-/// Fill `col` (`cin*k*k` rows of `(r1-r0)*w` pixels) for output rows `r0..r1` of one image `xi`.
-fn im2col(s: &ConvShape, xi: &[f32], r0: usize, r1: usize, col: &mut [f32]) {
-    let (h, w, k, p) = (s.h, s.w, s.k, s.k / 2);
-    let npix = (r1 - r0) * w;
-    for (ci, plane) in xi.chunks_exact(h * w).enumerate() {
-        for ky in 0..k {
-            for kx in 0..k {
-                let dst = &mut col[((ci * k + ky) * k + kx) * npix..][..npix];
-                for (d, i) in dst.chunks_exact_mut(w).zip(r0..r1) {
-                    // source row i + ky - p, source column j + kx - p
-                    let ii = i + ky;
-                    if ii < p || ii - p >= h {
-                        d.fill(0.0);
-                        continue;
-                    }
-                    let src = &plane[(ii - p) * w..][..w];
-                    if kx >= p {
-                        let sh = (kx - p).min(w);
-                        d[..w - sh].copy_from_slice(&src[sh..]);
-                        d[w - sh..].fill(0.0);
-                    } else {
-                        let sh = (p - kx).min(w);
-                        d[..sh].fill(0.0);
-                        d[sh..].copy_from_slice(&src[..w - sh]);
-                    }
-                }
-            }
-        }
-    }
+/// Single-threaded `dst (m x n) = [dst +] lhs (m x k) * rhs (k x n)`; strides are (row, column).
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul(
+    (m, n, k): (usize, usize, usize),
+    dst: *mut f32,
+    (dst_rs, dst_cs): (usize, usize),
+    accumulate: bool,
+    lhs: *const f32,
+    (lhs_rs, lhs_cs): (usize, usize),
+    rhs: *const f32,
+    (rhs_rs, rhs_cs): (usize, usize),
+) {
+    gemm(
+        m,
+        n,
+        k,
+        dst,
+        dst_cs as isize,
+        dst_rs as isize,
+        accumulate,
+        lhs,
+        lhs_cs as isize,
+        lhs_rs as isize,
+        rhs,
+        rhs_cs as isize,
+        rhs_rs as isize,
+        1.0,
+        1.0,
+        false,
+        false,
+        false,
+        Parallelism::None,
+    );
 }
 
 /// y = conv(x, weight) + bias. `y` is overwritten.
@@ -96,76 +98,156 @@ pub fn conv2d_forward(
 }
 
 fn forward_impl(s: &ConvShape, x: &[f32], weight: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
-    let (hw, kd, w) = (s.hw(), s.kdim(), s.w);
     if y.is_empty() {
         return;
     }
-    if kd == 0 {
-        for yc in y.chunks_exact_mut(hw) {
-            yc.fill(0.0);
+    if s.cin == 0 {
+        for (yc, co) in y.chunks_exact_mut(s.hw()).zip((0..s.cout).cycle()) {
+            yc.fill(bias.map_or(0.0, |b| b[co]));
         }
-        add_bias(s, bias, y);
-        return;
+    } else if s.k == 1 {
+        forward_1x1(s, x, weight, bias, y);
+    } else {
+        forward_rows(s, x, weight, bias, y);
     }
-    let rows = s.tile_rows();
-    let tpi = s.h.div_ceil(rows);
+}
+
+/// 1x1 forward: per tile of pixels, y^T (pix x cout) = x^T (pix x cin) * w^T (cin x cout).
+fn forward_1x1(s: &ConvShape, x: &[f32], weight: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
+    let (hw, cin, cout) = (s.hw(), s.cin, s.cout);
+    let tpi = hw.div_ceil(PIX_TILE);
     let yp = SyncPtr(y.as_mut_ptr());
-    (0..s.n * tpi).into_par_iter().for_each_init(
-        || vec![0f32; if s.k == 1 { 0 } else { kd * rows * w }],
-        |col, t| {
-            let (img, r0) = (t / tpi, (t % tpi) * rows);
-            let r1 = (r0 + rows).min(s.h);
-            let npix = (r1 - r0) * w;
-            let xi = &x[img * s.cin * hw..][..s.cin * hw];
-            // lhs = col^T: pixel index has stride 1, reduction index stride `lhs_cs`.
-            let (lhs, lhs_cs) = if s.k == 1 {
-                (xi[r0 * w..].as_ptr(), hw)
-            } else {
-                im2col(s, xi, r0, r1, &mut col[..kd * npix]);
-                (col.as_ptr(), npix)
-            };
-            // SAFETY: dst covers rows r0..r1 of every output channel of image `img`, disjoint
-            // between tasks and in bounds; lhs/rhs are valid for the given strides.
-            unsafe {
-                let dst = yp.get().add(img * s.cout * hw + r0 * w);
-                gemm(
-                    npix,
-                    s.cout,
-                    kd,
-                    dst,
-                    hw as isize,
-                    1,
-                    false,
-                    lhs,
-                    lhs_cs as isize,
-                    1,
-                    weight.as_ptr(),
-                    kd as isize,
-                    1,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
-                );
-                if let Some(b) = bias {
-                    for (co, &bv) in b.iter().enumerate() {
-                        let yc = std::slice::from_raw_parts_mut(dst.add(co * hw), npix);
-                        yc.iter_mut().for_each(|v| *v += bv);
-                    }
+    (0..s.n * tpi).into_par_iter().for_each(|t| {
+        let (img, p0) = (t / tpi, (t % tpi) * PIX_TILE);
+        let np = PIX_TILE.min(hw - p0);
+        let xt = &x[img * cin * hw + p0..];
+        // SAFETY: dst = pixels p0..p0+np of every channel of image img (disjoint per task);
+        // lhs/rhs reads are inside x / weight.
+        unsafe {
+            let dst = yp.get().add(img * cout * hw + p0);
+            matmul(
+                (np, cout, cin),
+                dst,
+                (1, hw),
+                false,
+                xt.as_ptr(),
+                (1, hw),
+                weight.as_ptr(),
+                (1, cin),
+            );
+            for co in 0..cout {
+                let b = bias.map_or(0.0, |b| b[co]);
+                let yc = std::slice::from_raw_parts_mut(dst.add(co * hw), np);
+                yc.iter_mut().for_each(|v| *v += b);
+            }
+        }
+    });
+}
+
+/// Input padded into a "row-interleaved" layout: per image, `h + 2p` padded rows, each holding
+/// `cin` channel rows of `wx = round8(w) + 2p` floats (x at columns `p..p+w`, zeros elsewhere).
+///
+/// For output row `i` and a fixed `kx`, the im2col matrix (pixel j, q = ky*cin + ci) is
+/// `buf[(i*cin + q)*wx + kx + j]`: unit stride along pixels and constant stride `wx` along q,
+/// so gemm reads it in place.  The rows needed by one output row (`k*cin*wx` floats, ~80 KiB
+/// for 16 channels at w = 256) stay in L2 and are shared with the next rows.
+struct RowPad {
+    buf: Vec<f32>,
+    /// Pixels computed per output row: w rounded up to 8 (keeps gemm from repacking the lhs).
+    wq: usize,
+    /// Stride of one channel row.
+    wx: usize,
+    /// Floats per image.
+    plane: usize,
+}
+
+impl RowPad {
+    fn new(s: &ConvShape, x: &[f32]) -> RowPad {
+        let (h, w, p, cin) = (s.h, s.w, s.k / 2, s.cin);
+        let wq = w.div_ceil(8) * 8;
+        let wx = wq + 2 * p;
+        let plane = (h + 2 * p) * cin * wx;
+        let mut buf = vec![0f32; s.n * plane];
+        buf.par_chunks_mut(cin * wx)
+            .enumerate()
+            .for_each(|(t, dst)| {
+                let (img, r) = (t / (h + 2 * p), t % (h + 2 * p));
+                if r < p || r - p >= h {
+                    return;
+                }
+                for (ci, d) in dst.chunks_exact_mut(wx).enumerate() {
+                    d[p..p + w].copy_from_slice(&x[((img * cin + ci) * h + r - p) * w..][..w]);
+                }
+            });
+        RowPad { buf, wq, wx, plane }
+    }
+
+    /// Start of the (k*cin) channel rows feeding output row `i` of image `img`.
+    fn rows(&self, s: &ConvShape, img: usize, i: usize) -> &[f32] {
+        &self.buf[img * self.plane + i * s.cin * self.wx..]
+    }
+}
+
+/// Index decomposition of a (cout, cin, k, k) weight index into (co, ci, ky, kx).
+fn split_widx(s: &ConvShape, idx: usize) -> (usize, usize, usize, usize) {
+    let k = s.k;
+    (
+        idx / (k * k * s.cin),
+        idx / (k * k) % s.cin,
+        idx / k % k,
+        idx % k,
+    )
+}
+
+/// Forward for k > 1: per output row, `k` gemm calls (one per kx, reduction length k*cin)
+/// accumulate a per-thread (wq x cout) tile, which is then copied (+ bias) into y.
+fn forward_rows(s: &ConvShape, x: &[f32], weight: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
+    let (h, w, k, cin, cout, hw) = (s.h, s.w, s.k, s.cin, s.cout, s.hw());
+    let kq = k * cin;
+    let xp = RowPad::new(s, x);
+    let (wq, wx) = (xp.wq, xp.wx);
+    // wr[kx][co][q] = weight[co, ci, ky, kx] with q = ky*cin + ci
+    let mut wr = vec![0f32; k * cout * kq];
+    for (idx, &v) in weight.iter().enumerate() {
+        let (co, ci, ky, kx) = split_widx(s, idx);
+        wr[(kx * cout + co) * kq + ky * cin + ci] = v;
+    }
+    let yp = SyncPtr(y.as_mut_ptr());
+    (0..s.n * h).into_par_iter().for_each_init(
+        || vec![0f32; wq * cout],
+        |tmp, t| {
+            let (img, i) = (t / h, t % h);
+            let rows = xp.rows(s, img, i);
+            for kx in 0..k {
+                // SAFETY: reads rows[q*wx + kx + j], q < k*cin, j < wq: inside the image's padded
+                // rows since i + k - 1 < h + 2p and kx + wq <= wx; tmp is wq x cout.
+                unsafe {
+                    let lhs = rows.as_ptr().add(kx);
+                    let rhs = wr[kx * cout * kq..].as_ptr();
+                    matmul(
+                        (wq, cout, kq),
+                        tmp.as_mut_ptr(),
+                        (1, wq),
+                        kx > 0,
+                        lhs,
+                        (1, wx),
+                        rhs,
+                        (1, kq),
+                    );
+                }
+            }
+            for co in 0..cout {
+                let b = bias.map_or(0.0, |b| b[co]);
+                // SAFETY: row i of channel co of image img is written by this task only.
+                let dst = unsafe {
+                    std::slice::from_raw_parts_mut(yp.get().add((img * cout + co) * hw + i * w), w)
+                };
+                for (d, v) in dst.iter_mut().zip(&tmp[co * wq..]) {
+                    *d = v + b;
                 }
             }
         },
     );
-}
-
-fn add_bias(s: &ConvShape, bias: Option<&[f32]>, y: &mut [f32]) {
-    if let Some(b) = bias {
-        for (yc, &bv) in y.chunks_exact_mut(s.hw()).zip(b.iter().cycle()) {
-            yc.iter_mut().for_each(|v| *v += bv);
-        }
-    }
 }
 
 /// gx = dL/dx for upstream gy (n,cout,h,w). `gx` is overwritten.
@@ -206,7 +288,7 @@ pub fn conv2d_backward_weight(
     debug_assert_eq!(x.len(), s.n * s.cin * s.hw());
     debug_assert_eq!(gy.len(), s.n * s.cout * s.hw());
     debug_assert_eq!(gw.len(), s.cout * s.kdim());
-    let (hw, kd, w) = (s.hw(), s.kdim(), s.w);
+    let hw = s.hw();
     if let Some(gb) = gb {
         debug_assert_eq!(gb.len(), s.cout);
         for (co, g) in gb.iter_mut().enumerate() {
@@ -221,68 +303,92 @@ pub fn conv2d_backward_weight(
             *g = sum as f32;
         }
     }
-    gw.fill(0.0);
-    if gy.is_empty() || kd == 0 {
-        return;
+    if gy.is_empty() || s.cin == 0 {
+        gw.fill(0.0);
+    } else if s.k == 1 {
+        backward_weight_1x1(s, x, gy, gw);
+    } else {
+        backward_weight_rows(s, x, gy, gw);
     }
-    let rows = s.tile_rows();
-    let tpi = s.h.div_ceil(rows);
-    let acc = (0..s.n * tpi)
+}
+
+/// Sum of per-thread partial accumulators of length `len`, each fed by `f(acc, task)`.
+fn reduce_tasks(ntasks: usize, len: usize, f: impl Fn(&mut [f32], usize) + Sync) -> Vec<f32> {
+    (0..ntasks)
         .into_par_iter()
         .fold(
-            || {
-                (
-                    vec![0f32; gw.len()],
-                    vec![0f32; if s.k == 1 { 0 } else { kd * rows * w }],
-                )
-            },
-            |(mut acc, mut col), t| {
-                let (img, r0) = (t / tpi, (t % tpi) * rows);
-                let r1 = (r0 + rows).min(s.h);
-                let npix = (r1 - r0) * w;
-                let xi = &x[img * s.cin * hw..][..s.cin * hw];
-                let gyt = &gy[img * s.cout * hw + r0 * w..];
-                // rhs = col^T (npix x kd): pixel stride 1, reduction-row stride `rhs_cs`.
-                let (rhs, rhs_cs) = if s.k == 1 {
-                    (xi[r0 * w..].as_ptr(), hw)
-                } else {
-                    im2col(s, xi, r0, r1, &mut col[..kd * npix]);
-                    (col.as_ptr(), npix)
-                };
-                // SAFETY: acc is cout x kd row-major; gy tile is cout x npix with row stride hw.
-                unsafe {
-                    gemm(
-                        s.cout,
-                        kd,
-                        npix,
-                        acc.as_mut_ptr(),
-                        1,
-                        kd as isize,
-                        true,
-                        gyt.as_ptr(),
-                        1,
-                        hw as isize,
-                        rhs,
-                        rhs_cs as isize,
-                        1,
-                        1.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        Parallelism::None,
-                    );
-                }
-                (acc, col)
+            || vec![0f32; len],
+            |mut acc, t| {
+                f(&mut acc, t);
+                acc
             },
         )
-        .map(|(acc, _)| acc)
         .reduce_with(|mut a, b| {
             a.iter_mut().zip(&b).for_each(|(u, v)| *u += v);
             a
-        });
-    if let Some(acc) = acc {
-        gw.copy_from_slice(&acc);
+        })
+        .unwrap_or_else(|| vec![0f32; len])
+}
+
+/// 1x1 backward-weight: gw (cout x cin) += gy_tile (cout x pix) * x_tile^T (pix x cin).
+fn backward_weight_1x1(s: &ConvShape, x: &[f32], gy: &[f32], gw: &mut [f32]) {
+    let (hw, cin, cout) = (s.hw(), s.cin, s.cout);
+    let tpi = hw.div_ceil(PIX_TILE);
+    let acc = reduce_tasks(s.n * tpi, gw.len(), |acc, t| {
+        let (img, p0) = (t / tpi, (t % tpi) * PIX_TILE);
+        let np = PIX_TILE.min(hw - p0);
+        let gyt = &gy[img * cout * hw + p0..];
+        let xt = &x[img * cin * hw + p0..];
+        // SAFETY: acc is cout x cin row-major; tiles are (channels x np) with row stride hw.
+        unsafe {
+            matmul(
+                (cout, cin, np),
+                acc.as_mut_ptr(),
+                (cin, 1),
+                true,
+                gyt.as_ptr(),
+                (hw, 1),
+                xt.as_ptr(),
+                (1, hw),
+            )
+        };
+    });
+    gw.copy_from_slice(&acc);
+}
+
+/// Backward-weight for k > 1: per output row and kx,
+/// gw_kx (cout x k*cin, column-major) += gy_row (cout x w) * rows_kx (w x k*cin),
+/// with per-thread partial sums.  Column-major dst lets gemm pack only the small gy row.
+fn backward_weight_rows(s: &ConvShape, x: &[f32], gy: &[f32], gw: &mut [f32]) {
+    let (h, w, k, cin, cout, hw) = (s.h, s.w, s.k, s.cin, s.cout, s.hw());
+    let kq = k * cin;
+    let xp = RowPad::new(s, x);
+    let acc = reduce_tasks(s.n * h, k * kq * cout, |acc, t| {
+        let (img, i) = (t / h, t % h);
+        let rows = xp.rows(s, img, i);
+        let gyr = &gy[img * cout * hw + i * w..];
+        for kx in 0..k {
+            // SAFETY: acc block kx is cout x kq (column-major); the gy row is cout x w with row
+            // stride hw; rows reads stay inside the padded image (see forward_rows).
+            unsafe {
+                let dst = acc[kx * kq * cout..].as_mut_ptr();
+                let rhs = rows.as_ptr().add(kx);
+                matmul(
+                    (cout, kq, w),
+                    dst,
+                    (1, cout),
+                    true,
+                    gyr.as_ptr(),
+                    (hw, 1),
+                    rhs,
+                    (1, xp.wx),
+                );
+            }
+        }
+    });
+    for (idx, g) in gw.iter_mut().enumerate() {
+        let (co, ci, ky, kx) = split_widx(s, idx);
+        *g = acc[(kx * kq + ky * cin + ci) * cout + co];
     }
 }
 

@@ -11,6 +11,7 @@ pub mod norm;
 pub mod pad;
 pub mod pool;
 pub mod reduce;
+pub mod shape;
 pub mod upsample;
 
 use rayon::prelude::*;

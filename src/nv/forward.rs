@@ -1,0 +1,270 @@
+//! NV magnetometry forward model (SPEC section 2): magnetisation M(x, y) of a film of thickness t
+//! -> stray field B at standoff d above it -> B_NV = n . B, in Fourier space with zero padding.
+
+use crate::error::{Error, Result};
+use crate::tensor::{Tensor, C32};
+use std::collections::HashMap;
+use std::f64::consts::PI;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Vacuum permeability (CODATA 2018), T m / A.
+pub const MU0: f64 = 1.256_637_062_12e-6;
+
+/// Geometry and sensor of an NV measurement. Lengths in metres, angles in degrees.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NvGeometry {
+    /// Pixel size (m).
+    pub pixel: f64,
+    /// Film thickness t (m); the film occupies -t <= z <= 0.
+    pub thickness: f64,
+    /// Sensor height d above the top surface (m).
+    pub standoff: f64,
+    /// NV axis polar angle from the sample normal (deg), default 54.75.
+    pub theta_deg: f64,
+    /// NV axis azimuth from +x (deg), default 0.
+    pub phi_deg: f64,
+    /// Zero-padding factor before the FFT (>= 1), default 2.
+    pub pad: usize,
+    /// Optional smooth low-pass `1/(1+(k/kc)^4)` (kc in rad/m), applied to model and data alike.
+    pub cutoff_k: Option<f64>,
+}
+
+impl Default for NvGeometry {
+    /// The paper's defaults: 5 nm pixels, 20 nm Permalloy film, 50 nm standoff, 54.75 deg, pad 2.
+    fn default() -> Self {
+        NvGeometry {
+            pixel: 5e-9,
+            thickness: 20e-9,
+            standoff: 50e-9,
+            theta_deg: 54.75,
+            phi_deg: 0.0,
+            pad: 2,
+            cutoff_k: None,
+        }
+    }
+}
+
+impl NvGeometry {
+    /// Unit vector of the NV axis `(sin th cos ph, sin th sin ph, cos th)`.
+    pub fn axis(&self) -> [f64; 3] {
+        let (th, ph) = (self.theta_deg.to_radians(), self.phi_deg.to_radians());
+        [th.sin() * ph.cos(), th.sin() * ph.sin(), th.cos()]
+    }
+
+    /// Checks that lengths are positive and finite and the padding factor is at least 1.
+    pub fn validate(&self) -> Result<()> {
+        for (name, v) in [("pixel", self.pixel), ("thickness", self.thickness)] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(Error::arg("nv geometry", format!("{name} must be positive, got {v}")));
+            }
+        }
+        if !(self.standoff.is_finite() && self.standoff >= 0.0) {
+            return Err(Error::arg("nv geometry", format!("standoff must be >= 0, got {}", self.standoff)));
+        }
+        if self.pad == 0 {
+            return Err(Error::arg("nv geometry", "pad must be >= 1"));
+        }
+        if let Some(kc) = self.cutoff_k {
+            if !(kc.is_finite() && kc > 0.0) {
+                return Err(Error::arg("nv geometry", format!("cutoff-k must be positive, got {kc}")));
+            }
+        }
+        Ok(())
+    }
+
+    fn key(&self, h: usize, w: usize) -> String {
+        format!("{h}x{w} {self:?}")
+    }
+}
+
+/// Angular wave numbers `2 pi fftfreq(n, d)`.
+pub fn wavenumbers(n: usize, d: f64) -> Vec<f64> {
+    (0..n)
+        .map(|i| {
+            let f = if i < n.div_ceil(2) { i as f64 } else { i as f64 - n as f64 };
+            2.0 * PI * f / (n as f64 * d)
+        })
+        .collect()
+}
+
+/// Fourier-space kernels on the padded grid (ph, pw), without the standoff factor e^{-kd}.
+struct Kernels {
+    ph: usize,
+    pw: usize,
+    /// |k| (rad/m), (ph, pw)
+    kmag: Vec<f64>,
+    /// `A_rc(k) * (-(mu0/2) (1-e^{-kt})/k) * lowpass`, r = field component, c = M component.
+    a: [[Vec<C32>; 3]; 3],
+}
+
+impl Kernels {
+    fn new(h: usize, w: usize, g: &NvGeometry) -> Kernels {
+        let (ph, pw) = (h * g.pad, w * g.pad);
+        let (ky, kx) = (wavenumbers(ph, g.pixel), wavenumbers(pw, g.pixel));
+        let n = ph * pw;
+        let mut kmag = vec![0.0; n];
+        let zero = || vec![C32::new(0.0, 0.0); n];
+        let mut a: [[Vec<C32>; 3]; 3] = std::array::from_fn(|_| std::array::from_fn(|_| zero()));
+        let t = g.thickness;
+        for (r, &ky) in ky.iter().enumerate() {
+            for (c, &kx) in kx.iter().enumerate() {
+                let i = r * pw + c;
+                let k = (kx * kx + ky * ky).sqrt();
+                kmag[i] = k;
+                if k == 0.0 {
+                    continue; // B(0) = 0: the limits of kx^2/k, kx ky/k, i kx, k all vanish
+                }
+                let thick = -(1.0 - (-k * t).exp()) / k; // (1 - e^{-kt})/k, thin film -> t
+                let lp = g.cutoff_k.map_or(1.0, |kc| 1.0 / (1.0 + (k / kc).powi(4)));
+                let pre = 0.5 * MU0 * thick * lp;
+                // A(k) = [[kx^2/k, kx ky/k, i kx], [kx ky/k, ky^2/k, i ky], [i kx, i ky, -k]]
+                let m = [
+                    [(kx * kx / k, 0.0), (kx * ky / k, 0.0), (0.0, kx)],
+                    [(kx * ky / k, 0.0), (ky * ky / k, 0.0), (0.0, ky)],
+                    [(0.0, kx), (0.0, ky), (-k, 0.0)],
+                ];
+                for rr in 0..3 {
+                    for cc in 0..3 {
+                        let (re, im) = m[rr][cc];
+                        a[rr][cc][i] = C32::new((pre * re) as f32, (pre * im) as f32);
+                    }
+                }
+            }
+        }
+        Kernels { ph, pw, kmag, a }
+    }
+
+    fn cached(h: usize, w: usize, g: &NvGeometry) -> Arc<Kernels> {
+        static CACHE: OnceLock<Mutex<HashMap<String, Arc<Kernels>>>> = OnceLock::new();
+        let cache = CACHE.get_or_init(Default::default);
+        let mut c = cache.lock().unwrap_or_else(|e| e.into_inner());
+        if c.len() > 16 {
+            c.clear();
+        }
+        c.entry(g.key(h, w))
+            .or_insert_with(|| Arc::new(Kernels::new(h, w, g)))
+            .clone()
+    }
+}
+
+/// The differentiable operator M (1, C, H, W) in A/m -> B_NV (1, 1, H, W) in tesla (C = 2 for
+/// Mx, My; 3 adds Mz), and M -> (Bx, By, Bz). Kernels are built once per (shape, geometry).
+pub struct NvForward {
+    h: usize,
+    w: usize,
+    geom: NvGeometry,
+    k: Arc<Kernels>,
+    /// B_NV kernels with the fixed standoff, (1, 3, ph, pw)
+    knv: Tensor,
+    /// B_NV kernels without e^{-kd}, for a trained standoff, (1, 3, ph, pw)
+    knv0: Tensor,
+    /// -|k| (ph, pw), to build e^{-kd}
+    neg_kmag: Tensor,
+}
+
+impl NvForward {
+    /// Operator for H x W images.
+    pub fn new(h: usize, w: usize, geom: &NvGeometry) -> Result<NvForward> {
+        geom.validate()?;
+        if h == 0 || w == 0 {
+            return Err(Error::arg("nv forward", "empty image"));
+        }
+        let k = Kernels::cached(h, w, geom);
+        let n = geom.axis();
+        let (ph, pw) = (k.ph, k.pw);
+        let mut knv = Vec::with_capacity(3 * ph * pw);
+        let mut knv0 = Vec::with_capacity(3 * ph * pw);
+        for c in 0..3 {
+            for i in 0..ph * pw {
+                let v: C32 = (0..3).map(|r| k.a[r][c][i] * n[r] as f32).sum();
+                knv0.push(v);
+                knv.push(v * (-k.kmag[i] * geom.standoff).exp() as f32);
+            }
+        }
+        let neg_kmag = k.kmag.iter().map(|&v| -v as f32).collect();
+        Ok(NvForward {
+            h,
+            w,
+            geom: geom.clone(),
+            knv: Tensor::from_shape_vec_c(&[1, 3, ph, pw], knv)?,
+            knv0: Tensor::from_shape_vec_c(&[1, 3, ph, pw], knv0)?,
+            neg_kmag: Tensor::from_shape_vec(&[ph, pw], neg_kmag)?,
+            k,
+        })
+    }
+
+    /// The geometry.
+    pub fn geometry(&self) -> &NvGeometry {
+        &self.geom
+    }
+
+    fn spectrum(&self, m: &Tensor) -> Result<Tensor> {
+        if m.rank() != 4 || m.shape()[0] != 1 || !(2..=3).contains(&m.shape()[1]) || m.hw("nv")? != (self.h, self.w) {
+            return Err(Error::shape(
+                "nv forward",
+                m.shape(),
+                format!("expected (1, 2|3, {}, {})", self.h, self.w),
+            ));
+        }
+        let (ph, pw) = (self.k.ph, self.k.pw);
+        let mp = m.pad2d(0, ph - self.h, 0, pw - self.w)?;
+        Tensor::complex(&mp, &mp.zeros_like())?.fft2()
+    }
+
+    fn to_image(&self, spec: Tensor) -> Result<Tensor> {
+        spec.ifft2()?.re()?.crop2d(0, self.h, 0, self.w)
+    }
+
+    fn kernel_for(&self, c: usize, standoff: Option<&Tensor>) -> Result<Tensor> {
+        let (ph, pw) = (self.k.ph, self.k.pw);
+        match standoff {
+            None => self.knv.narrow(1, 0, c),
+            Some(d) => {
+                // e^{-k d} with d a (trainable) scalar
+                let e = self.neg_kmag.mul(&d.reshape(&[1, 1])?)?.exp()?;
+                let e = Tensor::complex(&e, &e.zeros_like())?.reshape(&[1, 1, ph, pw])?;
+                self.knv0.narrow(1, 0, c)?.mul(&e)
+            }
+        }
+    }
+
+    /// `B_NV = n . B(M)`: (1, C, H, W) A/m -> (1, 1, H, W) T.
+    pub fn bnv(&self, m: &Tensor) -> Result<Tensor> {
+        self.bnv_impl(m, None)
+    }
+
+    /// `B_NV` with the standoff given as a scalar tensor (metres), differentiable with respect to it.
+    pub fn bnv_with_standoff(&self, m: &Tensor, standoff: &Tensor) -> Result<Tensor> {
+        self.bnv_impl(m, Some(standoff))
+    }
+
+    fn bnv_impl(&self, m: &Tensor, standoff: Option<&Tensor>) -> Result<Tensor> {
+        let spec = self.spectrum(m)?;
+        let c = m.shape()[1];
+        let prod = spec.mul(&self.kernel_for(c, standoff)?)?.sum_axes(&[1], true)?;
+        self.to_image(prod)
+    }
+
+    /// The stray field `(Bx, By, Bz)` at the sensor: (1, C, H, W) A/m -> (1, 3, H, W) T.
+    pub fn field(&self, m: &Tensor) -> Result<Tensor> {
+        let spec = self.spectrum(m)?;
+        let c = m.shape()[1];
+        let (ph, pw) = (self.k.ph, self.k.pw);
+        let d = self.geom.standoff;
+        let mut comps = Vec::new();
+        for r in 0..3 {
+            let mut kr = Vec::with_capacity(c * ph * pw);
+            for cc in 0..c {
+                kr.extend(
+                    self.k.a[r][cc]
+                        .iter()
+                        .zip(&self.k.kmag)
+                        .map(|(&a, &k)| a * (-k * d).exp() as f32),
+                );
+            }
+            let kr = Tensor::from_shape_vec_c(&[1, c, ph, pw], kr)?;
+            comps.push(self.to_image(spec.mul(&kr)?.sum_axes(&[1], true)?)?);
+        }
+        Tensor::cat_channels(&comps)
+    }
+}
