@@ -312,22 +312,27 @@ pub fn conv2d_backward_weight(
     }
 }
 
-/// Sum of per-thread partial accumulators of length `len`, each fed by `f(acc, task)`.
+/// Sum of partial accumulators of length `len`, each fed by `f(acc, task)`. The tasks are split
+/// into a fixed number of contiguous groups (independent of thread scheduling) and the group sums
+/// are added in order, so the result is bit-for-bit reproducible.
 fn reduce_tasks(ntasks: usize, len: usize, f: impl Fn(&mut [f32], usize) + Sync) -> Vec<f32> {
-    (0..ntasks)
+    const GROUPS: usize = 8;
+    let per = ntasks.div_ceil(GROUPS).max(1);
+    let partial: Vec<Vec<f32>> = (0..ntasks.div_ceil(per))
         .into_par_iter()
-        .fold(
-            || vec![0f32; len],
-            |mut acc, t| {
+        .map(|g| {
+            let mut acc = vec![0f32; len];
+            for t in g * per..((g + 1) * per).min(ntasks) {
                 f(&mut acc, t);
-                acc
-            },
-        )
-        .reduce_with(|mut a, b| {
-            a.iter_mut().zip(&b).for_each(|(u, v)| *u += v);
-            a
+            }
+            acc
         })
-        .unwrap_or_else(|| vec![0f32; len])
+        .collect();
+    let mut out = vec![0f32; len];
+    for p in &partial {
+        out.iter_mut().zip(p).for_each(|(u, v)| *u += v);
+    }
+    out
 }
 
 /// 1x1 backward-weight: gw (cout x cin) += gy_tile (cout x pix) * x_tile^T (pix x cin).

@@ -4,3 +4,5 @@ mod forward;
 pub use forward::{wavenumbers, NvForward, NvGeometry, MU0};
 mod deproject;
 pub use deproject::{deproject, Deprojection};
+pub mod mask;
+pub use mask::{Mask, Preset};
