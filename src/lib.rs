@@ -34,6 +34,7 @@ pub mod optim;
 pub mod rng;
 pub mod storage;
 pub mod tensor;
+pub mod units;
 
 pub use autograd::{is_grad_enabled, no_grad, GradStore};
 pub use error::{Error, Result};

@@ -160,6 +160,8 @@ pub struct NvForward {
     knv0: Tensor,
     /// -|k| (ph, pw), to build e^{-kd}
     neg_kmag: Tensor,
+    /// (Bx, By, Bz) kernels with the standoff, (3, 3, ph, pw) = [field component, M component]
+    kfield: Tensor,
 }
 
 impl NvForward {
@@ -182,6 +184,17 @@ impl NvForward {
             }
         }
         let neg_kmag = k.kmag.iter().map(|&v| -v as f32).collect();
+        let mut kfield = Vec::with_capacity(9 * ph * pw);
+        for r in 0..3 {
+            for c in 0..3 {
+                kfield.extend(
+                    k.a[r][c]
+                        .iter()
+                        .zip(&k.kmag)
+                        .map(|(&a, &km)| a * (-km * geom.standoff).exp() as f32),
+                );
+            }
+        }
         Ok(NvForward {
             h,
             w,
@@ -189,6 +202,7 @@ impl NvForward {
             knv: Tensor::from_shape_vec_c(&[1, 3, ph, pw], knv)?,
             knv0: Tensor::from_shape_vec_c(&[1, 3, ph, pw], knv0)?,
             neg_kmag: Tensor::from_shape_vec(&[ph, pw], neg_kmag)?,
+            kfield: Tensor::from_shape_vec_c(&[3, 3, ph, pw], kfield)?,
             k,
         })
     }
@@ -247,24 +261,10 @@ impl NvForward {
 
     /// The stray field `(Bx, By, Bz)` at the sensor: (1, C, H, W) A/m -> (1, 3, H, W) T.
     pub fn field(&self, m: &Tensor) -> Result<Tensor> {
-        let spec = self.spectrum(m)?;
+        let spec = self.spectrum(m)?; // (1, C, ph, pw)
         let c = m.shape()[1];
-        let (ph, pw) = (self.k.ph, self.k.pw);
-        let d = self.geom.standoff;
-        let mut comps = Vec::new();
-        for r in 0..3 {
-            let mut kr = Vec::with_capacity(c * ph * pw);
-            for cc in 0..c {
-                kr.extend(
-                    self.k.a[r][cc]
-                        .iter()
-                        .zip(&self.k.kmag)
-                        .map(|(&a, &k)| a * (-k * d).exp() as f32),
-                );
-            }
-            let kr = Tensor::from_shape_vec_c(&[1, c, ph, pw], kr)?;
-            comps.push(self.to_image(spec.mul(&kr)?.sum_axes(&[1], true)?)?);
-        }
-        Tensor::cat_channels(&comps)
+        // (1, C) x (3, C) -> (3, C) -> sum over C -> (3, 1)
+        let prod = spec.mul(&self.kfield.narrow(1, 0, c)?)?.sum_axes(&[1], true)?;
+        self.to_image(prod)?.reshape(&[1, 3, self.h, self.w])
     }
 }

@@ -1,0 +1,4 @@
+//! The `magprior` command line (binary only; the library holds the science).
+
+pub mod common;
+pub mod nv;

@@ -1,0 +1,40 @@
+//! GPU backend (wgpu compute): device context, buffers and one launcher file per op family;
+//! each launches the entry points of `kernels/<family>.wgsl`. Everything stays on the device
+//! until [`GpuContext::download`]; launches are batched into one command encoder per `flush`.
+
+mod context;
+
+pub mod adamw;
+pub mod complex;
+pub mod conv;
+pub mod elementwise;
+pub mod fft;
+pub mod norm;
+pub mod pad;
+pub mod pool;
+pub mod reduce;
+pub mod upsample;
+
+pub use context::{
+    grid_1d, grid_groups, u32_of, AdapterSummary, Arg, GpuBuffer, GpuContext, Kernel, Opened,
+    MAX_GROUPS_PER_DIM, WG_1D,
+};
+
+use crate::error::{Error, Result};
+
+/// Checks that a buffer holds `expected` words.
+pub(crate) fn check_len(
+    op: &'static str,
+    buf: &GpuBuffer,
+    expected: usize,
+    shape: &[usize],
+) -> Result<()> {
+    if buf.len != expected {
+        return Err(Error::LengthMismatch {
+            op,
+            len: buf.len,
+            shape: shape.to_vec(),
+        });
+    }
+    Ok(())
+}

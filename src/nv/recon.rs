@@ -1,0 +1,277 @@
+//! NV-DIP reconstruction (SPEC section 3): a CAE maps fixed noise to `M = Ms tanh(net(z)) mask`,
+//! pushed through the forward model; AdamW + ReduceLROnPlateau fit the measured B_NV.
+
+use super::deproject::deproject;
+use super::forward::{NvForward, NvGeometry};
+use super::mask::Mask;
+use crate::error::{Error, Result};
+use crate::nn::{Cae, CaeConfig};
+use crate::optim::{AdamW, ReduceLrOnPlateau};
+use crate::rng::Rng;
+use crate::tensor::Tensor;
+use std::time::Instant;
+
+/// What the loss compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NvTarget {
+    /// `mean((B_NV,model - B_NV,meas)^2)` (paper Eq. 7 with a mean).
+    Bnv,
+    /// Mean over (Bx, By, Bz) of the squared difference to the deprojected measurement.
+    Deprojected,
+}
+
+/// Settings of a reconstruction. `Default` gives the paper's Landau example.
+#[derive(Clone, Debug)]
+pub struct NvReconConfig {
+    /// Geometry of the measurement.
+    pub geom: NvGeometry,
+    /// Saturation magnetisation (A/m).
+    pub ms: f64,
+    /// Iterations.
+    pub iters: usize,
+    /// AdamW learning rate (7.5e-4 Landau, 1e-4 dipole in the paper).
+    pub lr: f64,
+    /// AdamW weight decay.
+    pub weight_decay: f64,
+    /// Seeds the weights, then the noise input.
+    pub seed: u64,
+    /// Encoder channels per level.
+    pub channels: Vec<usize>,
+    /// Convolution kernel size.
+    pub kernel: usize,
+    /// Loss target.
+    pub target: NvTarget,
+    /// Train the standoff as a scalar (own Adam, lr in nm per step).
+    pub fit_standoff: bool,
+    /// Learning rate of the standoff (nm).
+    pub standoff_lr: f64,
+    /// ReduceLROnPlateau factor, patience, relative threshold.
+    pub plateau: (f64, usize, f64),
+}
+
+impl Default for NvReconConfig {
+    fn default() -> Self {
+        NvReconConfig {
+            geom: NvGeometry::default(),
+            ms: 8.6e5,
+            iters: 4000,
+            lr: 7.5e-4,
+            weight_decay: 0.01,
+            seed: 0,
+            channels: vec![16, 32],
+            kernel: 5,
+            target: NvTarget::Bnv,
+            fit_standoff: false,
+            standoff_lr: 0.2,
+            plateau: (0.75, 150, 1e-9),
+        }
+    }
+}
+
+/// One iteration's numbers, as logged to `loss.csv`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct IterStats {
+    /// 1-based iteration.
+    pub iter: usize,
+    /// Loss (T^2).
+    pub loss: f64,
+    /// Learning rate used.
+    pub lr: f64,
+    /// `10 log10(mean(model^2) / MSE)` in dB.
+    pub snr_db: f64,
+    /// Seconds since the start.
+    pub seconds: f64,
+    /// Standoff (m) used in this iteration.
+    pub standoff: f64,
+}
+
+/// Why a run ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StopReason {
+    /// All iterations done.
+    Completed,
+    /// The observer asked to stop (Ctrl-C).
+    Interrupted,
+    /// The loss became NaN or infinite at this iteration; the result is the last finite one.
+    Diverged(usize),
+}
+
+/// The outcome of [`reconstruct`].
+#[derive(Clone, Debug)]
+pub struct NvResult {
+    /// (3, H, W) A/m (Mz zero unless fitted).
+    pub magnetization: Vec<f32>,
+    /// Modelled B_NV (H, W) T.
+    pub bnv_model: Vec<f32>,
+    /// Per-iteration log.
+    pub history: Vec<IterStats>,
+    /// Final metrics of the returned state.
+    pub metrics: NvMetrics,
+    /// Standoff of the returned state (m).
+    pub standoff: f64,
+    /// How the run ended.
+    pub stop: StopReason,
+    /// Size the network ran at when the image had to be padded for it.
+    pub network_size: (usize, usize),
+}
+
+/// Fit quality.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NvMetrics {
+    /// Mean squared error of B_NV (T^2).
+    pub mse: f64,
+    /// Root mean squared error (mT).
+    pub rmse_mt: f64,
+    /// `10 log10(mean(B_NV,model^2) / MSE)` (dB). The paper prints mean(|AM|)/MSE, which is
+    /// not dimensionless; this is the power ratio.
+    pub snr_db: f64,
+    /// Mean in-plane |M| over the mask's support (A/m).
+    pub mean_m_inplane: f64,
+}
+
+/// MSE, RMSE, SNR of `model` against `meas`, and the mean in-plane |M| over `support`.
+pub fn nv_metrics(model: &[f32], meas: &[f32], m: &[f32], support: &[bool]) -> NvMetrics {
+    let n = model.len().max(1) as f64;
+    let mse = model.iter().zip(meas).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>() / n;
+    let power = model.iter().map(|a| (*a as f64).powi(2)).sum::<f64>() / n;
+    let hw = support.len();
+    let (mut sum, mut cnt) = (0.0, 0usize);
+    for (i, &s) in support.iter().enumerate() {
+        if s {
+            sum += ((m[i] as f64).powi(2) + (m[hw + i] as f64).powi(2)).sqrt();
+            cnt += 1;
+        }
+    }
+    NvMetrics {
+        mse,
+        rmse_mt: mse.sqrt() * 1e3,
+        snr_db: 10.0 * (power / mse).log10(),
+        mean_m_inplane: sum / cnt.max(1) as f64,
+    }
+}
+
+/// Reconstructs M from a measured B_NV map `(h, w)` (tesla, row-major) with a mask of 2 or 3
+/// channels. `observer` sees every iteration and returns `false` to stop early.
+///
+/// Sides not divisible by 2^levels are handled by running the network on the next larger size
+/// and cropping its output (reported in `NvResult::network_size`).
+pub fn reconstruct(
+    bnv: &[f32],
+    h: usize,
+    w: usize,
+    mask: &Mask,
+    cfg: &NvReconConfig,
+    observer: &mut dyn FnMut(&IterStats) -> bool,
+) -> Result<NvResult> {
+    const OP: &str = "nv reconstruct";
+    if bnv.len() != h * w {
+        return Err(Error::arg(OP, format!("{} values for {h}x{w}", bnv.len())));
+    }
+    if (mask.h, mask.w) != (h, w) || !(2..=3).contains(&mask.channels) {
+        return Err(Error::arg(
+            OP,
+            format!("mask is {}x{}x{}, data is {h}x{w}", mask.channels, mask.h, mask.w),
+        ));
+    }
+    if let Some(i) = bnv.iter().position(|v| !v.is_finite()) {
+        return Err(Error::arg(OP, format!("non-finite B_NV value at pixel {i}")));
+    }
+    if !(cfg.ms.is_finite() && cfg.ms > 0.0 && cfg.lr > 0.0) {
+        return Err(Error::arg(OP, "ms and lr must be positive"));
+    }
+    let c = mask.channels;
+    let net_cfg = CaeConfig {
+        in_ch: 1,
+        out_ch: c,
+        channels: cfg.channels.clone(),
+        kernel: cfg.kernel,
+    };
+    let d = net_cfg.divisor();
+    let (hp, wp) = (h.div_ceil(d) * d, w.div_ceil(d) * d);
+    let mut rng = Rng::new(cfg.seed);
+    let net = Cae::new(&net_cfg, &mut rng)?;
+    let z = Tensor::randn(&[1, 1, hp, wp], &mut rng);
+    let fwd = NvForward::new(h, w, &cfg.geom)?;
+    let scaled_mask: Vec<f32> = mask.data.iter().map(|v| v * cfg.ms as f32).collect();
+    let mask_t = Tensor::from_shape_vec(&[1, c, h, w], scaled_mask)?;
+    let meas = Tensor::from_shape_vec(&[1, 1, h, w], bnv.to_vec())?;
+    let target = match cfg.target {
+        NvTarget::Bnv => meas.clone(),
+        NvTarget::Deprojected => {
+            let dp = deproject(bnv, h, w, &cfg.geom, None)?;
+            Tensor::from_shape_vec(&[1, 3, h, w], dp.field)?
+        }
+    };
+    let mut opt = AdamW::new(net.parameters(), cfg.lr).with_weight_decay(cfg.weight_decay);
+    let mut sched = ReduceLrOnPlateau::new(cfg.plateau.0, cfg.plateau.1, cfg.plateau.2);
+    let standoff_nm = Tensor::scalar((cfg.geom.standoff * 1e9) as f32).requires_grad();
+    let mut opt_d = AdamW::new(vec![standoff_nm.clone()], cfg.standoff_lr).with_weight_decay(0.0);
+    let support = mask.support();
+    let start = Instant::now();
+    let mut history = Vec::with_capacity(cfg.iters);
+    let mut last_good: Option<(Tensor, Tensor, f64)> = None;
+    let mut stop = StopReason::Completed;
+    for iter in 1..=cfg.iters {
+        let standoff = standoff_nm.to_scalar()? as f64 * 1e-9;
+        let m = net.forward(&z)?.crop2d(0, h, 0, w)?.tanh()?.mul(&mask_t)?;
+        let bnv_model = if cfg.fit_standoff {
+            fwd.bnv_with_standoff(&m, &standoff_nm.scale(1e-9)?)?
+        } else {
+            fwd.bnv(&m)?
+        };
+        let loss = match cfg.target {
+            NvTarget::Bnv => bnv_model.mse_loss(&target)?,
+            NvTarget::Deprojected => fwd.field(&m)?.mse_loss(&target)?,
+        };
+        let l = loss.to_scalar()? as f64;
+        if !l.is_finite() {
+            stop = StopReason::Diverged(iter);
+            break;
+        }
+        let mse = if cfg.target == NvTarget::Bnv {
+            l
+        } else {
+            bnv_model.detach().mse_loss(&meas)?.to_scalar()? as f64
+        };
+        let power = bnv_model.detach().square()?.mean_all()?.to_scalar()? as f64;
+        let stats = IterStats {
+            iter,
+            loss: l,
+            lr: opt.lr,
+            snr_db: 10.0 * (power / mse).log10(),
+            seconds: start.elapsed().as_secs_f64(),
+            standoff,
+        };
+        last_good = Some((m.detach(), bnv_model.detach(), standoff));
+        let grads = loss.backward()?;
+        opt.step(&grads)?;
+        if cfg.fit_standoff {
+            opt_d.step(&grads)?;
+            if standoff_nm.to_scalar()? < 0.0 {
+                standoff_nm.assign(&Tensor::scalar(0.0))?;
+            }
+        }
+        opt.lr = sched.step(l, opt.lr);
+        history.push(stats);
+        if !observer(&stats) {
+            stop = StopReason::Interrupted;
+            break;
+        }
+    }
+    let (m, model, standoff) = last_good.ok_or_else(|| {
+        Error::arg(OP, "the loss was not finite at the first iteration: nothing to keep")
+    })?;
+    let mut mag = m.to_vec()?;
+    mag.resize(3 * h * w, 0.0);
+    let model = model.to_vec()?;
+    let metrics = nv_metrics(&model, bnv, &mag, &support);
+    Ok(NvResult {
+        magnetization: mag,
+        bnv_model: model,
+        history,
+        metrics,
+        standoff,
+        stop,
+        network_size: (hp, wp),
+    })
+}
