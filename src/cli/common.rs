@@ -23,25 +23,6 @@ pub fn positive_length(s: &str) -> std::result::Result<f64, String> {
     }
 }
 
-/// Comma-separated numbers.
-pub fn list_f64(s: &str) -> std::result::Result<Vec<f64>, String> {
-    s.split(',')
-        .map(|p| p.trim().parse::<f64>().map_err(|_| format!("'{p}' is not a number")))
-        .collect()
-}
-
-/// Comma-separated lengths.
-pub fn list_length(s: &str) -> std::result::Result<Vec<f64>, String> {
-    s.split(',').map(|p| length(p.trim())).collect()
-}
-
-/// Comma-separated unsigned integers.
-pub fn list_usize(s: &str) -> std::result::Result<Vec<usize>, String> {
-    s.split(',')
-        .map(|p| p.trim().parse::<usize>().map_err(|_| format!("'{p}' is not a whole number")))
-        .collect()
-}
-
 /// Set by Ctrl-C; long loops poll it and stop cleanly.
 pub fn interrupt_flag() -> Arc<AtomicBool> {
     static FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();

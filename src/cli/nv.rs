@@ -30,13 +30,13 @@ pub enum NvCmd {
 #[derive(Args, Clone, Debug)]
 pub struct GeomArgs {
     /// Pixel size (required unless the input file records it, as OVF does).
-    #[arg(long, value_parser = common::positive_length)]
+    #[arg(long, value_parser = common::positive_length, allow_hyphen_values = true)]
     pub pixel: Option<f64>,
     /// Film thickness.
-    #[arg(long, value_parser = common::positive_length, default_value = "20nm")]
+    #[arg(long, value_parser = common::positive_length, default_value = "20nm", allow_hyphen_values = true)]
     pub thickness: f64,
     /// Sensor height above the film's top surface.
-    #[arg(long, value_parser = common::length, default_value = "50nm")]
+    #[arg(long, value_parser = common::length, default_value = "50nm", allow_hyphen_values = true)]
     pub standoff: f64,
     /// NV axis polar angle from the sample normal (degrees).
     #[arg(long, default_value_t = 54.75, allow_hyphen_values = true)]
@@ -183,7 +183,7 @@ pub struct ReconArgs {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Encoder channels per level.
-    #[arg(long, value_parser = common::list_usize, default_value = "16,32")]
+    #[arg(long, value_delimiter = ',', default_value = "16,32")]
     channels: Vec<usize>,
     /// Convolution kernel size (odd).
     #[arg(long, default_value_t = 5)]
@@ -219,13 +219,13 @@ pub struct SweepArgs {
     #[command(flatten)]
     recon: ReconArgs,
     /// Mask angles to try (degrees), e.g. 0,45,90,135.
-    #[arg(long, value_parser = common::list_f64, allow_hyphen_values = true)]
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
     angles: Option<Vec<f64>>,
     /// Standoffs to try, e.g. 30nm,50nm,70nm.
-    #[arg(long, value_parser = common::list_length)]
+    #[arg(long, value_delimiter = ',', value_parser = common::length)]
     standoffs: Option<Vec<f64>>,
     /// Seeds per setting (the spread over seeds says whether a ranking is significant).
-    #[arg(long, value_parser = common::list_usize, default_value = "0")]
+    #[arg(long, value_delimiter = ',', default_value = "0")]
     seeds: Vec<usize>,
     /// Output directory (sweep.csv and one sub-directory per run).
     #[arg(long)]

@@ -1,0 +1,216 @@
+//! The `magprior` binary as a user runs it: every error case of the NV subcommands (one line,
+//! exit code 2, nothing half-written), the forward/deproject/reconstruct/sweep happy paths, and
+//! a clean stop on Ctrl-C.
+
+use magprior::io::npy::{read_npy, write_npy};
+use magprior::nv::{mask, synthetic, NvGeometry, Preset};
+use magprior::{Tensor, C32};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_magprior"))
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("magprior-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("run magprior")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Exit code 2, a single `error:` line mentioning every `needle`, no panic or backtrace.
+fn assert_user_error(o: &Output, needles: &[&str]) {
+    let e = stderr(o);
+    assert_eq!(o.status.code(), Some(2), "stderr: {e}");
+    assert!(!e.contains("panicked") && !e.contains("backtrace"), "{e}");
+    for n in needles {
+        assert!(e.contains(n), "expected '{n}' in: {e}");
+    }
+}
+
+/// No output directory and no staging leftovers beside it.
+fn assert_nothing_written(dir: &Path, out: &str) {
+    let names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.iter().any(|n| n == out || n.contains(".partial")), "left behind: {names:?}");
+}
+
+/// A 32x32 synthetic B_NV map and its support in `dir`.
+fn small_problem(dir: &Path) -> (PathBuf, PathBuf) {
+    let g = NvGeometry::default();
+    let s = synthetic::landau_ellipse(32, &g, 8.6e5, 0.01, 1).unwrap();
+    let bnv = dir.join("bnv.npy");
+    let sup = dir.join("support.npy");
+    write_npy(&bnv, &Tensor::from_shape_vec(&[32, 32], s.bnv).unwrap()).unwrap();
+    write_npy(&sup, &Tensor::from_shape_vec(&[32, 32], s.support).unwrap()).unwrap();
+    (bnv, sup)
+}
+
+fn p(x: &Path) -> &str {
+    x.to_str().unwrap()
+}
+
+#[test]
+fn error_cases_are_one_line_exit_2_and_leave_nothing() {
+    let d = tmpdir("errors");
+    let (bnv, sup) = small_problem(&d);
+    let out = d.join("out");
+    let base = |extra: &[&str]| {
+        let mut v = vec!["nv", "reconstruct", "--pixel", "5nm", "--iters", "2", "--quiet", "--out", p(&out)];
+        v.extend_from_slice(extra);
+        v.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let go = |extra: &[&str]| bin().args(base(extra)).output().unwrap();
+    // missing file
+    let o = go(&["--bnv", "/nonexistent/bnv.npy", "--support", p(&sup)]);
+    assert_user_error(&o, &["/nonexistent/bnv.npy"]);
+    // not an npy / wrong dtype (complex)
+    let junk = d.join("junk.npy");
+    std::fs::write(&junk, b"not numpy").unwrap();
+    assert_user_error(&go(&["--bnv", p(&junk), "--support", p(&sup)]), &["junk.npy", "magic"]);
+    let cplx = d.join("complex.npy");
+    write_npy(&cplx, &Tensor::from_shape_vec_c(&[32, 32], vec![C32::new(1.0, 0.0); 1024]).unwrap()).unwrap();
+    assert_user_error(&go(&["--bnv", p(&cplx), "--support", p(&sup)]), &["complex.npy", "complex"]);
+    // mask vs data mismatch
+    let small = d.join("small_support.npy");
+    write_npy(&small, &Tensor::ones(&[16, 16])).unwrap();
+    assert_user_error(&go(&["--bnv", p(&bnv), "--support", p(&small)]), &["small_support.npy", "32x32"]);
+    // wrong rank
+    let cube = d.join("cube.npy");
+    write_npy(&cube, &Tensor::ones(&[2, 2, 2, 2])).unwrap();
+    assert_user_error(&go(&["--bnv", p(&cube), "--support", p(&sup)]), &["cube.npy", "shape"]);
+    // NaN in the data
+    let nan = d.join("nan.npy");
+    let mut v = vec![0f32; 1024];
+    v[77] = f32::NAN;
+    write_npy(&nan, &Tensor::from_shape_vec(&[32, 32], v).unwrap()).unwrap();
+    assert_user_error(&go(&["--bnv", p(&nan), "--support", p(&sup)]), &["nan.npy", "non-finite"]);
+    // non-positive lengths
+    let o = run(&["nv", "reconstruct", "--bnv", p(&bnv), "--support", p(&sup), "--pixel", "-5nm", "--out", p(&out)]);
+    assert_user_error(&o, &["--pixel", "positive"]);
+    let o = run(&["nv", "reconstruct", "--bnv", p(&bnv), "--support", p(&sup), "--pixel", "5nm", "--thickness", "0nm", "--out", p(&out)]);
+    assert_user_error(&o, &["--thickness"]);
+    let o = run(&["nv", "reconstruct", "--bnv", p(&bnv), "--support", p(&sup), "--pixel", "5 parsecs", "--out", p(&out)]);
+    assert_user_error(&o, &["5 parsecs"]);
+    // unknown preset
+    assert_user_error(&go(&["--bnv", p(&bnv), "--support", p(&sup), "--mask-preset", "skyrmion"]), &["skyrmion"]);
+    // no mask at all, bad support spec, unknown device
+    assert_user_error(&go(&["--bnv", p(&bnv)]), &["--support"]);
+    assert_user_error(&go(&["--bnv", p(&bnv), "--support", "triangle:3nm"]), &["triangle"]);
+    // a directory that is not ours is never replaced
+    let foreign = d.join("foreign");
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::fs::write(foreign.join("thesis.tex"), "precious").unwrap();
+    let o = run(&["nv", "reconstruct", "--bnv", p(&bnv), "--support", p(&sup), "--pixel", "5nm", "--iters", "1", "--quiet", "--out", p(&foreign)]);
+    assert_user_error(&o, &["foreign", "not a magprior output"]);
+    assert!(foreign.join("thesis.tex").exists());
+    // forward: wrong shape, missing pixel for npy
+    let o = run(&["nv", "forward", "--magnetization", p(&bnv), "--pixel", "5nm", "--out", p(&d.join("b.npy"))]);
+    assert_user_error(&o, &["bnv.npy", "(2|3, H, W)"]);
+    let m = d.join("m.npy");
+    write_npy(&m, &Tensor::ones(&[2, 8, 8])).unwrap();
+    let o = run(&["nv", "forward", "--magnetization", p(&m), "--out", p(&d.join("b.npy"))]);
+    assert_user_error(&o, &["--pixel"]);
+    assert_nothing_written(&d, "out");
+    assert!(!d.join("b.npy").exists());
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn forward_deproject_reconstruct_and_odd_sizes() {
+    let d = tmpdir("happy");
+    // forward from an npy magnetisation (30x30: not divisible by 4)
+    let n = 30;
+    let sup = mask::ellipse_support(n, n, 14.5, 14.5, 11.0, 7.0, 0.0);
+    let m = mask::preset_mask(&sup, n, n, Preset::Dipole, 30.0, false).unwrap();
+    let mfile = d.join("m.npy");
+    let data: Vec<f32> = m.data.iter().map(|v| v * 8.6e5).collect();
+    write_npy(&mfile, &Tensor::from_shape_vec(&[2, n, n], data).unwrap()).unwrap();
+    let bnv = d.join("bnv.npy");
+    let comps = d.join("b.npy");
+    let o = run(&["nv", "forward", "--magnetization", p(&mfile), "--pixel", "5nm", "--thickness", "20nm", "--standoff", "50nm", "--out", p(&bnv), "--components", p(&comps)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(read_npy(&bnv).unwrap().shape(), &[n, n]);
+    assert_eq!(read_npy(&comps).unwrap().shape(), &[3, n, n]);
+    let dep = d.join("dep.npy");
+    let o = run(&["nv", "deproject", "--bnv", p(&bnv), "--pixel", "5nm", "--out", p(&dep)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(read_npy(&dep).unwrap().shape(), &[3, n, n]);
+    let supf = d.join("sup.npy");
+    write_npy(&supf, &Tensor::from_shape_vec(&[n, n], sup).unwrap()).unwrap();
+    let out = d.join("rec");
+    let o = run(&["nv", "reconstruct", "--bnv", p(&bnv), "--pixel", "5nm", "--support", p(&supf), "--mask-preset", "dipole", "--mask-angle", "30", "--iters", "5", "--out", p(&out)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("not divisible by 4"), "{}", stderr(&o));
+    for f in ["magnetization.npy", "bnv_model.npy", "loss.csv", "metrics.json", "metadata.json", "bnv.png", "magnetization.png", "loss.png"] {
+        assert!(out.join(f).exists(), "missing {f}");
+    }
+    assert_eq!(read_npy(out.join("magnetization.npy")).unwrap().shape(), &[3, n, n]);
+    let metrics = std::fs::read_to_string(out.join("metrics.json")).unwrap();
+    for key in ["\"mse\"", "\"rmse_mT\"", "\"snr_db\"", "\"iterations\": 5", "\"seconds\"", "\"seconds_per_iteration\""] {
+        assert!(metrics.contains(key), "{key} in {metrics}");
+    }
+    let csv = std::fs::read_to_string(out.join("loss.csv")).unwrap();
+    assert!(csv.starts_with("iteration,loss,lr,snr,seconds\n") && csv.lines().count() == 6);
+    // re-running into our own output directory replaces it
+    let o = run(&["nv", "reconstruct", "--bnv", p(&bnv), "--pixel", "5nm", "--support", "ellipse:55nm,35nm", "--iters", "2", "--quiet", "--fit-standoff", "--out", p(&out)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::read_to_string(out.join("metrics.json")).unwrap().contains("\"standoff\""));
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn sweep_ranks_and_writes_one_directory_per_run() {
+    let d = tmpdir("sweep");
+    let (bnv, sup) = small_problem(&d);
+    let out = d.join("sweep");
+    let o = run(&["nv", "sweep", "--bnv", p(&bnv), "--pixel", "5nm", "--support", p(&sup), "--angles", "0,90", "--standoffs", "40nm,50nm", "--iters", "3", "--quiet", "--out", p(&out)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(table.contains("rank") && table.contains("one seed per setting"), "{table}");
+    let csv = std::fs::read_to_string(out.join("sweep.csv")).unwrap();
+    assert!(csv.starts_with("angle,standoff,final_loss"));
+    assert_eq!(csv.lines().count(), 5);
+    let losses: Vec<f64> = csv.lines().skip(1).map(|l| l.split(',').nth(2).unwrap().parse().unwrap()).collect();
+    assert!(losses.windows(2).all(|w| w[0] <= w[1]), "ranked ascending: {losses:?}");
+    let runs = std::fs::read_dir(&out).unwrap().filter(|e| e.as_ref().unwrap().path().is_dir()).count();
+    assert_eq!(runs, 4);
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_stops_cleanly_and_keeps_results() {
+    use std::io::{BufRead, BufReader};
+    let d = tmpdir("sigint");
+    let (bnv, sup) = small_problem(&d);
+    let out = d.join("rec");
+    let mut child = bin()
+        .args(["nv", "reconstruct", "--bnv", p(&bnv), "--pixel", "5nm", "--support", p(&sup), "--iters", "1000000", "--out", p(&out)])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap(); // the first progress line: the loop is running
+    let st = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(st.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit {status:?}");
+    let metrics = std::fs::read_to_string(out.join("metrics.json")).unwrap();
+    assert!(metrics.contains("interrupted"), "{metrics}");
+    assert!(out.join("magnetization.npy").exists());
+    std::fs::remove_dir_all(&d).unwrap();
+}
