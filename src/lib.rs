@@ -26,8 +26,10 @@
 pub mod autograd;
 pub mod cpu;
 pub mod error;
+pub mod gpu;
 pub mod io;
 pub mod nn;
+pub mod ltem;
 pub mod nv;
 pub mod ops;
 pub mod optim;
