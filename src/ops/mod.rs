@@ -9,6 +9,7 @@ pub mod fft;
 pub mod loss;
 pub mod norm;
 pub mod pad;
+pub mod phase;
 pub mod pool;
 pub mod reduce;
 pub mod shape;

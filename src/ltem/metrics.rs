@@ -1,0 +1,160 @@
+//! Accuracy against a ground truth (SPEC section 5): Pearson correlation of the phase and of each
+//! induction component (optionally ignoring a border), SSIM, and the Gaussian filter used for
+//! smoothing.
+
+use super::forward::induction;
+use crate::error::{Error, Result};
+
+/// Pearson correlation coefficient of two equally long arrays (0 if either is constant).
+pub fn pearson(a: &[f32], b: &[f32]) -> f64 {
+    let n = a.len().min(b.len()).max(1) as f64;
+    let ma = a.iter().map(|&v| v as f64).sum::<f64>() / n;
+    let mb = b.iter().map(|&v| v as f64).sum::<f64>() / n;
+    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
+    for (&x, &y) in a.iter().zip(b) {
+        let (dx, dy) = (x as f64 - ma, y as f64 - mb);
+        sab += dx * dy;
+        saa += dx * dx;
+        sbb += dy * dy;
+    }
+    if saa == 0.0 || sbb == 0.0 {
+        return 0.0;
+    }
+    sab / (saa * sbb).sqrt()
+}
+
+/// The inner `(h - 2b, w - 2b)` window of an `(h, w)` map.
+pub fn crop_border(v: &[f32], h: usize, w: usize, b: usize) -> Vec<f32> {
+    if 2 * b >= h || 2 * b >= w {
+        return v.to_vec();
+    }
+    (b..h - b)
+        .flat_map(|r| v[r * w + b..r * w + w - b].iter().copied())
+        .collect()
+}
+
+/// Accuracies of a reconstructed phase against the truth.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Accuracy {
+    /// Pearson correlation of the phases.
+    pub phase: f64,
+    /// Pearson correlation of Bx t.
+    pub bx: f64,
+    /// Pearson correlation of By t.
+    pub by: f64,
+    /// SSIM of the phases (data range of the truth).
+    pub ssim: f64,
+    /// Border (pixels) ignored on every side.
+    pub border: usize,
+}
+
+/// Compares `phase` with `truth` (both (h, w), rad). `crop`: ignore a border of n/16 pixels
+/// (n = the shorter side).
+pub fn accuracy(
+    phase: &[f32],
+    truth: &[f32],
+    h: usize,
+    w: usize,
+    scale_nm: f64,
+    crop: bool,
+) -> Result<Accuracy> {
+    if phase.len() != h * w || truth.len() != h * w {
+        return Err(Error::arg("accuracy", format!("both maps must be {h}x{w}")));
+    }
+    let b = if crop { h.min(w) / 16 } else { 0 };
+    let bi = induction(phase, h, w, scale_nm)?;
+    let bt = induction(truth, h, w, scale_nm)?;
+    let hw = h * w;
+    let c = |v: &[f32]| crop_border(v, h, w, b);
+    let (ch, cw) = if 2 * b < h && 2 * b < w {
+        (h - 2 * b, w - 2 * b)
+    } else {
+        (h, w)
+    };
+    Ok(Accuracy {
+        phase: pearson(&c(phase), &c(truth)),
+        bx: pearson(&c(&bi[..hw]), &c(&bt[..hw])),
+        by: pearson(&c(&bi[hw..]), &c(&bt[hw..])),
+        ssim: ssim(&c(phase), &c(truth), ch, cw),
+        border: b,
+    })
+}
+
+/// Structural similarity (Wang et al. 2004): Gaussian window sigma 1.5, K1 = 0.01, K2 = 0.03,
+/// data range = max - min of `truth`; the mean SSIM map.
+pub fn ssim(x: &[f32], truth: &[f32], h: usize, w: usize) -> f64 {
+    let lo = truth.iter().copied().fold(f32::INFINITY, f32::min) as f64;
+    let hi = truth.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let range = (hi - lo).max(1e-12);
+    let (c1, c2) = ((0.01 * range).powi(2), (0.03 * range).powi(2));
+    let f = |v: Vec<f64>| gaussian_filter_f64(&v, h, w, 1.5);
+    let xs: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+    let ys: Vec<f64> = truth.iter().map(|&v| v as f64).collect();
+    let mx = f(xs.clone());
+    let my = f(ys.clone());
+    let sxx = f(xs.iter().map(|v| v * v).collect());
+    let syy = f(ys.iter().map(|v| v * v).collect());
+    let sxy = f(xs.iter().zip(&ys).map(|(a, b)| a * b).collect());
+    let mut total = 0.0;
+    for i in 0..h * w {
+        let (vx, vy, cxy) = (
+            sxx[i] - mx[i] * mx[i],
+            syy[i] - my[i] * my[i],
+            sxy[i] - mx[i] * my[i],
+        );
+        total += ((2.0 * mx[i] * my[i] + c1) * (2.0 * cxy + c2))
+            / ((mx[i] * mx[i] + my[i] * my[i] + c1) * (vx + vy + c2));
+    }
+    total / (h * w).max(1) as f64
+}
+
+/// Gaussian filter of an (h, w) map with standard deviation `sigma` pixels, kernel truncated
+/// at 4 sigma, mirror ("reflect") boundaries — `scipy.ndimage.gaussian_filter`'s defaults.
+pub fn gaussian_filter(v: &[f32], h: usize, w: usize, sigma: f64) -> Vec<f32> {
+    let d: Vec<f64> = v.iter().map(|&x| x as f64).collect();
+    gaussian_filter_f64(&d, h, w, sigma)
+        .into_iter()
+        .map(|x| x as f32)
+        .collect()
+}
+
+fn gaussian_filter_f64(v: &[f64], h: usize, w: usize, sigma: f64) -> Vec<f64> {
+    if sigma <= 0.0 || h == 0 || w == 0 {
+        return v.to_vec();
+    }
+    let rad = (4.0 * sigma + 0.5) as isize;
+    let taps: Vec<f64> = (-rad..=rad)
+        .map(|i| (-((i * i) as f64) / (2.0 * sigma * sigma)).exp())
+        .collect();
+    let norm: f64 = taps.iter().sum();
+    // scipy 'reflect': (d c b a | a b c d | d c b a)
+    let reflect = |j: isize, n: isize| -> usize {
+        let period = 2 * n;
+        let mut j = j.rem_euclid(period);
+        if j >= n {
+            j = period - 1 - j;
+        }
+        j as usize
+    };
+    let mut tmp = vec![0f64; h * w];
+    for r in 0..h {
+        for c in 0..w {
+            let mut acc = 0.0;
+            for (t, &k) in taps.iter().enumerate() {
+                acc += k * v[r * w + reflect(c as isize + t as isize - rad, w as isize)];
+            }
+            tmp[r * w + c] = acc / norm;
+        }
+    }
+    let mut out = vec![0f64; h * w];
+    for r in 0..h {
+        for c in 0..w {
+            let mut acc = 0.0;
+            for (t, &k) in taps.iter().enumerate() {
+                acc += k * tmp[reflect(r as isize + t as isize - rad, h as isize) * w + c];
+            }
+            out[r * w + c] = acc / norm;
+        }
+    }
+    out
+}
