@@ -3,6 +3,7 @@
 //! Filter with an argument: `cargo bench -- step`.
 
 use magprior::nn::{Cae, CaeConfig};
+use magprior::nv::{self, mask, NvGeometry, NvReconConfig, Preset};
 use magprior::optim::AdamW;
 use magprior::{Rng, Tensor};
 use std::time::Instant;
@@ -70,6 +71,22 @@ fn bench_step(filter: &str, hw: usize) {
     report(&format!("NV CAE {hw}^2 training step (fwd+bwd+AdamW)"), step, None);
 }
 
+/// The user's path: `nv::reconstruct` (CAE, tanh, mask, NV forward model, MSE, backward, AdamW,
+/// plateau), median seconds per iteration over 12 iterations after 3 warm-up ones.
+fn bench_nv_dip(filter: &str, n: usize) {
+    if !"nv-dip".contains(filter) && !filter.is_empty() {
+        return;
+    }
+    let geom = NvGeometry::default();
+    let data = nv::synthetic::landau_ellipse(n, &geom, 8.6e5, 0.01, 7).unwrap();
+    let m = mask::preset_mask(&data.support, n, n, Preset::Landau { ccw: true }, 0.0, false).unwrap();
+    let cfg = NvReconConfig { geom, iters: 15, ..Default::default() };
+    let res = nv::reconstruct(&data.bnv, n, n, &m, &cfg, &mut |_| true).unwrap();
+    let mut dt: Vec<f64> = res.history.windows(2).skip(2).map(|w| w[1].seconds - w[0].seconds).collect();
+    dt.sort_by(|a, b| a.total_cmp(b));
+    report(&format!("NV-DIP iteration {n}^2 (CAE+physics+AdamW)"), dt[dt.len() / 2], None);
+}
+
 fn main() {
     // cargo passes `--bench`; anything else is a name filter
     let filter = std::env::args()
@@ -80,5 +97,8 @@ fn main() {
     bench_conv(&filter);
     for hw in [128, 256] {
         bench_step(&filter, hw);
+    }
+    for n in [128, 256] {
+        bench_nv_dip(&filter, n);
     }
 }

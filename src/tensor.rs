@@ -76,6 +76,19 @@ impl std::fmt::Debug for Tensor {
     }
 }
 
+/// A non-owning handle to an op's own output, for VJPs that reuse the forward result.
+pub(crate) struct WeakTensor(std::sync::Weak<Inner>);
+
+impl WeakTensor {
+    /// The output tensor; an error if it no longer exists (cannot happen during `backward`).
+    pub(crate) fn get(&self, op: &'static str) -> Result<Tensor> {
+        self.0
+            .upgrade()
+            .map(Tensor)
+            .ok_or_else(|| Error::Backend(format!("{op}: output released before its backward pass")))
+    }
+}
+
 pub(crate) fn numel_of(shape: &[usize]) -> usize {
     shape.iter().product()
 }
@@ -117,6 +130,37 @@ impl Tensor {
             storage: RwLock::new(storage),
             requires_grad: true,
             node: Some(node),
+        }))
+    }
+
+    /// Like [`Tensor::from_op`], but the VJP is built from a weak handle to the output itself,
+    /// so it can read the forward result (e.g. `y` of a fused activation) without copying it.
+    /// The handle is valid whenever the VJP runs (the backward walk holds the output).
+    pub(crate) fn from_op_with_output<F>(
+        shape: Vec<usize>,
+        storage: Storage,
+        op: &'static str,
+        inputs: &[&Tensor],
+        make_backward: impl FnOnce(WeakTensor) -> F,
+    ) -> Tensor
+    where
+        F: Fn(&Tensor) -> Result<Vec<Option<Tensor>>> + Send + Sync + 'static,
+    {
+        let track = autograd::is_grad_enabled() && inputs.iter().any(|t| t.0.requires_grad);
+        if !track {
+            return Tensor::from_storage(shape, storage);
+        }
+        let inputs: Vec<Tensor> = inputs.iter().map(|t| (*t).clone()).collect();
+        Tensor(Arc::new_cyclic(|weak| Inner {
+            id: TensorId::new(),
+            shape,
+            storage: RwLock::new(storage),
+            requires_grad: true,
+            node: Some(Node {
+                op,
+                inputs,
+                backward: Box::new(make_backward(WeakTensor(weak.clone()))) as BackwardFn,
+            }),
         }))
     }
 

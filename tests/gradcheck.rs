@@ -168,3 +168,21 @@ fn adjoint_identities() {
     let rhs: f64 = flat(&x).iter().zip(flat(&gx)).map(|(a, b)| (*a as f64) * b as f64).sum();
     assert!((lhs - rhs).abs() < 1e-4 * (lhs.abs() + 1.0), "conv2d adjoint {lhs} vs {rhs}");
 }
+
+/// The fused op's forward and VJP equal conv2d followed by leaky_relu (each checked by finite
+/// differences above; FD across the kink itself would be meaningless).
+#[test]
+fn fused_conv_leaky_matches_unfused() {
+    let mut r = Rng::new(8);
+    let x = rand(&[2, 3, 6, 7], -1.0, 1.0, &mut r).requires_grad();
+    let w = rand(&[4, 3, 5, 5], -0.5, 0.5, &mut r).requires_grad();
+    let b = rand(&[4], -0.5, 0.5, &mut r).requires_grad();
+    let fused = x.conv2d_leaky(&w, Some(&b), 0.2).unwrap();
+    let plain = x.conv2d(&w, Some(&b)).unwrap().leaky_relu(0.2).unwrap();
+    assert_close("fused forward", &fused, &plain, ELEMENTWISE);
+    let gy = rand(fused.shape(), -1.0, 1.0, &mut r);
+    let (gf, gp) = (fused.backward_with(&gy).unwrap(), plain.backward_with(&gy).unwrap());
+    for (name, t) in [("x", &x), ("w", &w), ("b", &b)] {
+        assert_close(name, gf.get(t).unwrap(), gp.get(t).unwrap(), ELEMENTWISE);
+    }
+}

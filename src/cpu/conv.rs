@@ -94,21 +94,53 @@ pub fn conv2d_forward(
     debug_assert_eq!(y.len(), s.n * s.cout * s.hw());
     debug_assert!(bias.map_or(true, |b| b.len() == s.cout));
     debug_assert!(s.k % 2 == 1);
-    forward_impl(s, x, weight, bias, y);
+    forward_impl(s, x, weight, bias, None, y);
 }
 
-fn forward_impl(s: &ConvShape, x: &[f32], weight: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
+/// `y = leaky_relu(conv(x, weight) + bias, slope)`, the activation applied while the output tile
+/// is written (no extra pass). `y` is overwritten.
+pub fn conv2d_forward_leaky(
+    s: &ConvShape,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    slope: f32,
+    y: &mut [f32],
+) {
+    debug_assert_eq!(y.len(), s.n * s.cout * s.hw());
+    forward_impl(s, x, weight, bias, Some(slope), y);
+}
+
+#[inline(always)]
+fn act(v: f32, slope: Option<f32>) -> f32 {
+    match slope {
+        Some(a) if v <= 0.0 => a * v,
+        _ => v,
+    }
+}
+
+fn forward_impl(
+    s: &ConvShape,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    slope: Option<f32>,
+    y: &mut [f32],
+) {
     if y.is_empty() {
         return;
     }
     if s.cin == 0 {
         for (yc, co) in y.chunks_exact_mut(s.hw()).zip((0..s.cout).cycle()) {
-            yc.fill(bias.map_or(0.0, |b| b[co]));
+            yc.fill(act(bias.map_or(0.0, |b| b[co]), slope));
         }
     } else if s.k == 1 {
         forward_1x1(s, x, weight, bias, y);
+        if slope.is_some() {
+            y.par_iter_mut().for_each(|v| *v = act(*v, slope));
+        }
     } else {
-        forward_rows(s, x, weight, bias, y);
+        forward_rows(s, x, weight, bias, slope, y);
     }
 }
 
@@ -201,7 +233,14 @@ fn split_widx(s: &ConvShape, idx: usize) -> (usize, usize, usize, usize) {
 
 /// Forward for k > 1: per output row, `k` gemm calls (one per kx, reduction length k*cin)
 /// accumulate a per-thread (wq x cout) tile, which is then copied (+ bias) into y.
-fn forward_rows(s: &ConvShape, x: &[f32], weight: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
+fn forward_rows(
+    s: &ConvShape,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    slope: Option<f32>,
+    y: &mut [f32],
+) {
     let (h, w, k, cin, cout, hw) = (s.h, s.w, s.k, s.cin, s.cout, s.hw());
     let kq = k * cin;
     let xp = RowPad::new(s, x);
@@ -243,7 +282,7 @@ fn forward_rows(s: &ConvShape, x: &[f32], weight: &[f32], bias: Option<&[f32]>, 
                     std::slice::from_raw_parts_mut(yp.get().add((img * cout + co) * hw + i * w), w)
                 };
                 for (d, v) in dst.iter_mut().zip(&tmp[co * wq..]) {
-                    *d = v + b;
+                    *d = act(v + b, slope);
                 }
             }
         },
@@ -274,7 +313,7 @@ pub fn conv2d_backward_input(s: &ConvShape, gy: &[f32], weight: &[f32], gx: &mut
         cout: s.cin,
         ..*s
     };
-    forward_impl(&st, gy, &wt, None, gx);
+    forward_impl(&st, gy, &wt, None, None, gx);
 }
 
 /// gw = dL/dweight (cout,cin,k,k) and, if given, gb = dL/dbias (cout,) = sum of gy over n,h,w. Both overwritten.

@@ -59,8 +59,8 @@ impl Block {
         }
     }
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = self.conv1.forward(x)?.leaky_relu(LEAKY_SLOPE)?;
-        let h = self.conv2.forward(&h)?.leaky_relu(LEAKY_SLOPE)?;
+        let h = x.conv2d_leaky(&self.conv1.weight, Some(&self.conv1.bias), LEAKY_SLOPE)?;
+        let h = h.conv2d_leaky(&self.conv2.weight, Some(&self.conv2.bias), LEAKY_SLOPE)?;
         self.norm.forward(&h)
     }
     fn named(&self, prefix: &str, out: &mut Vec<(String, Tensor)>) {

@@ -2,6 +2,9 @@
 //! -> stray field B at standoff d above it -> B_NV = n . B, in Fourier space with zero padding.
 
 use crate::error::{Error, Result};
+use crate::ops::fft::fft2_raw;
+use crate::storage::Storage;
+use rustfft::FftDirection;
 use crate::tensor::{Tensor, C32};
 use std::collections::HashMap;
 use std::f64::consts::PI;
@@ -212,7 +215,7 @@ impl NvForward {
         &self.geom
     }
 
-    fn spectrum(&self, m: &Tensor) -> Result<Tensor> {
+    fn check_input(&self, m: &Tensor) -> Result<()> {
         if m.rank() != 4 || m.shape()[0] != 1 || !(2..=3).contains(&m.shape()[1]) || m.hw("nv")? != (self.h, self.w) {
             return Err(Error::shape(
                 "nv forward",
@@ -220,6 +223,11 @@ impl NvForward {
                 format!("expected (1, 2|3, {}, {})", self.h, self.w),
             ));
         }
+        Ok(())
+    }
+
+    fn spectrum(&self, m: &Tensor) -> Result<Tensor> {
+        self.check_input(m)?;
         let (ph, pw) = (self.k.ph, self.k.pw);
         let mp = m.pad2d(0, ph - self.h, 0, pw - self.w)?;
         Tensor::complex(&mp, &mp.zeros_like())?.fft2()
@@ -242,20 +250,66 @@ impl NvForward {
         }
     }
 
-    /// `B_NV = n . B(M)`: (1, C, H, W) A/m -> (1, 1, H, W) T.
+    /// `B_NV = n . B(M)`: (1, C, H, W) A/m -> (1, 1, H, W) T, as one fused op:
+    /// `y = crop(Re(F^-1 sum_c K_c F pad(m_c)))`.
+    /// VJP (F unnormalised, F^-1 = F^H / n): `dm_c = crop(Re(F^-1 (conj(K_c) F pad(dy))))`.
     pub fn bnv(&self, m: &Tensor) -> Result<Tensor> {
-        self.bnv_impl(m, None)
+        self.check_input(m)?;
+        let c = m.shape()[1];
+        let (h, w, ph, pw) = (self.h, self.w, self.k.ph, self.k.pw);
+        let n = ph * pw;
+        let kern = self.knv.to_vec_c()?;
+        let zero = C32::new(0.0, 0.0);
+        let embed = move |src: &[f32]| {
+            let mut buf = vec![zero; n];
+            for r in 0..h {
+                for (d, &v) in buf[r * pw..r * pw + w].iter_mut().zip(&src[r * w..(r + 1) * w]) {
+                    *d = C32::new(v, 0.0);
+                }
+            }
+            buf
+        };
+        let crop_re = move |buf: &[C32]| -> Vec<f32> {
+            (0..h).flat_map(|r| buf[r * pw..r * pw + w].iter().map(|z| z.re)).collect()
+        };
+        let md = m.to_vec()?;
+        let mut acc = vec![zero; n];
+        for ch in 0..c {
+            let mut buf = embed(&md[ch * h * w..(ch + 1) * h * w]);
+            fft2_raw(&mut buf, ph, pw, FftDirection::Forward, 1.0);
+            for ((a, b), k) in acc.iter_mut().zip(&buf).zip(&kern[ch * n..(ch + 1) * n]) {
+                *a += b * k;
+            }
+        }
+        fft2_raw(&mut acc, ph, pw, FftDirection::Inverse, 1.0 / n as f32);
+        let y = crop_re(&acc);
+        let mshape = m.shape().to_vec();
+        Ok(Tensor::from_op(
+            vec![1, 1, h, w],
+            Storage::from_f32(y),
+            "nv_bnv",
+            &[m],
+            move |g| {
+                let mut gbuf = embed(&g.to_vec()?);
+                fft2_raw(&mut gbuf, ph, pw, FftDirection::Forward, 1.0);
+                let mut gm = Vec::with_capacity(c * h * w);
+                for ch in 0..c {
+                    let k = &kern[ch * n..(ch + 1) * n];
+                    let mut t: Vec<C32> = gbuf.iter().zip(k).map(|(z, k)| z * k.conj()).collect();
+                    fft2_raw(&mut t, ph, pw, FftDirection::Inverse, 1.0 / n as f32);
+                    gm.extend(crop_re(&t));
+                }
+                Ok(vec![Some(Tensor::from_shape_vec(&mshape, gm)?)])
+            },
+        ))
     }
 
-    /// `B_NV` with the standoff given as a scalar tensor (metres), differentiable with respect to it.
+    /// `B_NV` with the standoff given as a scalar tensor (metres), differentiable with respect to
+    /// it (composed from tensor ops: pad, FFT, kernel product, sum, inverse FFT, crop).
     pub fn bnv_with_standoff(&self, m: &Tensor, standoff: &Tensor) -> Result<Tensor> {
-        self.bnv_impl(m, Some(standoff))
-    }
-
-    fn bnv_impl(&self, m: &Tensor, standoff: Option<&Tensor>) -> Result<Tensor> {
         let spec = self.spectrum(m)?;
         let c = m.shape()[1];
-        let prod = spec.mul(&self.kernel_for(c, standoff)?)?.sum_axes(&[1], true)?;
+        let prod = spec.mul(&self.kernel_for(c, Some(standoff))?)?.sum_axes(&[1], true)?;
         self.to_image(prod)
     }
 

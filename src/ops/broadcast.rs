@@ -132,7 +132,9 @@ where
     out
 }
 
-/// Sums `g` (of the broadcast shape) down to `shape`: the adjoint of broadcasting.
+/// Sums `g` (of the broadcast shape) down to `shape`: the adjoint of broadcasting. Works on rows
+/// of the innermost (coalesced) dimension: added as a slice when that dimension is kept, summed
+/// to one value when it is reduced.
 fn reduce_to<T>(g: &[T], gsh: &[usize], shape: &[usize]) -> Vec<T>
 where
     T: Copy + Default + std::ops::AddAssign,
@@ -141,18 +143,24 @@ where
     let dims = coalesce(gsh, &mut strides);
     let s = &strides[0];
     let mut out = vec![T::default(); numel_of(shape)];
-    let mut idx = vec![0usize; dims.len()];
-    let mut off = 0usize;
-    for &v in g {
-        out[off] += v;
-        for d in (0..dims.len()).rev() {
-            idx[d] += 1;
-            off += s[d];
-            if idx[d] < dims[d] {
-                break;
+    let last = dims.len() - 1;
+    let inner = dims[last];
+    for (r, row) in g.chunks(inner.max(1)).enumerate() {
+        let (mut off, mut rem) = (0, r);
+        for d in (0..last).rev() {
+            off += (rem % dims[d]) * s[d];
+            rem /= dims[d];
+        }
+        if s[last] == 0 {
+            let mut acc = T::default();
+            for &v in row {
+                acc += v;
             }
-            off -= s[d] * dims[d];
-            idx[d] = 0;
+            out[off] += acc;
+        } else {
+            for (o, &v) in out[off..off + inner].iter_mut().zip(row) {
+                *o += v;
+            }
         }
     }
     out

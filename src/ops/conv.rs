@@ -1,7 +1,9 @@
 //! 2-D convolution (PyTorch's `conv2d`: cross-correlation, stride 1, zero "same" padding k/2,
 //! odd square kernels), NCHW, with optional bias. Kernels in `cpu/conv.rs`.
 
-use crate::cpu::conv::{conv2d_backward_input, conv2d_backward_weight, conv2d_forward, ConvShape};
+use crate::cpu::conv::{
+    conv2d_backward_input, conv2d_backward_weight, conv2d_forward, conv2d_forward_leaky, ConvShape,
+};
 use crate::error::{Error, Result};
 use crate::storage::Storage;
 use crate::tensor::Tensor;
@@ -37,6 +39,37 @@ fn conv_shape(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<ConvShape> {
     })
 }
 
+/// The weight/bias/input gradients of a conv for upstream `gy` (already through any activation).
+fn conv_backward(
+    s: &ConvShape,
+    x: &Tensor,
+    w: &Tensor,
+    has_bias: bool,
+    gy: &[f32],
+) -> Result<Vec<Option<Tensor>>> {
+    let gx = if x.is_tracked() {
+        let mut gx = vec![0f32; x.numel()];
+        conv2d_backward_input(s, gy, w.read().f32("conv2d")?, &mut gx);
+        Some(Tensor::from_shape_vec(x.shape(), gx)?)
+    } else {
+        None
+    };
+    let mut gw = vec![0f32; w.numel()];
+    let mut gb = vec![0f32; s.cout];
+    conv2d_backward_weight(
+        s,
+        x.read().f32("conv2d")?,
+        gy,
+        &mut gw,
+        has_bias.then_some(&mut gb[..]),
+    );
+    let mut out = vec![gx, Some(Tensor::from_shape_vec(w.shape(), gw)?)];
+    if has_bias {
+        out.push(Some(Tensor::from_shape_vec(&[s.cout], gb)?));
+    }
+    Ok(out)
+}
+
 impl Tensor {
     /// `y[n,o] = b[o] + sum_i w[o,i] (*) x[n,i]` (cross-correlation, same size as x).
     ///
@@ -70,30 +103,55 @@ impl Tensor {
             Storage::from_f32(y),
             "conv2d",
             &inputs,
-            move |g| {
-                let gs = g.read();
-                let gy = gs.f32("conv2d")?;
-                let gx = if x.is_tracked() {
-                    let mut gx = vec![0f32; x.numel()];
-                    conv2d_backward_input(&s, gy, w.read().f32("conv2d")?, &mut gx);
-                    Some(Tensor::from_shape_vec(x.shape(), gx)?)
-                } else {
-                    None
-                };
-                let mut gw = vec![0f32; w.numel()];
-                let mut gb = vec![0f32; s.cout];
-                conv2d_backward_weight(
-                    &s,
-                    x.read().f32("conv2d")?,
-                    gy,
-                    &mut gw,
-                    has_bias.then_some(&mut gb[..]),
-                );
-                let mut out = vec![gx, Some(Tensor::from_shape_vec(w.shape(), gw)?)];
-                if has_bias {
-                    out.push(Some(Tensor::from_shape_vec(&[s.cout], gb)?));
+            move |g| conv_backward(&s, &x, &w, has_bias, g.read().f32("conv2d")?),
+        ))
+    }
+
+    /// `leaky_relu(conv2d(x, w) + b, slope)` in one pass (slope > 0), as in every autoencoder
+    /// block. VJP: `dz = dy * (y > 0 ? 1 : slope)` (y and z share their sign), then conv2d's VJP.
+    pub fn conv2d_leaky(&self, weight: &Tensor, bias: Option<&Tensor>, slope: f32) -> Result<Tensor> {
+        if !(slope > 0.0) {
+            return self.conv2d(weight, bias)?.leaky_relu(slope);
+        }
+        let s = conv_shape(self, weight, bias)?;
+        let mut y = vec![0f32; s.n * s.cout * s.h * s.w];
+        {
+            let bias_guard = bias.map(|b| b.read());
+            let bias_data = match &bias_guard {
+                Some(g) => Some(g.f32("conv2d")?),
+                None => None,
+            };
+            conv2d_forward_leaky(
+                &s,
+                self.read().f32("conv2d")?,
+                weight.read().f32("conv2d")?,
+                bias_data,
+                slope,
+                &mut y,
+            );
+        }
+        let (x, w) = (self.clone(), weight.clone());
+        let has_bias = bias.is_some();
+        let mut inputs = vec![self, weight];
+        inputs.extend(bias);
+        Ok(Tensor::from_op_with_output(
+            vec![s.n, s.cout, s.h, s.w],
+            Storage::from_f32(y),
+            "conv2d_leaky",
+            &inputs,
+            move |out| {
+                move |g: &Tensor| {
+                    let y = out.get("conv2d_leaky")?;
+                    let ys = y.read();
+                    let gz = super::par_zip(g.read().f32("conv2d_leaky")?, ys.f32("conv2d_leaky")?, |g, y| {
+                        if y > 0.0 {
+                            g
+                        } else {
+                            slope * g
+                        }
+                    });
+                    conv_backward(&s, &x, &w, has_bias, &gz)
                 }
-                Ok(out)
             },
         ))
     }
