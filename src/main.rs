@@ -18,6 +18,9 @@ enum Cmd {
     /// Scanning NV magnetometry: forward model, deprojection, NV-DIP reconstruction, sweeps.
     #[command(subcommand)]
     Nv(cli::nv::NvCmd),
+    /// Lorentz TEM: simulation, forward model, SITIE, SIPRAD reconstruction, series, induction.
+    #[command(subcommand)]
+    Ltem(cli::ltem::LtemCmd),
     /// Simulate and reconstruct a synthetic Landau-state ellipse; writes ./magprior-demo/.
     Demo {
         /// Iterations of the reconstruction.
@@ -38,6 +41,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Nv(c) => cli::nv::run(c),
+        Cmd::Ltem(c) => cli::ltem::run(c),
         Cmd::Demo { iters, out, quiet } => cli::nv::demo(iters.max(1), quiet, &out),
         Cmd::Info => {
             println!("magprior {}", env!("CARGO_PKG_VERSION"));
