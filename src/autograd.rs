@@ -190,7 +190,9 @@ mod tests {
     #[test]
     fn reuse_accumulates() {
         // y = x*x + x  =>  dy/dx = 2x + 1
-        let x = Tensor::from_shape_vec(&[2], vec![3.0, -1.0]).unwrap().requires_grad();
+        let x = Tensor::from_shape_vec(&[2], vec![3.0, -1.0])
+            .unwrap()
+            .requires_grad();
         let y = x.mul(&x).unwrap().add(&x).unwrap().sum_all().unwrap();
         let g = y.backward().unwrap();
         assert_eq!(g.get(&x).unwrap().to_vec().unwrap(), vec![7.0, -1.0]);

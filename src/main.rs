@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "magprior", version, about = "Physics-informed deep image prior reconstruction of magnetic textures (NV magnetometry, Lorentz TEM)")]
+#[command(
+    name = "magprior",
+    version,
+    about = "Physics-informed deep image prior reconstruction of magnetic textures (NV magnetometry, Lorentz TEM)"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -45,7 +49,10 @@ fn main() -> ExitCode {
         Cmd::Demo { iters, out, quiet } => cli::nv::demo(iters.max(1), quiet, &out),
         Cmd::Info => {
             println!("magprior {}", env!("CARGO_PKG_VERSION"));
-            println!("CPU backend: {} rayon threads", rayon::current_num_threads());
+            println!(
+                "CPU backend: {} rayon threads",
+                rayon::current_num_threads()
+            );
             Ok(())
         }
     };

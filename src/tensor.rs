@@ -82,10 +82,9 @@ pub(crate) struct WeakTensor(std::sync::Weak<Inner>);
 impl WeakTensor {
     /// The output tensor; an error if it no longer exists (cannot happen during `backward`).
     pub(crate) fn get(&self, op: &'static str) -> Result<Tensor> {
-        self.0
-            .upgrade()
-            .map(Tensor)
-            .ok_or_else(|| Error::Backend(format!("{op}: output released before its backward pass")))
+        self.0.upgrade().map(Tensor).ok_or_else(|| {
+            Error::Backend(format!("{op}: output released before its backward pass"))
+        })
     }
 }
 
@@ -173,7 +172,10 @@ impl Tensor {
                 shape: shape.to_vec(),
             });
         }
-        Ok(Tensor::from_storage(shape.to_vec(), Storage::from_f32(data)))
+        Ok(Tensor::from_storage(
+            shape.to_vec(),
+            Storage::from_f32(data),
+        ))
     }
 
     /// A complex tensor from data in row-major order.
@@ -185,7 +187,10 @@ impl Tensor {
                 shape: shape.to_vec(),
             });
         }
-        Ok(Tensor::from_storage(shape.to_vec(), Storage::from_c32(data)))
+        Ok(Tensor::from_storage(
+            shape.to_vec(),
+            Storage::from_c32(data),
+        ))
     }
 
     /// A real tensor filled with `value`.
@@ -365,10 +370,13 @@ impl Tensor {
         ))
     }
 
-
     pub(crate) fn expect_rank(&self, op: &'static str, rank: usize) -> Result<()> {
         if self.rank() != rank {
-            return Err(Error::shape(op, self.shape(), format!("expected rank {rank}")));
+            return Err(Error::shape(
+                op,
+                self.shape(),
+                format!("expected rank {rank}"),
+            ));
         }
         Ok(())
     }

@@ -13,7 +13,14 @@ use crate::error::{Error, Result};
 /// ```
 pub fn parse_length(s: &str) -> Result<f64> {
     let t = s.trim();
-    let units = [("nm", 1e-9), ("um", 1e-6), ("µm", 1e-6), ("mm", 1e-3), ("cm", 1e-2), ("m", 1.0)];
+    let units = [
+        ("nm", 1e-9),
+        ("um", 1e-6),
+        ("µm", 1e-6),
+        ("mm", 1e-3),
+        ("cm", 1e-2),
+        ("m", 1.0),
+    ];
     let (num, scale) = units
         .iter()
         .find_map(|(u, f)| t.strip_suffix(u).map(|n| (n.trim(), *f)))

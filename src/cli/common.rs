@@ -77,7 +77,11 @@ impl Progress {
             if self.last_draw.elapsed().as_millis() >= 100 || i == self.total {
                 let width = 30;
                 let filled = (i * width / self.total.max(1)).min(width);
-                eprint!("\r[{}{}] {line}  ", "#".repeat(filled), "-".repeat(width - filled));
+                eprint!(
+                    "\r[{}{}] {line}  ",
+                    "#".repeat(filled),
+                    "-".repeat(width - filled)
+                );
                 let _ = std::io::stderr().flush();
                 self.last_draw = Instant::now();
             }

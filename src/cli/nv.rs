@@ -7,7 +7,9 @@ use magprior::io::load::load_array;
 use magprior::io::npy::write_npy;
 use magprior::io::outdir::OutputDir;
 use magprior::io::render::{self, MapKind, Panel};
-use magprior::nv::{self, mask, Mask, NvForward, NvGeometry, NvReconConfig, NvResult, NvTarget, Preset, StopReason};
+use magprior::nv::{
+    self, mask, Mask, NvForward, NvGeometry, NvReconConfig, NvResult, NvTarget, Preset, StopReason,
+};
 use magprior::Tensor;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -55,7 +57,10 @@ pub struct GeomArgs {
 impl GeomArgs {
     fn geometry(&self, file_pixel: Option<f64>, what: &Path) -> Result<NvGeometry> {
         let pixel = self.pixel.or(file_pixel).ok_or_else(|| {
-            anyhow!("--pixel is required for {} (it does not record a cell size)", what.display())
+            anyhow!(
+                "--pixel is required for {} (it does not record a cell size)",
+                what.display()
+            )
         })?;
         if self.standoff < 0.0 {
             bail!("--standoff must be >= 0, got {}", self.standoff);
@@ -254,9 +259,14 @@ fn forward(a: ForwardArgs) -> Result<()> {
     let t = loaded.tensor;
     let s = t.shape().to_vec();
     if s.len() != 3 || !(2..=3).contains(&s[0]) {
-        bail!("{}: expected a (2|3, H, W) magnetisation, got shape {s:?}", a.magnetization.display());
+        bail!(
+            "{}: expected a (2|3, H, W) magnetisation, got shape {s:?}",
+            a.magnetization.display()
+        );
     }
-    let g = a.geom.geometry(loaded.cell.map(|c| c.0), &a.magnetization)?;
+    let g = a
+        .geom
+        .geometry(loaded.cell.map(|c| c.0), &a.magnetization)?;
     let m = if is_ovf { t.scale(a.ms as f32)? } else { t };
     let m = m.reshape(&[1, s[0], s[1], s[2]])?;
     let op = NvForward::new(s[1], s[2], &g)?;
@@ -274,7 +284,10 @@ fn load_map(path: &Path) -> Result<(Vec<f32>, usize, usize)> {
     match t.shape() {
         [h, w] => Ok((t.to_vec()?, *h, *w)),
         [1, h, w] => Ok((t.to_vec()?, *h, *w)),
-        s => bail!("{}: expected an (H, W) map, got shape {s:?}", path.display()),
+        s => bail!(
+            "{}: expected an (H, W) map, got shape {s:?}",
+            path.display()
+        ),
     }
 }
 
@@ -288,7 +301,11 @@ fn deproject(a: DeprojectArgs) -> Result<()> {
     }
     let dp = nv::deproject(&data, h, w, &g, a.eps)?;
     write_npy(&a.out, &Tensor::from_shape_vec(&[3, h, w], dp.field)?)?;
-    eprintln!("wrote {} (Bx, By, Bz; eps = {:.4e} rad/m)", a.out.display(), dp.eps);
+    eprintln!(
+        "wrote {} (Bx, By, Bz; eps = {:.4e} rad/m)",
+        a.out.display(),
+        dp.eps
+    );
     Ok(())
 }
 
@@ -318,12 +335,30 @@ fn parse_shape_support(spec: &str, h: usize, w: usize, pixel: f64) -> Result<Opt
     match (kind, parts.len()) {
         ("ellipse", 2 | 3) => {
             let angle = match parts.get(2) {
-                Some(a) => a.trim().parse::<f64>().map_err(|_| anyhow!("--support {spec}: bad angle '{a}'"))?,
+                Some(a) => a
+                    .trim()
+                    .parse::<f64>()
+                    .map_err(|_| anyhow!("--support {spec}: bad angle '{a}'"))?,
                 None => 0.0,
             };
-            Ok(Some(mask::ellipse_support(h, w, cx, cy, len(parts[0])?, len(parts[1])?, angle)))
+            Ok(Some(mask::ellipse_support(
+                h,
+                w,
+                cx,
+                cy,
+                len(parts[0])?,
+                len(parts[1])?,
+                angle,
+            )))
         }
-        ("rect", 2) => Ok(Some(mask::rect_support(h, w, cx, cy, len(parts[0])?, len(parts[1])?))),
+        ("rect", 2) => Ok(Some(mask::rect_support(
+            h,
+            w,
+            cx,
+            cy,
+            len(parts[0])?,
+            len(parts[1])?,
+        ))),
         _ => bail!("--support {spec}: expected a file, ellipse:RX,RY[,DEG] or rect:AX,AY"),
     }
 }
@@ -347,10 +382,22 @@ impl Job {
         if a.channels.is_empty() || a.channels.contains(&0) {
             bail!("--channels must be positive numbers");
         }
-        let mut job = Job { bnv, h, w, support: None, fixed_mask: None, geom };
+        let mut job = Job {
+            bnv,
+            h,
+            w,
+            support: None,
+            fixed_mask: None,
+            geom,
+        };
         let check_hw = |p: &Path, s: &[usize]| -> Result<()> {
             if s[s.len() - 2..] != [h, w] {
-                bail!("{}: mask is {:?} but the B_NV map {} is {h}x{w}", p.display(), s, a.bnv.display());
+                bail!(
+                    "{}: mask is {:?} but the B_NV map {} is {h}x{w}",
+                    p.display(),
+                    s,
+                    a.bnv.display()
+                );
             }
             Ok(())
         };
@@ -364,13 +411,26 @@ impl Job {
                     if data.iter().any(|v| v.abs() > 1.0 + 1e-6) {
                         bail!("{}: mask values must lie in [-1, 1]", p.display());
                     }
-                    job.fixed_mask = Some(Mask { channels: s[0], h, w, data });
+                    job.fixed_mask = Some(Mask {
+                        channels: s[0],
+                        h,
+                        w,
+                        data,
+                    });
                 }
                 2 => {
                     check_hw(p, &s)?;
-                    job.support = Some(t.to_vec()?.iter().map(|&v| if v > 0.5 { 1.0 } else { 0.0 }).collect());
+                    job.support = Some(
+                        t.to_vec()?
+                            .iter()
+                            .map(|&v| if v > 0.5 { 1.0 } else { 0.0 })
+                            .collect(),
+                    );
                 }
-                _ => bail!("{}: expected a (2|3, H, W) mask or an (H, W) support, got {s:?}", p.display()),
+                _ => bail!(
+                    "{}: expected a (2|3, H, W) mask or an (H, W) support, got {s:?}",
+                    p.display()
+                ),
             }
         } else if let Some(spec) = &a.support {
             job.support = match parse_shape_support(spec, h, w, job.geom.pixel)? {
@@ -383,7 +443,12 @@ impl Job {
                         bail!("{}: a support must be (H, W), got {s:?}", p.display());
                     }
                     check_hw(&p, &s)?;
-                    Some(t.to_vec()?.iter().map(|&v| if v > 0.5 { 1.0 } else { 0.0 }).collect())
+                    Some(
+                        t.to_vec()?
+                            .iter()
+                            .map(|&v| if v > 0.5 { 1.0 } else { 0.0 })
+                            .collect(),
+                    )
                 }
             };
         } else {
@@ -397,7 +462,9 @@ impl Job {
             (Some(m), _) => m.clone(),
             (None, Some(sup)) => {
                 let preset = match a.mask_preset {
-                    PresetArg::Landau => Preset::Landau { ccw: a.chirality == Chirality::Ccw },
+                    PresetArg::Landau => Preset::Landau {
+                        ccw: a.chirality == Chirality::Ccw,
+                    },
                     PresetArg::Dipole => Preset::Dipole,
                     PresetArg::None => Preset::None,
                 };
@@ -405,11 +472,23 @@ impl Job {
             }
             (None, None) => bail!("no mask"),
         };
-        Ok(if a.mask_blur > 0.0 { m.blurred(a.mask_blur) } else { m })
+        Ok(if a.mask_blur > 0.0 {
+            m.blurred(a.mask_blur)
+        } else {
+            m
+        })
     }
 
     /// Runs one reconstruction with the mask rotated by `angle` and writes everything into `dir`.
-    fn run_one(&self, a: &ReconArgs, dir: &Path, angle: f64, geom: &NvGeometry, seed: u64, label: &str) -> Result<NvResult> {
+    fn run_one(
+        &self,
+        a: &ReconArgs,
+        dir: &Path,
+        angle: f64,
+        geom: &NvGeometry,
+        seed: u64,
+        label: &str,
+    ) -> Result<NvResult> {
         check_device(a.device)?;
         let mask = self.mask(a, angle)?;
         let cfg = NvReconConfig {
@@ -421,7 +500,11 @@ impl Job {
             seed,
             channels: a.channels.clone(),
             kernel: a.kernel,
-            target: if a.target == TargetArg::Bnv { NvTarget::Bnv } else { NvTarget::Deprojected },
+            target: if a.target == TargetArg::Bnv {
+                NvTarget::Bnv
+            } else {
+                NvTarget::Deprojected
+            },
             fit_standoff: a.fit_standoff,
             standoff_lr: a.standoff_lr,
             ..Default::default()
@@ -452,7 +535,9 @@ impl Job {
 
 fn check_device(d: DeviceArg) -> Result<()> {
     match d {
-        DeviceArg::Gpu => bail!("--device gpu: this build has no GPU backend yet; use --device cpu"),
+        DeviceArg::Gpu => {
+            bail!("--device gpu: this build has no GPU backend yet; use --device cpu")
+        }
         DeviceArg::Auto | DeviceArg::Cpu => Ok(()),
     }
 }
@@ -466,16 +551,38 @@ fn stop_text(s: &StopReason) -> String {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn write_outputs(dir: &Path, a: &ReconArgs, job: &Job, mask: &Mask, cfg: &NvReconConfig, res: &NvResult, angle: f64) -> Result<()> {
+fn write_outputs(
+    dir: &Path,
+    a: &ReconArgs,
+    job: &Job,
+    mask: &Mask,
+    cfg: &NvReconConfig,
+    res: &NvResult,
+    angle: f64,
+) -> Result<()> {
     let (h, w) = (job.h, job.w);
     let f = |n: &str| dir.join(n);
-    write_npy(f("magnetization.npy"), &Tensor::from_shape_vec(&[3, h, w], res.magnetization.clone())?)?;
-    write_npy(f("bnv_model.npy"), &Tensor::from_shape_vec(&[h, w], res.bnv_model.clone())?)?;
-    write_npy(f("mask.npy"), &Tensor::from_shape_vec(&[mask.channels, h, w], mask.data.clone())?)?;
+    write_npy(
+        f("magnetization.npy"),
+        &Tensor::from_shape_vec(&[3, h, w], res.magnetization.clone())?,
+    )?;
+    write_npy(
+        f("bnv_model.npy"),
+        &Tensor::from_shape_vec(&[h, w], res.bnv_model.clone())?,
+    )?;
+    write_npy(
+        f("mask.npy"),
+        &Tensor::from_shape_vec(&[mask.channels, h, w], mask.data.clone())?,
+    )?;
     common::write_csv(
         &f("loss.csv"),
         "iteration,loss,lr,snr,seconds",
-        res.history.iter().map(|s| format!("{},{:e},{:e},{:.4},{:.4}", s.iter, s.loss, s.lr, s.snr_db, s.seconds)),
+        res.history.iter().map(|s| {
+            format!(
+                "{},{:e},{:e},{:.4},{:.4}",
+                s.iter, s.loss, s.lr, s.snr_db, s.seconds
+            )
+        }),
     )?;
     let iters = res.history.len();
     let secs = res.history.last().map_or(0.0, |s| s.seconds);
@@ -524,20 +631,67 @@ fn write_outputs(dir: &Path, a: &ReconArgs, job: &Job, mask: &Mask, cfg: &NvReco
     common::write_json(&f("metadata.json"), &meta)?;
     // pictures
     let lim = render::shared_limit(&[&job.bnv, &res.bnv_model]);
-    let resid: Vec<f32> = job.bnv.iter().zip(&res.bnv_model).map(|(a, b)| a - b).collect();
+    let resid: Vec<f32> = job
+        .bnv
+        .iter()
+        .zip(&res.bnv_model)
+        .map(|(a, b)| a - b)
+        .collect();
     render::write_panels(
         &f("bnv.png"),
         &[
-            Panel { data: &job.bnv, h, w, title: "measured B_NV", unit: "mT", scale: 1e3, kind: MapKind::Diverging, limit: Some(lim) },
-            Panel { data: &res.bnv_model, h, w, title: "model B_NV", unit: "mT", scale: 1e3, kind: MapKind::Diverging, limit: Some(lim) },
-            Panel { data: &resid, h, w, title: "residual", unit: "mT", scale: 1e3, kind: MapKind::Diverging, limit: None },
+            Panel {
+                data: &job.bnv,
+                h,
+                w,
+                title: "measured B_NV",
+                unit: "mT",
+                scale: 1e3,
+                kind: MapKind::Diverging,
+                limit: Some(lim),
+            },
+            Panel {
+                data: &res.bnv_model,
+                h,
+                w,
+                title: "model B_NV",
+                unit: "mT",
+                scale: 1e3,
+                kind: MapKind::Diverging,
+                limit: Some(lim),
+            },
+            Panel {
+                data: &resid,
+                h,
+                w,
+                title: "residual",
+                unit: "mT",
+                scale: 1e3,
+                kind: MapKind::Diverging,
+                limit: None,
+            },
         ],
     )?;
     let hw = h * w;
-    render::write_colour_wheel(&f("magnetization.png"), &res.magnetization[..hw], &res.magnetization[hw..2 * hw], h, w, "M (hue: direction, brightness: |M|)")?;
+    render::write_colour_wheel(
+        &f("magnetization.png"),
+        &res.magnetization[..hw],
+        &res.magnetization[hw..2 * hw],
+        h,
+        w,
+        "M (hue: direction, brightness: |M|)",
+    )?;
     let xs: Vec<f64> = res.history.iter().map(|s| s.iter as f64).collect();
     let ys: Vec<f64> = res.history.iter().map(|s| s.loss).collect();
-    render::write_line_plot(&f("loss.png"), &xs, &ys, "loss", "iteration", "MSE (T^2)", true)?;
+    render::write_line_plot(
+        &f("loss.png"),
+        &xs,
+        &ys,
+        "loss",
+        "iteration",
+        "MSE (T^2)",
+        true,
+    )?;
     Ok(())
 }
 
@@ -553,7 +707,10 @@ fn report(res: &NvResult, path: &Path) {
         m.snr_db,
         m.mean_m_inplane
     );
-    println!("pictures: {0}/bnv.png, {0}/magnetization.png, {0}/loss.png", path.display());
+    println!(
+        "pictures: {0}/bnv.png, {0}/magnetization.png, {0}/loss.png",
+        path.display()
+    );
 }
 
 fn sweep(a: SweepArgs) -> Result<()> {
@@ -562,25 +719,47 @@ fn sweep(a: SweepArgs) -> Result<()> {
         bail!("give --angles and/or --standoffs to sweep over");
     }
     let angles = a.angles.clone().unwrap_or_else(|| vec![a.recon.mask_angle]);
-    let standoffs = a.standoffs.clone().unwrap_or_else(|| vec![job.geom.standoff]);
+    let standoffs = a
+        .standoffs
+        .clone()
+        .unwrap_or_else(|| vec![job.geom.standoff]);
     if standoffs.iter().any(|&d| d < 0.0) {
         bail!("--standoffs must be >= 0");
     }
     let out = OutputDir::create(&a.out)?;
-    struct Row { angle: f64, standoff: f64, losses: Vec<f64>, snr: Vec<f64>, secs: f64 }
+    struct Row {
+        angle: f64,
+        standoff: f64,
+        losses: Vec<f64>,
+        snr: Vec<f64>,
+        secs: f64,
+    }
     let mut rows = Vec::new();
     let flag = common::interrupt_flag();
     'outer: for &d in &standoffs {
         for &ang in &angles {
-            let mut row = Row { angle: ang, standoff: d, losses: vec![], snr: vec![], secs: 0.0 };
+            let mut row = Row {
+                angle: ang,
+                standoff: d,
+                losses: vec![],
+                snr: vec![],
+                secs: 0.0,
+            };
             for &seed in &a.seeds {
                 let name = format!("angle_{ang:+07.2}_standoff_{:.1}nm_seed_{seed}", d * 1e9);
                 let dir = out.subdir(&name)?;
-                let geom = NvGeometry { standoff: d, ..job.geom.clone() };
+                let geom = NvGeometry {
+                    standoff: d,
+                    ..job.geom.clone()
+                };
                 let label = format!("angle {ang} standoff {:.1} nm seed {seed}", d * 1e9);
                 let res = job.run_one(&a.recon, &dir, ang, &geom, seed as u64, &label)?;
-                common::write_json(&dir.join("metadata_sweep.json"), &json!({"angle_deg": ang, "standoff_m": d, "seed": seed}))?;
-                row.losses.push(res.history.last().map_or(f64::NAN, |s| s.loss));
+                common::write_json(
+                    &dir.join("metadata_sweep.json"),
+                    &json!({"angle_deg": ang, "standoff_m": d, "seed": seed}),
+                )?;
+                row.losses
+                    .push(res.history.last().map_or(f64::NAN, |s| s.loss));
                 row.snr.push(res.metrics.snr_db);
                 row.secs += res.history.last().map_or(0.0, |s| s.seconds);
                 if flag.load(Ordering::SeqCst) {
@@ -601,18 +780,42 @@ fn sweep(a: SweepArgs) -> Result<()> {
         &out.file("sweep.csv"),
         "angle,standoff,final_loss,loss_std,snr_db,seconds,seeds",
         rows.iter().map(|r| {
-            format!("{},{:e},{:e},{:e},{:.3},{:.2},{}", r.angle, r.standoff, mean(&r.losses), std(&r.losses), mean(&r.snr), r.secs, r.losses.len())
+            format!(
+                "{},{:e},{:e},{:e},{:.3},{:.2},{}",
+                r.angle,
+                r.standoff,
+                mean(&r.losses),
+                std(&r.losses),
+                mean(&r.snr),
+                r.secs,
+                r.losses.len()
+            )
         }),
     )?;
-    common::write_json(&out.file("metadata.json"), &json!({
-        "program": "magprior nv sweep", "version": env!("CARGO_PKG_VERSION"),
-        "bnv": a.recon.bnv.display().to_string(), "angles_deg": angles, "standoffs_m": standoffs,
-        "seeds": a.seeds, "iterations": a.recon.iters, "lr": a.recon.lr,
-        "ranking": "ascending mean final loss over seeds",
-    }))?;
-    println!("{:>4} {:>9} {:>12} {:>14} {:>11} {:>9} {:>8}", "rank", "angle", "standoff", "final loss", "spread", "SNR dB", "seconds");
+    common::write_json(
+        &out.file("metadata.json"),
+        &json!({
+            "program": "magprior nv sweep", "version": env!("CARGO_PKG_VERSION"),
+            "bnv": a.recon.bnv.display().to_string(), "angles_deg": angles, "standoffs_m": standoffs,
+            "seeds": a.seeds, "iterations": a.recon.iters, "lr": a.recon.lr,
+            "ranking": "ascending mean final loss over seeds",
+        }),
+    )?;
+    println!(
+        "{:>4} {:>9} {:>12} {:>14} {:>11} {:>9} {:>8}",
+        "rank", "angle", "standoff", "final loss", "spread", "SNR dB", "seconds"
+    );
     for (i, r) in rows.iter().enumerate() {
-        println!("{:>4} {:>9.2} {:>12} {:>14.4e} {:>11.2e} {:>9.2} {:>8.1}", i + 1, r.angle, magprior::units::format_length(r.standoff), mean(&r.losses), std(&r.losses), mean(&r.snr), r.secs);
+        println!(
+            "{:>4} {:>9.2} {:>12} {:>14.4e} {:>11.2e} {:>9.2} {:>8.1}",
+            i + 1,
+            r.angle,
+            magprior::units::format_length(r.standoff),
+            mean(&r.losses),
+            std(&r.losses),
+            mean(&r.snr),
+            r.secs
+        );
     }
     if rows.len() >= 2 {
         let (b, s) = (&rows[0], &rows[1]);
@@ -623,12 +826,18 @@ fn sweep(a: SweepArgs) -> Result<()> {
         } else if gap <= 2.0 * spread {
             println!("note: the best two differ by {gap:.2e}, within 2x the seed spread ({spread:.2e}): the ranking is not significant");
         } else {
-            println!("the best setting beats the runner-up by {:.1}x the seed spread", gap / spread.max(1e-300));
+            println!(
+                "the best setting beats the runner-up by {:.1}x the seed spread",
+                gap / spread.max(1e-300)
+            );
         }
         println!("caution: masks with more freedom (e.g. rotated by 45/135 deg) can fit better than the true one; compare masks of equal freedom");
     }
     let path = out.commit()?;
-    println!("wrote {}/sweep.csv and one directory per run", path.display());
+    println!(
+        "wrote {}/sweep.csv and one directory per run",
+        path.display()
+    );
     Ok(())
 }
 
@@ -640,16 +849,37 @@ pub fn demo(iters: usize, quiet: bool, out: &Path) -> Result<()> {
     let od = OutputDir::create(out)?;
     let input = od.file("bnv_measured.npy");
     write_npy(&input, &Tensor::from_shape_vec(&[n, n], data.bnv.clone())?)?;
-    write_npy(od.file("magnetization_true.npy"), &Tensor::from_shape_vec(&[3, n, n], data.magnetization.clone())?)?;
-    write_npy(od.file("support.npy"), &Tensor::from_shape_vec(&[n, n], data.support.clone())?)?;
+    write_npy(
+        od.file("magnetization_true.npy"),
+        &Tensor::from_shape_vec(&[3, n, n], data.magnetization.clone())?,
+    )?;
+    write_npy(
+        od.file("support.npy"),
+        &Tensor::from_shape_vec(&[n, n], data.support.clone())?,
+    )?;
     let hw = n * n;
-    render::write_colour_wheel(&od.file("magnetization_true.png"), &data.magnetization[..hw], &data.magnetization[hw..2 * hw], n, n, "true M")?;
+    render::write_colour_wheel(
+        &od.file("magnetization_true.png"),
+        &data.magnetization[..hw],
+        &data.magnetization[hw..2 * hw],
+        n,
+        n,
+        "true M",
+    )?;
     if !quiet {
         eprintln!("demo: 128x128 map (5 nm pixels) of a 460x310 nm Permalloy ellipse in a Landau state, 20 nm film, 50 nm standoff, 1 % noise; {iters} iterations");
     }
     let args = ReconArgs {
         bnv: input.clone(),
-        geom: GeomArgs { pixel: Some(geom.pixel), thickness: geom.thickness, standoff: geom.standoff, theta: geom.theta_deg, phi: geom.phi_deg, pad: geom.pad, cutoff_k: None },
+        geom: GeomArgs {
+            pixel: Some(geom.pixel),
+            thickness: geom.thickness,
+            standoff: geom.standoff,
+            theta: geom.theta_deg,
+            phi: geom.phi_deg,
+            pad: geom.pad,
+            cutoff_k: None,
+        },
         ms: 8.6e5,
         mask: None,
         support: None,
@@ -670,7 +900,14 @@ pub fn demo(iters: usize, quiet: bool, out: &Path) -> Result<()> {
         device: DeviceArg::Cpu,
         quiet,
     };
-    let job = Job { bnv: data.bnv.clone(), h: n, w: n, support: Some(data.support.clone()), fixed_mask: None, geom };
+    let job = Job {
+        bnv: data.bnv.clone(),
+        h: n,
+        w: n,
+        support: Some(data.support.clone()),
+        fixed_mask: None,
+        geom,
+    };
     let rdir = od.subdir("reconstruction")?;
     let res = job.run(&args, &rdir, "demo")?;
     // direction agreement inside the support
@@ -685,15 +922,21 @@ pub fn demo(iters: usize, quiet: bool, out: &Path) -> Result<()> {
         }
     }
     let cos = cos / cnt.max(1) as f64;
-    common::write_json(&od.file("metadata.json"), &json!({
-        "program": "magprior demo", "version": env!("CARGO_PKG_VERSION"),
-        "sample": "Permalloy ellipse, semi-axes 0.36 n x 0.24 n pixels, Landau state (ccw), Ms 8.6e5 A/m",
-        "pixel_m": 5e-9, "thickness_m": 20e-9, "standoff_m": 50e-9, "noise": "1 % of max |B_NV|, Gaussian, seed 7",
-        "direction_cosine_vs_truth": cos,
-    }))?;
+    common::write_json(
+        &od.file("metadata.json"),
+        &json!({
+            "program": "magprior demo", "version": env!("CARGO_PKG_VERSION"),
+            "sample": "Permalloy ellipse, semi-axes 0.36 n x 0.24 n pixels, Landau state (ccw), Ms 8.6e5 A/m",
+            "pixel_m": 5e-9, "thickness_m": 20e-9, "standoff_m": 50e-9, "noise": "1 % of max |B_NV|, Gaussian, seed 7",
+            "direction_cosine_vs_truth": cos,
+        }),
+    )?;
     let path = od.commit().context("writing the demo directory")?;
     report(&res, &path.join("reconstruction"));
     println!("direction cosine vs the true magnetisation inside the ellipse: {cos:.3}");
-    println!("true magnetisation: {}/magnetization_true.png", path.display());
+    println!(
+        "true magnetisation: {}/magnetization_true.png",
+        path.display()
+    );
     Ok(())
 }

@@ -66,7 +66,10 @@ pub fn read_npy_any(path: impl AsRef<Path>) -> Result<Tensor> {
         None => Tensor::from_shape_vec(&shape, re),
         Some(im) => Tensor::from_shape_vec_c(
             &shape,
-            re.into_iter().zip(im).map(|(a, b)| C32::new(a, b)).collect(),
+            re.into_iter()
+                .zip(im)
+                .map(|(a, b)| C32::new(a, b))
+                .collect(),
         ),
     }
 }
@@ -95,7 +98,10 @@ fn read_raw(path: &Path) -> Result<Raw> {
     let header = std::str::from_utf8(header).map_err(|_| fmt_err(path, "header not text"))?;
     let (descr, fortran, shape) = parse_header(path, header)?;
     if fortran && shape.len() > 1 {
-        return Err(fmt_err(path, "Fortran-order arrays are not supported; save with C order"));
+        return Err(fmt_err(
+            path,
+            "Fortran-order arrays are not supported; save with C order",
+        ));
     }
     let data = &bytes[hstart + hlen..];
     let n: usize = shape.iter().product();
@@ -121,7 +127,10 @@ fn read_raw(path: &Path) -> Result<Raw> {
     if data.len() < count * width {
         return Err(fmt_err(
             path,
-            format!("truncated data: {} bytes for shape {shape:?} of {descr}", data.len()),
+            format!(
+                "truncated data: {} bytes for shape {shape:?} of {descr}",
+                data.len()
+            ),
         ));
     }
     let vals: Vec<f32> = data[..count * width]
@@ -237,7 +246,10 @@ mod tests {
             assert_eq!(back.shape(), t.shape());
             assert_eq!(back.dtype(), t.dtype());
         }
-        assert_eq!(read_npy(dir.join("a.npy")).unwrap().to_vec().unwrap(), a.to_vec().unwrap());
+        assert_eq!(
+            read_npy(dir.join("a.npy")).unwrap().to_vec().unwrap(),
+            a.to_vec().unwrap()
+        );
         assert!(read_npy(dir.join("c.npy")).is_err());
         std::fs::write(dir.join("bad.npy"), b"hello").unwrap();
         let e = read_npy(dir.join("bad.npy")).unwrap_err().to_string();

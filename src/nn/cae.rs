@@ -92,10 +92,16 @@ impl Cae {
     pub fn new(config: &CaeConfig, rng: &mut Rng) -> Result<Cae> {
         let c = &config.channels;
         if c.is_empty() || c.contains(&0) || config.in_ch == 0 || config.out_ch == 0 {
-            return Err(Error::arg("Cae", "channels, in_ch and out_ch must be non-zero"));
+            return Err(Error::arg(
+                "Cae",
+                "channels, in_ch and out_ch must be non-zero",
+            ));
         }
         if config.kernel % 2 == 0 {
-            return Err(Error::arg("Cae", format!("kernel {} must be odd", config.kernel)));
+            return Err(Error::arg(
+                "Cae",
+                format!("kernel {} must be odd", config.kernel),
+            ));
         }
         let k = config.kernel;
         let mut enc = Vec::new();
@@ -170,7 +176,10 @@ impl Cae {
 
     /// All trainable tensors, in `named_parameters` order.
     pub fn parameters(&self) -> Vec<Tensor> {
-        self.named_parameters().into_iter().map(|(_, t)| t).collect()
+        self.named_parameters()
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect()
     }
 
     /// Total number of trainable scalars.

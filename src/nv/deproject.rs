@@ -52,7 +52,10 @@ pub fn deproject(
 ) -> Result<Deprojection> {
     geom.validate()?;
     if bnv.len() != h * w || h == 0 || w == 0 {
-        return Err(Error::arg("deproject", format!("{} values for a {h}x{w} map", bnv.len())));
+        return Err(Error::arg(
+            "deproject",
+            format!("{} values for a {h}x{w} map", bnv.len()),
+        ));
     }
     let (ph, pw) = (h * geom.pad, w * geom.pad);
     let mut spec = vec![C32::new(0.0, 0.0); ph * pw];
@@ -95,7 +98,12 @@ pub fn deproject(
     let dmax = d2.iter().cloned().fold(0.0, f64::max).sqrt();
     let (eps, risk_curve) = match eps {
         Some(e) if e.is_finite() && e >= 0.0 => (e, Vec::new()),
-        Some(e) => return Err(Error::arg("deproject", format!("eps must be >= 0, got {e}"))),
+        Some(e) => {
+            return Err(Error::arg(
+                "deproject",
+                format!("eps must be >= 0, got {e}"),
+            ))
+        }
         None => {
             let curve: Vec<(f64, f64)> = (0..=120)
                 .map(|i| {
@@ -139,7 +147,13 @@ pub fn deproject(
                 );
             }
         }
-        fft2_raw(&mut out, ph, pw, FftDirection::Inverse, 1.0 / (ph * pw) as f32);
+        fft2_raw(
+            &mut out,
+            ph,
+            pw,
+            FftDirection::Inverse,
+            1.0 / (ph * pw) as f32,
+        );
         for r in 0..h {
             field.extend(out[r * pw..r * pw + w].iter().map(|z| z.re));
         }

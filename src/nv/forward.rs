@@ -4,8 +4,8 @@
 use crate::error::{Error, Result};
 use crate::ops::fft::fft2_raw;
 use crate::storage::Storage;
-use rustfft::FftDirection;
 use crate::tensor::{Tensor, C32};
+use rustfft::FftDirection;
 use std::collections::HashMap;
 use std::f64::consts::PI;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -58,18 +58,27 @@ impl NvGeometry {
     pub fn validate(&self) -> Result<()> {
         for (name, v) in [("pixel", self.pixel), ("thickness", self.thickness)] {
             if !(v.is_finite() && v > 0.0) {
-                return Err(Error::arg("nv geometry", format!("{name} must be positive, got {v}")));
+                return Err(Error::arg(
+                    "nv geometry",
+                    format!("{name} must be positive, got {v}"),
+                ));
             }
         }
         if !(self.standoff.is_finite() && self.standoff >= 0.0) {
-            return Err(Error::arg("nv geometry", format!("standoff must be >= 0, got {}", self.standoff)));
+            return Err(Error::arg(
+                "nv geometry",
+                format!("standoff must be >= 0, got {}", self.standoff),
+            ));
         }
         if self.pad == 0 {
             return Err(Error::arg("nv geometry", "pad must be >= 1"));
         }
         if let Some(kc) = self.cutoff_k {
             if !(kc.is_finite() && kc > 0.0) {
-                return Err(Error::arg("nv geometry", format!("cutoff-k must be positive, got {kc}")));
+                return Err(Error::arg(
+                    "nv geometry",
+                    format!("cutoff-k must be positive, got {kc}"),
+                ));
             }
         }
         Ok(())
@@ -84,7 +93,11 @@ impl NvGeometry {
 pub fn wavenumbers(n: usize, d: f64) -> Vec<f64> {
     (0..n)
         .map(|i| {
-            let f = if i < n.div_ceil(2) { i as f64 } else { i as f64 - n as f64 };
+            let f = if i < n.div_ceil(2) {
+                i as f64
+            } else {
+                i as f64 - n as f64
+            };
             2.0 * PI * f / (n as f64 * d)
         })
         .collect()
@@ -216,7 +229,11 @@ impl NvForward {
     }
 
     fn check_input(&self, m: &Tensor) -> Result<()> {
-        if m.rank() != 4 || m.shape()[0] != 1 || !(2..=3).contains(&m.shape()[1]) || m.hw("nv")? != (self.h, self.w) {
+        if m.rank() != 4
+            || m.shape()[0] != 1
+            || !(2..=3).contains(&m.shape()[1])
+            || m.hw("nv")? != (self.h, self.w)
+        {
             return Err(Error::shape(
                 "nv forward",
                 m.shape(),
@@ -263,14 +280,19 @@ impl NvForward {
         let embed = move |src: &[f32]| {
             let mut buf = vec![zero; n];
             for r in 0..h {
-                for (d, &v) in buf[r * pw..r * pw + w].iter_mut().zip(&src[r * w..(r + 1) * w]) {
+                for (d, &v) in buf[r * pw..r * pw + w]
+                    .iter_mut()
+                    .zip(&src[r * w..(r + 1) * w])
+                {
                     *d = C32::new(v, 0.0);
                 }
             }
             buf
         };
         let crop_re = move |buf: &[C32]| -> Vec<f32> {
-            (0..h).flat_map(|r| buf[r * pw..r * pw + w].iter().map(|z| z.re)).collect()
+            (0..h)
+                .flat_map(|r| buf[r * pw..r * pw + w].iter().map(|z| z.re))
+                .collect()
         };
         let md = m.to_vec()?;
         let mut acc = vec![zero; n];
@@ -309,7 +331,9 @@ impl NvForward {
     pub fn bnv_with_standoff(&self, m: &Tensor, standoff: &Tensor) -> Result<Tensor> {
         let spec = self.spectrum(m)?;
         let c = m.shape()[1];
-        let prod = spec.mul(&self.kernel_for(c, Some(standoff))?)?.sum_axes(&[1], true)?;
+        let prod = spec
+            .mul(&self.kernel_for(c, Some(standoff))?)?
+            .sum_axes(&[1], true)?;
         self.to_image(prod)
     }
 
@@ -318,7 +342,9 @@ impl NvForward {
         let spec = self.spectrum(m)?; // (1, C, ph, pw)
         let c = m.shape()[1];
         // (1, C) x (3, C) -> (3, C) -> sum over C -> (3, 1)
-        let prod = spec.mul(&self.kfield.narrow(1, 0, c)?)?.sum_axes(&[1], true)?;
+        let prod = spec
+            .mul(&self.kfield.narrow(1, 0, c)?)?
+            .sum_axes(&[1], true)?;
         self.to_image(prod)?.reshape(&[1, 3, self.h, self.w])
     }
 }

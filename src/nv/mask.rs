@@ -50,7 +50,15 @@ impl std::str::FromStr for Preset {
 
 /// An elliptical support: 1 inside, 0 outside. Centre `(cx, cy)` and semi-axes in pixels,
 /// `angle_deg` rotates the `rx` axis from +x towards +y.
-pub fn ellipse_support(h: usize, w: usize, cx: f64, cy: f64, rx: f64, ry: f64, angle_deg: f64) -> Vec<f32> {
+pub fn ellipse_support(
+    h: usize,
+    w: usize,
+    cx: f64,
+    cy: f64,
+    rx: f64,
+    ry: f64,
+    angle_deg: f64,
+) -> Vec<f32> {
     let (s, c) = angle_deg.to_radians().sin_cos();
     let mut out = vec![0f32; h * w];
     for r in 0..h {
@@ -112,7 +120,10 @@ pub fn preset_mask(
     with_mz: bool,
 ) -> Result<Mask> {
     if support.len() != h * w {
-        return Err(Error::arg("mask", format!("support has {} values for {h}x{w}", support.len())));
+        return Err(Error::arg(
+            "mask",
+            format!("support has {} values for {h}x{w}", support.len()),
+        ));
     }
     let (cx, cy, ax, ay) = bounding_box(support, h, w)
         .ok_or_else(|| Error::arg("mask", "the support is empty (no pixel > 0.5)"))?;
@@ -150,7 +161,12 @@ pub fn preset_mask(
             }
         }
     }
-    Ok(Mask { channels, h, w, data })
+    Ok(Mask {
+        channels,
+        h,
+        w,
+        data,
+    })
 }
 
 /// Gaussian blur (sigma in pixels, zero outside) of each `h x w` plane of `data`, separable.
@@ -159,7 +175,9 @@ pub fn gaussian_blur(data: &[f32], h: usize, w: usize, sigma: f64) -> Vec<f32> {
         return data.to_vec();
     }
     let rad = (3.0 * sigma).ceil() as isize;
-    let taps: Vec<f64> = (-rad..=rad).map(|i| (-(i * i) as f64 / (2.0 * sigma * sigma)).exp()).collect();
+    let taps: Vec<f64> = (-rad..=rad)
+        .map(|i| (-(i * i) as f64 / (2.0 * sigma * sigma)).exp())
+        .collect();
     let norm: f64 = taps.iter().sum();
     let conv1 = |src: &[f32], n: usize, stride: usize, count: usize, step: usize| -> Vec<f32> {
         let mut out = vec![0f32; src.len()];
@@ -214,7 +232,7 @@ mod tests {
         assert_eq!(at(10, 3), (0.0, -1.0));
         assert_eq!(at(3, 10), (1.0, 0.0));
         assert_eq!(at(0, 0), (0.0, 0.0)); // outside the ellipse
-        // at 90 deg a circular Landau pattern maps onto itself (off the domain walls)
+                                          // at 90 deg a circular Landau pattern maps onto itself (off the domain walls)
         let m90 = preset_mask(&sup, h, w, Preset::Landau { ccw: true }, 90.0, false).unwrap();
         for r in 0..h {
             for c in 0..w {
@@ -229,7 +247,9 @@ mod tests {
             }
         }
         let d = preset_mask(&sup, h, w, Preset::Dipole, 90.0, true).unwrap();
-        assert!(d.data[10 * w + 10].abs() < 1e-6 && (d.data[h * w + 10 * w + 10] - 1.0).abs() < 1e-6);
+        assert!(
+            d.data[10 * w + 10].abs() < 1e-6 && (d.data[h * w + 10 * w + 10] - 1.0).abs() < 1e-6
+        );
         assert_eq!(d.data[2 * h * w + 10 * w + 10], 1.0);
     }
     #[test]

@@ -7,5 +7,7 @@ pub use deproject::{deproject, Deprojection};
 pub mod mask;
 pub use mask::{Mask, Preset};
 mod recon;
-pub use recon::{nv_metrics, reconstruct, IterStats, NvMetrics, NvReconConfig, NvResult, NvTarget, StopReason};
+pub use recon::{
+    nv_metrics, reconstruct, IterStats, NvMetrics, NvReconConfig, NvResult, NvTarget, StopReason,
+};
 pub mod synthetic;

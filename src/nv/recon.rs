@@ -132,7 +132,12 @@ pub struct NvMetrics {
 /// MSE, RMSE, SNR of `model` against `meas`, and the mean in-plane |M| over `support`.
 pub fn nv_metrics(model: &[f32], meas: &[f32], m: &[f32], support: &[bool]) -> NvMetrics {
     let n = model.len().max(1) as f64;
-    let mse = model.iter().zip(meas).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>() / n;
+    let mse = model
+        .iter()
+        .zip(meas)
+        .map(|(a, b)| ((a - b) as f64).powi(2))
+        .sum::<f64>()
+        / n;
     let power = model.iter().map(|a| (*a as f64).powi(2)).sum::<f64>() / n;
     let hw = support.len();
     let (mut sum, mut cnt) = (0.0, 0usize);
@@ -170,11 +175,17 @@ pub fn reconstruct(
     if (mask.h, mask.w) != (h, w) || !(2..=3).contains(&mask.channels) {
         return Err(Error::arg(
             OP,
-            format!("mask is {}x{}x{}, data is {h}x{w}", mask.channels, mask.h, mask.w),
+            format!(
+                "mask is {}x{}x{}, data is {h}x{w}",
+                mask.channels, mask.h, mask.w
+            ),
         ));
     }
     if let Some(i) = bnv.iter().position(|v| !v.is_finite()) {
-        return Err(Error::arg(OP, format!("non-finite B_NV value at pixel {i}")));
+        return Err(Error::arg(
+            OP,
+            format!("non-finite B_NV value at pixel {i}"),
+        ));
     }
     if !(cfg.ms.is_finite() && cfg.ms > 0.0 && cfg.lr > 0.0) {
         return Err(Error::arg(OP, "ms and lr must be positive"));
@@ -259,7 +270,10 @@ pub fn reconstruct(
         }
     }
     let (m, model, standoff) = last_good.ok_or_else(|| {
-        Error::arg(OP, "the loss was not finite at the first iteration: nothing to keep")
+        Error::arg(
+            OP,
+            "the loss was not finite at the first iteration: nothing to keep",
+        )
     })?;
     let mut mag = m.to_vec()?;
     mag.resize(3 * h * w, 0.0);

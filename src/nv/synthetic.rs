@@ -26,7 +26,13 @@ pub struct Synthetic {
 /// An `n x n` map of an ellipse (semi-axes 0.36 n and 0.24 n pixels) holding four flux-closure
 /// domains (counter-clockwise, walls along the bounding box's diagonals, softened by a 1-pixel
 /// Gaussian, |M| = ms inside), imaged with `geom` and Gaussian noise of `noise` x max|B_NV|.
-pub fn landau_ellipse(n: usize, geom: &NvGeometry, ms: f64, noise: f64, seed: u64) -> Result<Synthetic> {
+pub fn landau_ellipse(
+    n: usize,
+    geom: &NvGeometry,
+    ms: f64,
+    noise: f64,
+    seed: u64,
+) -> Result<Synthetic> {
     let c = (n as f64 - 1.0) / 2.0;
     let support = ellipse_support(n, n, c, c, 0.36 * n as f64, 0.24 * n as f64, 0.0);
     let mask = preset_mask(&support, n, n, Preset::Landau { ccw: true }, 0.0, false)?;

@@ -17,7 +17,11 @@ impl Tensor {
                 rhs: im.shape().to_vec(),
             });
         }
-        let z = par_zip(re.read().f32("complex")?, im.read().f32("complex")?, C32::new);
+        let z = par_zip(
+            re.read().f32("complex")?,
+            im.read().f32("complex")?,
+            C32::new,
+        );
         Ok(Tensor::from_op(
             re.shape().to_vec(),
             Storage::from_c32(z),
@@ -84,4 +88,3 @@ impl Tensor {
         ))
     }
 }
-

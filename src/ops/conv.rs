@@ -109,7 +109,12 @@ impl Tensor {
 
     /// `leaky_relu(conv2d(x, w) + b, slope)` in one pass (slope > 0), as in every autoencoder
     /// block. VJP: `dz = dy * (y > 0 ? 1 : slope)` (y and z share their sign), then conv2d's VJP.
-    pub fn conv2d_leaky(&self, weight: &Tensor, bias: Option<&Tensor>, slope: f32) -> Result<Tensor> {
+    pub fn conv2d_leaky(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        slope: f32,
+    ) -> Result<Tensor> {
         if !(slope > 0.0) {
             return self.conv2d(weight, bias)?.leaky_relu(slope);
         }
@@ -143,13 +148,17 @@ impl Tensor {
                 move |g: &Tensor| {
                     let y = out.get("conv2d_leaky")?;
                     let ys = y.read();
-                    let gz = super::par_zip(g.read().f32("conv2d_leaky")?, ys.f32("conv2d_leaky")?, |g, y| {
-                        if y > 0.0 {
-                            g
-                        } else {
-                            slope * g
-                        }
-                    });
+                    let gz = super::par_zip(
+                        g.read().f32("conv2d_leaky")?,
+                        ys.f32("conv2d_leaky")?,
+                        |g, y| {
+                            if y > 0.0 {
+                                g
+                            } else {
+                                slope * g
+                            }
+                        },
+                    );
                     conv_backward(&s, &x, &w, has_bias, &gz)
                 }
             },

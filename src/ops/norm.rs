@@ -65,62 +65,68 @@ impl Tensor {
         inputs.extend(bias);
         let (has_w, has_b) = (weight.is_some(), bias.is_some());
         let x_tracked = self.is_tracked();
-        Ok(Tensor::from_op(s.clone(), Storage::from_f32(y), OP, &inputs, move |g| {
-            let gs = g.read();
-            let gy = gs.f32(OP)?;
-            // per plane: sum(dy), sum(dy xh)
-            let sums: Vec<(f64, f64)> = gy
-                .par_chunks(m.max(1))
-                .zip(xhat.par_chunks(m.max(1)))
-                .map(|(g, h)| {
-                    g.iter().zip(h).fold((0.0, 0.0), |(a, b), (&g, &h)| {
-                        (a + g as f64, b + (g * h) as f64)
-                    })
-                })
-                .collect();
-            let mut out = Vec::new();
-            if x_tracked {
-                let mut gx = vec![0f32; gy.len()];
-                gx.par_chunks_mut(m.max(1))
-                    .zip(gy.par_chunks(m.max(1)))
+        Ok(Tensor::from_op(
+            s.clone(),
+            Storage::from_f32(y),
+            OP,
+            &inputs,
+            move |g| {
+                let gs = g.read();
+                let gy = gs.f32(OP)?;
+                // per plane: sum(dy), sum(dy xh)
+                let sums: Vec<(f64, f64)> = gy
+                    .par_chunks(m.max(1))
                     .zip(xhat.par_chunks(m.max(1)))
-                    .enumerate()
-                    .for_each(|(plane, ((gxv, g), h))| {
-                        let a = wv.as_ref().map_or(1.0, |w| w[plane % c]) as f64;
-                        let (sg, sgh) = sums[plane];
-                        let (mg, mgh) = (a * sg / m as f64, a * sgh / m as f64);
-                        let r = rstd[plane] as f64;
-                        for ((o, &g), &h) in gxv.iter_mut().zip(g).zip(h) {
-                            *o = (r * (a * g as f64 - mg - h as f64 * mgh)) as f32;
-                        }
-                    });
-                out.push(Some(Tensor::from_shape_vec(&s, gx)?));
-            } else {
-                out.push(None);
-            }
-            let per_channel = |k: usize| -> Vec<f32> {
-                (0..c)
-                    .map(|ch| {
-                        (0..n)
-                            .map(|i| {
-                                let p = sums[i * c + ch];
-                                if k == 0 {
-                                    p.1
-                                } else {
-                                    p.0
-                                }
-                            })
-                            .sum::<f64>() as f32
+                    .map(|(g, h)| {
+                        g.iter().zip(h).fold((0.0, 0.0), |(a, b), (&g, &h)| {
+                            (a + g as f64, b + (g * h) as f64)
+                        })
                     })
-                    .collect()
-            };
-            if has_w {
-                out.push(Some(Tensor::from_shape_vec(&[c], per_channel(0))?));
-            }
-            if has_b {
-                out.push(Some(Tensor::from_shape_vec(&[c], per_channel(1))?));
-            }
-            Ok(out)
-        }))
+                    .collect();
+                let mut out = Vec::new();
+                if x_tracked {
+                    let mut gx = vec![0f32; gy.len()];
+                    gx.par_chunks_mut(m.max(1))
+                        .zip(gy.par_chunks(m.max(1)))
+                        .zip(xhat.par_chunks(m.max(1)))
+                        .enumerate()
+                        .for_each(|(plane, ((gxv, g), h))| {
+                            let a = wv.as_ref().map_or(1.0, |w| w[plane % c]) as f64;
+                            let (sg, sgh) = sums[plane];
+                            let (mg, mgh) = (a * sg / m as f64, a * sgh / m as f64);
+                            let r = rstd[plane] as f64;
+                            for ((o, &g), &h) in gxv.iter_mut().zip(g).zip(h) {
+                                *o = (r * (a * g as f64 - mg - h as f64 * mgh)) as f32;
+                            }
+                        });
+                    out.push(Some(Tensor::from_shape_vec(&s, gx)?));
+                } else {
+                    out.push(None);
+                }
+                let per_channel = |k: usize| -> Vec<f32> {
+                    (0..c)
+                        .map(|ch| {
+                            (0..n)
+                                .map(|i| {
+                                    let p = sums[i * c + ch];
+                                    if k == 0 {
+                                        p.1
+                                    } else {
+                                        p.0
+                                    }
+                                })
+                                .sum::<f64>() as f32
+                        })
+                        .collect()
+                };
+                if has_w {
+                    out.push(Some(Tensor::from_shape_vec(&[c], per_channel(0))?));
+                }
+                if has_b {
+                    out.push(Some(Tensor::from_shape_vec(&[c], per_channel(1))?));
+                }
+                Ok(out)
+            },
+        ))
     }
 }

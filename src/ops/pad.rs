@@ -44,12 +44,28 @@ impl Tensor {
         Ok(match self.dtype() {
             DType::F32 => {
                 let mut out = vec![0f32; n];
-                copy_window(self.read().f32(op)?, hw, src_at, &mut out, out_hw, dst_at, size);
+                copy_window(
+                    self.read().f32(op)?,
+                    hw,
+                    src_at,
+                    &mut out,
+                    out_hw,
+                    dst_at,
+                    size,
+                );
                 Storage::from_f32(out)
             }
             DType::C32 => {
                 let mut out = vec![C32::new(0.0, 0.0); n];
-                copy_window(self.read().c32(op)?, hw, src_at, &mut out, out_hw, dst_at, size);
+                copy_window(
+                    self.read().c32(op)?,
+                    hw,
+                    src_at,
+                    &mut out,
+                    out_hw,
+                    dst_at,
+                    size,
+                );
                 Storage::from_c32(out)
             }
         })
@@ -65,9 +81,13 @@ impl Tensor {
         let r = shape.len();
         shape[r - 2] = out_hw.0;
         shape[r - 1] = out_hw.1;
-        Ok(Tensor::from_op(shape, storage, "pad2d", &[self], move |g| {
-            Ok(vec![Some(g.crop2d(top, h, left, w)?)])
-        }))
+        Ok(Tensor::from_op(
+            shape,
+            storage,
+            "pad2d",
+            &[self],
+            move |g| Ok(vec![Some(g.crop2d(top, h, left, w)?)]),
+        ))
     }
 
     /// Keeps rows `[row0, row0+rows)` and columns `[col0, col0+cols)` of the last two axes.
@@ -78,7 +98,11 @@ impl Tensor {
             return Err(Error::shape(
                 "crop2d",
                 self.shape(),
-                format!("window rows {row0}..{} cols {col0}..{} outside", row0 + rows, col0 + cols),
+                format!(
+                    "window rows {row0}..{} cols {col0}..{} outside",
+                    row0 + rows,
+                    col0 + cols
+                ),
             ));
         }
         let storage = self.window("crop2d", (row0, col0), (rows, cols), (0, 0), (rows, cols))?;
@@ -86,13 +110,19 @@ impl Tensor {
         let r = shape.len();
         shape[r - 2] = rows;
         shape[r - 1] = cols;
-        Ok(Tensor::from_op(shape, storage, "crop2d", &[self], move |g| {
-            Ok(vec![Some(g.pad2d(
-                row0,
-                h - row0 - rows,
-                col0,
-                w - col0 - cols,
-            )?)])
-        }))
+        Ok(Tensor::from_op(
+            shape,
+            storage,
+            "crop2d",
+            &[self],
+            move |g| {
+                Ok(vec![Some(g.pad2d(
+                    row0,
+                    h - row0 - rows,
+                    col0,
+                    w - col0 - cols,
+                )?)])
+            },
+        ))
     }
 }

@@ -6,7 +6,10 @@ use crate::tensor::{DType, Tensor, C32};
 
 /// `(outer, inner)` sizes around `axis`.
 fn around(shape: &[usize], axis: usize) -> (usize, usize) {
-    (shape[..axis].iter().product(), shape[axis + 1..].iter().product())
+    (
+        shape[..axis].iter().product(),
+        shape[axis + 1..].iter().product(),
+    )
 }
 
 fn gather<T: Copy>(parts: &[&[T]], lens: &[usize], outer: usize, inner: usize) -> Vec<T> {
@@ -27,7 +30,11 @@ impl Tensor {
             .first()
             .ok_or_else(|| Error::arg("cat", "no tensors"))?;
         if axis >= first.rank() {
-            return Err(Error::shape("cat", first.shape(), format!("no axis {axis}")));
+            return Err(Error::shape(
+                "cat",
+                first.shape(),
+                format!("no axis {axis}"),
+            ));
         }
         let mut shape = first.shape().to_vec();
         shape[axis] = 0;
@@ -56,11 +63,17 @@ impl Tensor {
         let guards: Vec<_> = tensors.iter().map(|t| t.read()).collect();
         let storage = match first.dtype() {
             DType::F32 => {
-                let parts = guards.iter().map(|g| g.f32("cat")).collect::<Result<Vec<_>>>()?;
+                let parts = guards
+                    .iter()
+                    .map(|g| g.f32("cat"))
+                    .collect::<Result<Vec<_>>>()?;
                 Storage::from_f32(gather(&parts, &lens, outer, inner))
             }
             DType::C32 => {
-                let parts = guards.iter().map(|g| g.c32("cat")).collect::<Result<Vec<_>>>()?;
+                let parts = guards
+                    .iter()
+                    .map(|g| g.c32("cat"))
+                    .collect::<Result<Vec<_>>>()?;
                 Storage::from_c32(gather::<C32>(&parts, &lens, outer, inner))
             }
         };
@@ -109,20 +122,26 @@ impl Tensor {
         };
         let mut shape = s.clone();
         shape[axis] = len;
-        Ok(Tensor::from_op(shape, storage, "narrow", &[self], move |g| {
-            let mut parts = Vec::new();
-            let mut zshape = s.clone();
-            if start > 0 {
-                zshape[axis] = start;
-                parts.push(zeros_of(g, &zshape));
-            }
-            parts.push(g.clone());
-            if start + len < n {
-                zshape[axis] = n - start - len;
-                parts.push(zeros_of(g, &zshape));
-            }
-            Ok(vec![Some(Tensor::cat(&parts, axis)?)])
-        }))
+        Ok(Tensor::from_op(
+            shape,
+            storage,
+            "narrow",
+            &[self],
+            move |g| {
+                let mut parts = Vec::new();
+                let mut zshape = s.clone();
+                if start > 0 {
+                    zshape[axis] = start;
+                    parts.push(zeros_of(g, &zshape));
+                }
+                parts.push(g.clone());
+                if start + len < n {
+                    zshape[axis] = n - start - len;
+                    parts.push(zeros_of(g, &zshape));
+                }
+                Ok(vec![Some(Tensor::cat(&parts, axis)?)])
+            },
+        ))
     }
 }
 
