@@ -14,13 +14,25 @@ pub struct Tol {
 }
 
 /// Elementwise ops against f64 NumPy references.
-pub const ELEMENTWISE: Tol = Tol { abs: 1e-6, rel: 1e-5 };
+pub const ELEMENTWISE: Tol = Tol {
+    abs: 1e-6,
+    rel: 1e-5,
+};
 /// Sums over hundreds of terms (conv, norm, reductions, FFT).
-pub const ACCUMULATED: Tol = Tol { abs: 1e-5, rel: 1e-4 };
+pub const ACCUMULATED: Tol = Tol {
+    abs: 1e-5,
+    rel: 1e-4,
+};
 /// A whole network forward pass.
-pub const NETWORK: Tol = Tol { abs: 1e-4, rel: 1e-3 };
+pub const NETWORK: Tol = Tol {
+    abs: 1e-4,
+    rel: 1e-3,
+};
 /// Finite differences in f32 (step 1e-2..1e-3): truncation + rounding.
-pub const FINITE_DIFF: Tol = Tol { abs: 2e-3, rel: 2e-2 };
+pub const FINITE_DIFF: Tol = Tol {
+    abs: 2e-3,
+    rel: 2e-2,
+};
 
 pub fn fixture_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")
@@ -120,7 +132,9 @@ pub fn check_grad(
     let tracked: Vec<Tensor> = inputs.iter().map(|t| t.clone().requires_grad()).collect();
     let out = f(&tracked);
     let nw = flat(&out).len();
-    let w: Vec<f32> = (0..nw).map(|_| rng.uniform_range(-1.0, 1.0) as f32).collect();
+    let w: Vec<f32> = (0..nw)
+        .map(|_| rng.uniform_range(-1.0, 1.0) as f32)
+        .collect();
     // upstream gradient with the same layout as out
     let gy = match out.dtype() {
         DType::F32 => Tensor::from_shape_vec(out.shape(), w.clone()).unwrap(),
@@ -141,7 +155,9 @@ pub fn check_grad(
         let probes: Vec<usize> = if n <= max_probe {
             (0..n).collect()
         } else {
-            (0..max_probe).map(|_| (rng.next_u64() as usize) % n).collect()
+            (0..max_probe)
+                .map(|_| (rng.next_u64() as usize) % n)
+                .collect()
         };
         let mut got = Vec::new();
         let mut want = Vec::new();
