@@ -1,4 +1,4 @@
-//! Reverse-mode autodiff. Each op result that depends on a tracked tensor carries a [`Node`]:
+//! Reverse-mode autodiff. Each op result that depends on a tracked tensor carries a `Node`:
 //! its inputs and a closure that maps the output's gradient to the inputs' gradients (the VJP,
 //! written next to the op's forward). The nodes form the tape, a DAG rooted at the loss;
 //! [`Tensor::backward`] orders it topologically (iteratively, no recursion) and walks it in reverse,

@@ -1,6 +1,6 @@
 //! CPU 2-D convolution kernels (stride 1, "same" zero padding, NCHW f32) on top of `gemm`.
 //!
-//! k > 1: the input is copied once into a zero-padded "row-interleaved" layout (see [`RowPad`])
+//! k > 1: the input is copied once into a zero-padded "row-interleaved" layout (see `RowPad`)
 //! in which, for one output row and one kernel column `kx`, the im2col matrix is an ordinary
 //! strided matrix that `gemm` reads in place.  Each output row then costs `k` gemm calls with
 //! reduction length `k*cin`; no im2col buffer is ever built.  k = 1 is a plain gemm on x.
