@@ -280,3 +280,34 @@ fn parameter_counts_match_pytorch() {
     "
     );
 }
+
+/// Shapes of every op's output and a rounded summary of the network forward pass.
+#[test]
+fn shapes_and_summaries_snapshot() {
+    let x = fx("conv2d", "k5_x");
+    let w = fx("conv2d", "k5_w");
+    let z = fx("complex", "z");
+    let mut lines = vec![
+        format!("conv2d {:?}", x.conv2d(&w, None).unwrap().shape()),
+        format!("max_pool2d {:?}", fx("max_pool", "x").max_pool2d().unwrap().shape()),
+        format!("upsample {:?}", fx("upsample", "x").upsample_bilinear2d().unwrap().shape()),
+        format!("instance_norm {:?}", fx("instance_norm", "x").instance_norm(None, None, 1e-5).unwrap().shape()),
+        format!("fft2 {:?}", z.fft2().unwrap().shape()),
+        format!("abs2 {:?} {:?}", z.abs2().unwrap().shape(), z.abs2().unwrap().dtype()),
+        format!("pad2d {:?}", fx("pad", "pad_x").pad2d(1, 2, 3, 0).unwrap().shape()),
+        format!("sum_axes {:?}", x.sum_axes(&[2, 3], false).unwrap().shape()),
+        format!("mean_all {:?}", x.mean_all().unwrap().shape()),
+        format!("cat {:?}", Tensor::cat(&[x.clone(), x.clone()], 1).unwrap().shape()),
+    ];
+    let cfg = CaeConfig { in_ch: 1, out_ch: 2, channels: vec![4, 8], kernel: 3 };
+    let net = Cae::new(&cfg, &mut Rng::new(0)).unwrap();
+    for (name, p) in net.named_parameters() {
+        p.assign(&fx("cae", &name)).unwrap();
+    }
+    let out = net.forward(&fx("cae", "x")).unwrap();
+    let v = out.to_vec().unwrap();
+    let mean = v.iter().sum::<f32>() / v.len() as f32;
+    let rms = (v.iter().map(|a| a * a).sum::<f32>() / v.len() as f32).sqrt();
+    lines.push(format!("cae out {:?} mean {:.3} rms {:.3}", out.shape(), mean, rms));
+    insta::assert_snapshot!(lines.join("\n"));
+}
