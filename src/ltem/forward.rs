@@ -68,10 +68,7 @@ impl LtemForward {
                 format!("operator is for {}x{}", self.h, self.w),
             ));
         }
-        let mut amp = match amplitude {
-            Some(a) => Some(a.clone()),
-            None => None,
-        };
+        let mut amp = amplitude.cloned();
         if let Some(s) = scale {
             let s = s.reshape(&[1])?;
             amp = Some(match amp {
