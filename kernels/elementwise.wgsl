@@ -195,3 +195,27 @@ fn leaky_relu_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
     if i >= p.n { return; }
     out[i] = select(p.alpha, 1.0, a[i] > 0.0) * b[i];
 }
+
+@compute @workgroup_size(256)
+fn abs_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = flat(wid, nwg, li);
+    if i >= p.n { return; }
+    out[i] = abs(a[i]);
+}
+
+// y = |x|: dx = gy sign(x) (0 at x = 0)
+@compute @workgroup_size(256)
+fn abs_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = flat(wid, nwg, li);
+    if i >= p.n { return; }
+    out[i] = sign(a[i]) * b[i];
+}
+
+// Complex affine map on interleaved (re, im) words: y = alpha z + beta (beta real: adds to re).
+// VJP: dz = alpha gy (= scale_shift with beta 0).
+@compute @workgroup_size(256)
+fn affine_complex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = flat(wid, nwg, li);
+    if i >= p.n { return; }
+    out[i] = p.alpha * a[i] + select(0.0, p.beta, i % 2u == 0u);
+}

@@ -129,7 +129,7 @@ impl Tensor {
                 "needs a one-element loss (use backward_with for others)",
             ));
         }
-        let seed = Tensor::full(self.shape(), 1.0);
+        let seed = Tensor::full(self.shape(), 1.0).to_device(self.device())?;
         self.backward_with(&seed)
     }
 
@@ -140,7 +140,7 @@ impl Tensor {
         if !self.0.requires_grad {
             return Ok(store);
         }
-        store.accumulate(self, grad.detach())?;
+        store.accumulate(self, grad.to_device(self.device())?.detach())?;
         crate::no_grad(|| {
             for t in topo_order(self).iter().rev() {
                 let Some(node) = &t.0.node else { continue };

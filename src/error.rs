@@ -45,6 +45,9 @@ pub enum Error {
     /// A file was read but its content is not what was expected.
     #[error("{path}: {msg}")]
     Format { path: PathBuf, msg: String },
+    /// Tensors on the wrong device for an operation (e.g. CPU and GPU inputs mixed).
+    #[error("{op}: {msg}")]
+    Device { op: &'static str, msg: String },
     /// A backend (GPU) failure.
     #[error("backend: {0}")]
     Backend(String),

@@ -25,6 +25,7 @@
 
 pub mod autograd;
 pub mod cpu;
+pub mod device;
 pub mod error;
 pub mod gpu;
 pub mod io;
@@ -39,6 +40,7 @@ pub mod tensor;
 pub mod units;
 
 pub use autograd::{is_grad_enabled, no_grad, GradStore};
+pub use device::{Device, DeviceChoice};
 pub use error::{Error, Result};
 pub use rng::Rng;
 pub use tensor::{DType, Tensor, TensorId, C32};

@@ -53,6 +53,27 @@ fn main() -> ExitCode {
                 "CPU backend: {} rayon threads",
                 rayon::current_num_threads()
             );
+            let adapters = magprior::gpu::GpuContext::list_adapters();
+            if adapters.is_empty() {
+                println!("GPU adapters: none found (--device auto runs on the CPU)");
+            } else {
+                println!("GPU adapters (name (backend, type, driver)):");
+                for a in &adapters {
+                    println!("  {a}");
+                }
+            }
+            match magprior::Device::select(magprior::DeviceChoice::Auto) {
+                Ok((d, note)) => {
+                    let name = d
+                        .adapter()
+                        .map_or_else(|| "CPU backend".into(), |a| a.to_string());
+                    println!("--device auto uses: {name}");
+                    if let Some(n) = note {
+                        println!("  ({n})");
+                    }
+                }
+                Err(e) => println!("--device auto: {e}"),
+            }
             Ok(())
         }
     };

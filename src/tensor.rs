@@ -2,7 +2,9 @@
 //! plus the autodiff node that produced it (see `autograd.rs`).
 
 use crate::autograd::{self, BackwardFn, Node};
+use crate::device::Device;
 use crate::error::{Error, Result};
+use crate::gpu::GpuBuffer;
 use crate::rng::Rng;
 use crate::storage::Storage;
 use num_complex::Complex32;
@@ -219,12 +221,65 @@ impl Tensor {
         )
     }
 
-    /// A zero tensor of the same shape and dtype.
+    /// A zero tensor of the same shape, dtype and device.
     pub fn zeros_like(&self) -> Tensor {
-        match self.dtype() {
-            DType::F32 => Tensor::zeros(self.shape()),
-            DType::C32 => Tensor::zeros_c(self.shape()),
+        self.zeros_of(self.shape())
+    }
+
+    /// Zeros of `shape` with this tensor's dtype, on its device (on the CPU should the GPU
+    /// allocation fail; the op using them then reports the device mismatch).
+    pub(crate) fn zeros_of(&self, shape: &[usize]) -> Tensor {
+        let n = numel_of(shape);
+        let storage = Storage::zeros(n, self.dtype(), self.device())
+            .or_else(|_| Storage::zeros(n, self.dtype(), Device::Cpu));
+        match storage {
+            Ok(s) => Tensor::from_storage(shape.to_vec(), s),
+            Err(_) => Tensor::zeros(shape), // unreachable: CPU zeros cannot fail
         }
+    }
+
+    /// A real tensor filled with `value` on `device`.
+    pub fn full_on(shape: &[usize], value: f32, device: Device) -> Result<Tensor> {
+        Tensor::full(shape, value).to_device(device)
+    }
+
+    // ---------------------------------------------------------------- devices
+    /// Where the data lives.
+    pub fn device(&self) -> Device {
+        self.read().device()
+    }
+
+    /// This tensor on `device`: the same handle when already there, else a copy (an upload or
+    /// a download). Differentiable: the gradient is moved back (`dx = to_device(dy, x's device)`).
+    pub fn to_device(&self, device: Device) -> Result<Tensor> {
+        let src = self.device();
+        if src == device {
+            return Ok(self.clone());
+        }
+        let storage = self.read().to_device(device)?;
+        Ok(Tensor::from_op(
+            self.shape().to_vec(),
+            storage,
+            "to_device",
+            &[self],
+            move |g| Ok(vec![Some(g.to_device(src)?)]),
+        ))
+    }
+
+    /// Moves this tensor's data to `device` in place, keeping its identity (id, gradient flag):
+    /// how a model's parameters are moved after creation (`Cae::to_device`).
+    pub fn move_to(&self, device: Device) -> Result<()> {
+        if self.device() == device {
+            return Ok(());
+        }
+        let moved = self.read().to_device(device)?;
+        *self.write() = moved;
+        Ok(())
+    }
+
+    /// The device buffer of a GPU tensor (an error naming `op` for a CPU tensor).
+    pub(crate) fn gbuf(&self, op: &'static str) -> Result<GpuBuffer> {
+        self.read().gbuf(op)
     }
 
     /// A real scalar (shape `[]`).
@@ -326,7 +381,8 @@ impl Tensor {
         Ok(self.to_vec()?[0])
     }
 
-    /// Overwrites the data in place (same shape and dtype); used by optimisers on parameters.
+    /// Overwrites the data in place (same shape and dtype; the data is moved to this tensor's
+    /// device); used by optimisers on parameters.
     pub fn assign(&self, src: &Tensor) -> Result<()> {
         if src.shape() != self.shape() {
             return Err(Error::ShapeMismatch {
@@ -338,7 +394,7 @@ impl Tensor {
         if Arc::ptr_eq(&self.0, &src.0) {
             return Ok(());
         }
-        let new = src.read().clone();
+        let new = src.read().to_device(self.device())?;
         if new.dtype() != self.dtype() {
             return Err(Error::DType {
                 op: "assign",

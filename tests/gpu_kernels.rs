@@ -1,6 +1,7 @@
 //! Every GPU kernel and VJP entry against a plain CPU reference (f64 accumulation) on random
 //! inputs. Runs on any adapter, lavapipe included; without one each test prints
-//! `SKIP: no GPU adapter (<reason>)` and returns.
+//! `SKIP: no GPU adapter (<reason>)` and returns (fails instead when
+//! `MAGPRIOR_REQUIRE_GPU_TESTS` is set, as `.ci/run` does where lavapipe is installed).
 
 use std::sync::OnceLock;
 
@@ -54,6 +55,9 @@ fn ctx() -> Option<&'static GpuContext> {
     match c {
         Ok(c) => Some(c),
         Err(r) => {
+            if std::env::var_os("MAGPRIOR_REQUIRE_GPU_TESTS").is_some() {
+                panic!("MAGPRIOR_REQUIRE_GPU_TESTS is set but no GPU adapter opened ({r})");
+            }
             println!("SKIP: no GPU adapter ({r})");
             None
         }

@@ -13,18 +13,18 @@ fn unary_ops_fd() {
     let mut r = Rng::new(1);
     let x = rand(&[2, 3, 4, 5], -2.0, 2.0, &mut r);
     let pos = rand(&[2, 3, 4, 5], 0.5, 2.0, &mut r);
-    check_grad("exp", &[x.clone()], |v| v[0].exp().unwrap(), STEP, PROBES);
-    check_grad("log", &[pos.clone()], |v| v[0].log().unwrap(), 1e-3, PROBES);
+    check_grad("exp", std::slice::from_ref(&x), |v| v[0].exp().unwrap(), STEP, PROBES);
+    check_grad("log", std::slice::from_ref(&pos), |v| v[0].log().unwrap(), 1e-3, PROBES);
     check_grad("sqrt", &[pos], |v| v[0].sqrt().unwrap(), 1e-3, PROBES);
-    check_grad("square", &[x.clone()], |v| v[0].square().unwrap(), STEP, PROBES);
-    check_grad("tanh", &[x.clone()], |v| v[0].tanh().unwrap(), STEP, PROBES);
-    check_grad("sigmoid", &[x.clone()], |v| v[0].sigmoid().unwrap(), STEP, PROBES);
+    check_grad("square", std::slice::from_ref(&x), |v| v[0].square().unwrap(), STEP, PROBES);
+    check_grad("tanh", std::slice::from_ref(&x), |v| v[0].tanh().unwrap(), STEP, PROBES);
+    check_grad("sigmoid", std::slice::from_ref(&x), |v| v[0].sigmoid().unwrap(), STEP, PROBES);
     // keep |x| away from the kinks at 0
     let away = x.abs().unwrap().add_scalar(0.05).unwrap().mul(&x.div(&x.abs().unwrap()).unwrap()).unwrap();
-    check_grad("leaky_relu", &[away.clone()], |v| v[0].leaky_relu(0.2).unwrap(), 1e-2, PROBES);
+    check_grad("leaky_relu", std::slice::from_ref(&away), |v| v[0].leaky_relu(0.2).unwrap(), 1e-2, PROBES);
     check_grad("abs", &[away], |v| v[0].abs().unwrap(), 1e-2, PROBES);
-    check_grad("neg", &[x.clone()], |v| v[0].neg().unwrap(), STEP, PROBES);
-    check_grad("scale", &[x.clone()], |v| v[0].scale(3.0).unwrap(), STEP, PROBES);
+    check_grad("neg", std::slice::from_ref(&x), |v| v[0].neg().unwrap(), STEP, PROBES);
+    check_grad("scale", std::slice::from_ref(&x), |v| v[0].scale(3.0).unwrap(), STEP, PROBES);
     check_grad("add_scalar", &[x], |v| v[0].add_scalar(3.0).unwrap(), STEP, PROBES);
 }
 
@@ -56,9 +56,9 @@ fn binary_ops_fd_real_and_complex() {
 fn reductions_and_broadcast_fd() {
     let mut r = Rng::new(3);
     let x = rand(&[2, 3, 4, 5], -1.0, 1.0, &mut r);
-    check_grad("sum_axes", &[x.clone()], |v| v[0].sum_axes(&[0, -1], true).unwrap(), STEP, PROBES);
-    check_grad("mean_axes", &[x.clone()], |v| v[0].mean_axes(&[1, 2], false).unwrap(), STEP, PROBES);
-    check_grad("mean_all", &[x.clone()], |v| v[0].mean_all().unwrap(), STEP, PROBES);
+    check_grad("sum_axes", std::slice::from_ref(&x), |v| v[0].sum_axes(&[0, -1], true).unwrap(), STEP, PROBES);
+    check_grad("mean_axes", std::slice::from_ref(&x), |v| v[0].mean_axes(&[1, 2], false).unwrap(), STEP, PROBES);
+    check_grad("mean_all", std::slice::from_ref(&x), |v| v[0].mean_all().unwrap(), STEP, PROBES);
     let c = rand(&[3, 1, 5], -1.0, 1.0, &mut r);
     check_grad("broadcast_to", &[c], |v| v[0].broadcast_to(&[2, 3, 4, 5]).unwrap(), STEP, PROBES);
     check_grad("reshape", &[x], |v| v[0].reshape(&[6, 20]).unwrap().square().unwrap(), STEP, PROBES);
@@ -89,7 +89,7 @@ fn conv_norm_pool_upsample_fd() {
         1e-2,
         PROBES,
     );
-    check_grad("instance_norm (no affine)", &[x.clone()], |v| v[0].instance_norm(None, None, 1e-5).unwrap(), 1e-2, PROBES);
+    check_grad("instance_norm (no affine)", std::slice::from_ref(&x), |v| v[0].instance_norm(None, None, 1e-5).unwrap(), 1e-2, PROBES);
     // distinct values spaced > 2 steps apart keep each window's argmax fixed under the probe
     let perm: Vec<f32> = (0..2 * 3 * 6 * 8).map(|i| ((i * 37) % 288) as f32 * 0.05).collect();
     let xp = Tensor::from_shape_vec(&[2, 3, 6, 8], perm).unwrap();
@@ -104,12 +104,12 @@ fn complex_fft_pad_fd() {
     let re = rand(&[6, 10], -1.0, 1.0, &mut r);
     let im = rand(&[6, 10], -1.0, 1.0, &mut r);
     check_grad("complex", &[re, im], |v| Tensor::complex(&v[0], &v[1]).unwrap(), STEP, PROBES);
-    check_grad("re", &[z.clone()], |v| v[0].re().unwrap(), STEP, PROBES);
-    check_grad("im", &[z.clone()], |v| v[0].im().unwrap(), STEP, PROBES);
-    check_grad("conj", &[z.clone()], |v| v[0].conj().unwrap(), STEP, PROBES);
-    check_grad("abs2", &[z.clone()], |v| v[0].abs2().unwrap(), 1e-3, PROBES);
-    check_grad("fft2", &[z.clone()], |v| v[0].fft2().unwrap(), STEP, PROBES);
-    check_grad("ifft2", &[z.clone()], |v| v[0].ifft2().unwrap(), STEP, PROBES);
+    check_grad("re", std::slice::from_ref(&z), |v| v[0].re().unwrap(), STEP, PROBES);
+    check_grad("im", std::slice::from_ref(&z), |v| v[0].im().unwrap(), STEP, PROBES);
+    check_grad("conj", std::slice::from_ref(&z), |v| v[0].conj().unwrap(), STEP, PROBES);
+    check_grad("abs2", std::slice::from_ref(&z), |v| v[0].abs2().unwrap(), 1e-3, PROBES);
+    check_grad("fft2", std::slice::from_ref(&z), |v| v[0].fft2().unwrap(), STEP, PROBES);
+    check_grad("ifft2", std::slice::from_ref(&z), |v| v[0].ifft2().unwrap(), STEP, PROBES);
     // a non-linear chain through the FFT: |ifft2(fft2(z) * w)|^2
     let w = rand_c(&[6, 10], &mut r);
     check_grad(
@@ -119,7 +119,7 @@ fn complex_fft_pad_fd() {
         1e-3,
         PROBES,
     );
-    check_grad("pad2d", &[z.clone()], |v| v[0].pad2d(2, 1, 0, 3).unwrap(), STEP, PROBES);
+    check_grad("pad2d", std::slice::from_ref(&z), |v| v[0].pad2d(2, 1, 0, 3).unwrap(), STEP, PROBES);
     check_grad("crop2d", &[z], |v| v[0].crop2d(1, 3, 2, 5).unwrap(), STEP, PROBES);
     let a = rand(&[3, 4], -1.0, 1.0, &mut r);
     let b = rand(&[3, 4], -1.0, 1.0, &mut r);

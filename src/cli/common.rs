@@ -87,7 +87,7 @@ impl Progress {
             }
         } else {
             let step = (self.total / 10).max(1);
-            if i % step == 0 || i == self.total || i == 1 {
+            if i.is_multiple_of(step) || i == self.total || i == 1 {
                 eprintln!("{line}");
             }
         }

@@ -10,7 +10,7 @@ use magprior::io::render::{self, MapKind, Panel};
 use magprior::nv::{
     self, mask, Mask, NvForward, NvGeometry, NvReconConfig, NvResult, NvTarget, Preset, StopReason,
 };
-use magprior::Tensor;
+use magprior::{Device, DeviceChoice, Tensor};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -376,7 +376,7 @@ impl Job {
         if !(a.lr.is_finite() && a.lr > 0.0) {
             bail!("--lr must be positive, got {}", a.lr);
         }
-        if a.kernel % 2 == 0 {
+        if a.kernel.is_multiple_of(2) {
             bail!("--kernel must be odd, got {}", a.kernel);
         }
         if a.channels.is_empty() || a.channels.contains(&0) {
@@ -489,7 +489,7 @@ impl Job {
         seed: u64,
         label: &str,
     ) -> Result<NvResult> {
-        check_device(a.device)?;
+        let device = select_device(a.device, a.quiet)?;
         let mask = self.mask(a, angle)?;
         let cfg = NvReconConfig {
             geom: geom.clone(),
@@ -507,6 +507,7 @@ impl Job {
             },
             fit_standoff: a.fit_standoff,
             standoff_lr: a.standoff_lr,
+            device,
             ..Default::default()
         };
         let flag = common::interrupt_flag();
@@ -533,13 +534,19 @@ impl Job {
     }
 }
 
-fn check_device(d: DeviceArg) -> Result<()> {
-    match d {
-        DeviceArg::Gpu => {
-            bail!("--device gpu: this build has no GPU backend yet; use --device cpu")
-        }
-        DeviceArg::Auto | DeviceArg::Cpu => Ok(()),
+/// Resolves `--device`: `auto` prints one line when it falls back to the CPU (unless quiet);
+/// `gpu` with no adapter is an error.
+fn select_device(d: DeviceArg, quiet: bool) -> Result<Device> {
+    let choice = match d {
+        DeviceArg::Auto => DeviceChoice::Auto,
+        DeviceArg::Cpu => DeviceChoice::Cpu,
+        DeviceArg::Gpu => DeviceChoice::Gpu,
+    };
+    let (device, note) = Device::select(choice)?;
+    if let (Some(n), false) = (note, quiet) {
+        eprintln!("{n}");
     }
+    Ok(device)
 }
 
 fn stop_text(s: &StopReason) -> String {
@@ -625,7 +632,8 @@ fn write_outputs(
         "seed": cfg.seed, "channels": cfg.channels, "kernel": cfg.kernel,
         "target": format!("{:?}", a.target).to_lowercase(),
         "fit_standoff": cfg.fit_standoff, "standoff_lr_nm": cfg.standoff_lr,
-        "device": "cpu",
+        "device": cfg.device.name(),
+        "adapter": cfg.device.adapter().map(|a| a.to_string()),
         "units": {"magnetization.npy": "A/m (3, H, W)", "bnv_model.npy": "T (H, W)", "loss": "T^2"},
     });
     common::write_json(&f("metadata.json"), &meta)?;

@@ -92,7 +92,7 @@ pub fn conv2d_forward(
     debug_assert_eq!(x.len(), s.n * s.cin * s.hw());
     debug_assert_eq!(weight.len(), s.cout * s.kdim());
     debug_assert_eq!(y.len(), s.n * s.cout * s.hw());
-    debug_assert!(bias.map_or(true, |b| b.len() == s.cout));
+    debug_assert!(bias.is_none_or(|b| b.len() == s.cout));
     debug_assert!(s.k % 2 == 1);
     forward_impl(s, x, weight, bias, None, y);
 }

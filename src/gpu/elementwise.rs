@@ -80,6 +80,7 @@ pub enum Unary {
     Tanh,
     Sigmoid,
     LeakyRelu(f32),
+    Abs,
 }
 
 impl Unary {
@@ -92,6 +93,7 @@ impl Unary {
             Unary::Tanh => ("tanh_forward", "tanh_backward", 0.0),
             Unary::Sigmoid => ("sigmoid_forward", "sigmoid_backward", 0.0),
             Unary::LeakyRelu(s) => ("leaky_relu_forward", "leaky_relu_backward", s),
+            Unary::Abs => ("abs_forward", "abs_backward", 0.0),
         }
     }
 }
@@ -190,6 +192,20 @@ pub fn scale_shift(ctx: &GpuContext, x: &GpuBuffer, scale: f32, shift: f32) -> R
         x,
         x,
         x,
+    )
+}
+
+/// `y = alpha z + beta` on a complex buffer of interleaved (re, im) words: `beta` (real) adds
+/// to the real parts only. VJP: `dz = alpha gy` ([`scale_shift`] with shift 0).
+pub fn affine_complex(ctx: &GpuContext, z: &GpuBuffer, alpha: f32, beta: f32) -> Result<GpuBuffer> {
+    let n = z.len.max(1) as u32;
+    run(
+        ctx,
+        "affine_complex",
+        params("affine_complex", z.len, 1, n, alpha, beta)?,
+        z,
+        z,
+        z,
     )
 }
 

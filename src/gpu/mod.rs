@@ -5,6 +5,7 @@
 mod context;
 
 pub mod adamw;
+pub mod broadcast;
 pub mod complex;
 pub mod conv;
 pub mod elementwise;

@@ -1,6 +1,7 @@
 //! The convolutional autoencoder (no skip connections) of SPEC section 6.
 
 use super::{Conv2d, InstanceNorm2d, LEAKY_SLOPE};
+use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
@@ -97,7 +98,7 @@ impl Cae {
                 "channels, in_ch and out_ch must be non-zero",
             ));
         }
-        if config.kernel % 2 == 0 {
+        if config.kernel.is_multiple_of(2) {
             return Err(Error::arg(
                 "Cae",
                 format!("kernel {} must be odd", config.kernel),
@@ -180,6 +181,16 @@ impl Cae {
             .into_iter()
             .map(|(_, t)| t)
             .collect()
+    }
+
+    /// Moves every parameter to `device` in place (their identities are kept, so an optimiser
+    /// built before or after sees the same tensors). Create on the CPU, then move:
+    /// `Cae::new(..)?.to_device(Device::Gpu)`.
+    pub fn to_device(&self, device: Device) -> Result<()> {
+        for p in self.parameters() {
+            p.move_to(device)?;
+        }
+        Ok(())
     }
 
     /// Total number of trainable scalars.

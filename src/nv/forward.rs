@@ -1,10 +1,12 @@
 //! NV magnetometry forward model (SPEC section 2): magnetisation M(x, y) of a film of thickness t
 //! -> stray field B at standoff d above it -> B_NV = n . B, in Fourier space with zero padding.
 
+use crate::device::Device;
 use crate::error::{Error, Result};
+use crate::gpu::{broadcast as gb, complex as gc, fft as gfft, pad as gpad, GpuBuffer, GpuContext};
 use crate::ops::fft::fft2_raw;
-use crate::storage::Storage;
-use crate::tensor::{Tensor, C32};
+use crate::storage::{gpu_of, Storage};
+use crate::tensor::{DType, Tensor, C32};
 use rustfft::FftDirection;
 use std::collections::HashMap;
 use std::f64::consts::PI;
@@ -178,6 +180,16 @@ pub struct NvForward {
     neg_kmag: Tensor,
     /// (Bx, By, Bz) kernels with the standoff, (3, 3, ph, pw) = [field component, M component]
     kfield: Tensor,
+    /// Device copies of the constants, made on first use on the GPU.
+    gpu: OnceLock<GpuConsts>,
+}
+
+/// `NvForward`'s constant tensors on the GPU.
+struct GpuConsts {
+    knv: Tensor,
+    knv0: Tensor,
+    neg_kmag: Tensor,
+    kfield: Tensor,
 }
 
 impl NvForward {
@@ -220,7 +232,39 @@ impl NvForward {
             neg_kmag: Tensor::from_shape_vec(&[ph, pw], neg_kmag)?,
             kfield: Tensor::from_shape_vec_c(&[3, 3, ph, pw], kfield)?,
             k,
+            gpu: OnceLock::new(),
         })
+    }
+
+    /// The constants on `device`: `(knv, knv0, neg_kmag, kfield)`.
+    fn consts(&self, device: Device) -> Result<(Tensor, Tensor, Tensor, Tensor)> {
+        if device == Device::Cpu {
+            return Ok((
+                self.knv.clone(),
+                self.knv0.clone(),
+                self.neg_kmag.clone(),
+                self.kfield.clone(),
+            ));
+        }
+        if self.gpu.get().is_none() {
+            let c = GpuConsts {
+                knv: self.knv.to_device(device)?,
+                knv0: self.knv0.to_device(device)?,
+                neg_kmag: self.neg_kmag.to_device(device)?,
+                kfield: self.kfield.to_device(device)?,
+            };
+            let _ = self.gpu.set(c);
+        }
+        let g = self
+            .gpu
+            .get()
+            .ok_or_else(|| Error::Backend("nv forward: GPU constants missing".into()))?;
+        Ok((
+            g.knv.clone(),
+            g.knv0.clone(),
+            g.neg_kmag.clone(),
+            g.kfield.clone(),
+        ))
     }
 
     /// The geometry.
@@ -254,15 +298,16 @@ impl NvForward {
         spec.ifft2()?.re()?.crop2d(0, self.h, 0, self.w)
     }
 
-    fn kernel_for(&self, c: usize, standoff: Option<&Tensor>) -> Result<Tensor> {
+    fn kernel_for(&self, c: usize, standoff: Option<&Tensor>, device: Device) -> Result<Tensor> {
         let (ph, pw) = (self.k.ph, self.k.pw);
+        let (knv, knv0, neg_kmag, _) = self.consts(device)?;
         match standoff {
-            None => self.knv.narrow(1, 0, c),
+            None => knv.narrow(1, 0, c),
             Some(d) => {
                 // e^{-k d} with d a (trainable) scalar
-                let e = self.neg_kmag.mul(&d.reshape(&[1, 1])?)?.exp()?;
+                let e = neg_kmag.mul(&d.reshape(&[1, 1])?)?.exp()?;
                 let e = Tensor::complex(&e, &e.zeros_like())?.reshape(&[1, 1, ph, pw])?;
-                self.knv0.narrow(1, 0, c)?.mul(&e)
+                knv0.narrow(1, 0, c)?.mul(&e)
             }
         }
     }
@@ -272,6 +317,9 @@ impl NvForward {
     /// VJP (F unnormalised, F^-1 = F^H / n): `dm_c = crop(Re(F^-1 (conj(K_c) F pad(dy))))`.
     pub fn bnv(&self, m: &Tensor) -> Result<Tensor> {
         self.check_input(m)?;
+        if let Some(ctx) = gpu_of("nv_bnv", &[m])? {
+            return self.bnv_gpu(ctx, m);
+        }
         let c = m.shape()[1];
         let (h, w, ph, pw) = (self.h, self.w, self.k.ph, self.k.pw);
         let n = ph * pw;
@@ -326,13 +374,95 @@ impl NvForward {
         ))
     }
 
+    /// GPU branch of [`NvForward::bnv`]: the same fused operator from device kernels.
+    fn bnv_gpu(&self, ctx: &'static GpuContext, m: &Tensor) -> Result<Tensor> {
+        const OP: &str = "nv_bnv";
+        let c = m.shape()[1];
+        let (h, w, ph, pw) = (self.h, self.w, self.k.ph, self.k.pw);
+        let n = ph * pw;
+        let (knv, ..) = self.consts(Device::Gpu)?;
+        let kern = knv.narrow(1, 0, c)?.gbuf(OP)?; // (c, ph, pw) complex
+                                                   // pad(x) of `planes` real (h, w) planes as complex (ph, pw) planes
+        let embed = move |x: &GpuBuffer, planes: usize| -> Result<GpuBuffer> {
+            let s = gpad::Planes {
+                planes,
+                h,
+                w,
+                complex: false,
+            };
+            let re = gpad::pad2d(ctx, x, s, 0, ph - h, 0, pw - w)?;
+            let zero = ctx.zeros(re.len)?;
+            let z = gc::from_re_im(ctx, &re, &zero)?;
+            ctx.recycle(re);
+            ctx.recycle(zero);
+            Ok(z)
+        };
+        // crop(re(z)) of `planes` complex (ph, pw) planes
+        let crop_re = move |z: GpuBuffer, planes: usize| -> Result<GpuBuffer> {
+            let re = gc::re(ctx, &z)?;
+            ctx.recycle(z);
+            let s = gpad::Planes {
+                planes,
+                h: ph,
+                w: pw,
+                complex: false,
+            };
+            let y = gpad::crop2d(ctx, &re, s, 0, h, 0, w)?;
+            ctx.recycle(re);
+            Ok(y)
+        };
+        // y = crop(Re(F^-1 sum_c K_c F pad(m_c)))
+        let mz = embed(&m.gbuf(OP)?, c)?;
+        let spec = gfft::fft2(ctx, &mz, c, ph, pw)?;
+        ctx.recycle(mz);
+        let prod = gc::cmul(ctx, &spec, &kern)?;
+        ctx.recycle(spec);
+        let acc = gb::sum_to(ctx, &prod, (&[n], &[1]), (&[c], &[n]), true)?;
+        ctx.recycle(prod);
+        let yz = gfft::ifft2(ctx, &acc, 1, ph, pw)?;
+        ctx.recycle(acc);
+        let y = crop_re(yz, 1)?;
+        let mshape = m.shape().to_vec();
+        Ok(Tensor::from_op(
+            vec![1, 1, h, w],
+            Storage::gpu(y, DType::F32),
+            OP,
+            &[m],
+            move |g| {
+                // dm_c = crop(Re(F^-1 (conj(K_c) G))), G = F pad(dy). With u_c = K_c conj(G):
+                // F^-1(conj(u_c)) = conj(F u_c) / n, so Re(F^-1(G conj(K_c))) = Re(F u_c) / n:
+                // one product and one forward transform over the c planes, no conjugation pass.
+                let gz = embed(&g.gbuf(OP)?, 1)?;
+                let big_g = gfft::fft2(ctx, &gz, 1, ph, pw)?;
+                ctx.recycle(gz);
+                let u = gc::cmul_conj(ctx, &kern, &big_g)?;
+                ctx.recycle(big_g);
+                let fu = gfft::fft2_scaled(
+                    ctx,
+                    &u,
+                    c,
+                    ph,
+                    pw,
+                    gfft::Direction::Forward,
+                    1.0 / n as f32,
+                )?;
+                ctx.recycle(u);
+                let gm = crop_re(fu, c)?;
+                Ok(vec![Some(Tensor::from_storage(
+                    mshape.clone(),
+                    Storage::gpu(gm, DType::F32),
+                ))])
+            },
+        ))
+    }
+
     /// `B_NV` with the standoff given as a scalar tensor (metres), differentiable with respect to
     /// it (composed from tensor ops: pad, FFT, kernel product, sum, inverse FFT, crop).
     pub fn bnv_with_standoff(&self, m: &Tensor, standoff: &Tensor) -> Result<Tensor> {
         let spec = self.spectrum(m)?;
         let c = m.shape()[1];
         let prod = spec
-            .mul(&self.kernel_for(c, Some(standoff))?)?
+            .mul(&self.kernel_for(c, Some(standoff), m.device())?)?
             .sum_axes(&[1], true)?;
         self.to_image(prod)
     }
@@ -342,9 +472,8 @@ impl NvForward {
         let spec = self.spectrum(m)?; // (1, C, ph, pw)
         let c = m.shape()[1];
         // (1, C) x (3, C) -> (3, C) -> sum over C -> (3, 1)
-        let prod = spec
-            .mul(&self.kfield.narrow(1, 0, c)?)?
-            .sum_axes(&[1], true)?;
+        let (_, _, _, kfield) = self.consts(m.device())?;
+        let prod = spec.mul(&kfield.narrow(1, 0, c)?)?.sum_axes(&[1], true)?;
         self.to_image(prod)?.reshape(&[1, 3, self.h, self.w])
     }
 }

@@ -4,6 +4,7 @@
 use super::deproject::deproject;
 use super::forward::{NvForward, NvGeometry};
 use super::mask::Mask;
+use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::nn::{Cae, CaeConfig};
 use crate::optim::{AdamW, ReduceLrOnPlateau};
@@ -47,6 +48,9 @@ pub struct NvReconConfig {
     pub standoff_lr: f64,
     /// ReduceLROnPlateau factor, patience, relative threshold.
     pub plateau: (f64, usize, f64),
+    /// Where the network, the forward model and the optimiser run. On the GPU everything stays
+    /// on the device during the loop; one small readback per iteration (loss and signal power).
+    pub device: Device,
 }
 
 impl Default for NvReconConfig {
@@ -64,6 +68,7 @@ impl Default for NvReconConfig {
             fit_standoff: false,
             standoff_lr: 0.2,
             plateau: (0.75, 150, 1e-9),
+            device: Device::Cpu,
         }
     }
 }
@@ -200,22 +205,26 @@ pub fn reconstruct(
     let d = net_cfg.divisor();
     let (hp, wp) = (h.div_ceil(d) * d, w.div_ceil(d) * d);
     let mut rng = Rng::new(cfg.seed);
+    // Everything is created on the CPU (same seeds, same values) and then moved to the device.
+    let dev = cfg.device;
     let net = Cae::new(&net_cfg, &mut rng)?;
-    let z = Tensor::randn(&[1, 1, hp, wp], &mut rng);
+    net.to_device(dev)?;
+    let z = Tensor::randn(&[1, 1, hp, wp], &mut rng).to_device(dev)?;
     let fwd = NvForward::new(h, w, &cfg.geom)?;
     let scaled_mask: Vec<f32> = mask.data.iter().map(|v| v * cfg.ms as f32).collect();
-    let mask_t = Tensor::from_shape_vec(&[1, c, h, w], scaled_mask)?;
-    let meas = Tensor::from_shape_vec(&[1, 1, h, w], bnv.to_vec())?;
+    let mask_t = Tensor::from_shape_vec(&[1, c, h, w], scaled_mask)?.to_device(dev)?;
+    let meas = Tensor::from_shape_vec(&[1, 1, h, w], bnv.to_vec())?.to_device(dev)?;
     let target = match cfg.target {
         NvTarget::Bnv => meas.clone(),
         NvTarget::Deprojected => {
             let dp = deproject(bnv, h, w, &cfg.geom, None)?;
-            Tensor::from_shape_vec(&[1, 3, h, w], dp.field)?
+            Tensor::from_shape_vec(&[1, 3, h, w], dp.field)?.to_device(dev)?
         }
     };
     let mut opt = AdamW::new(net.parameters(), cfg.lr).with_weight_decay(cfg.weight_decay);
     let mut sched = ReduceLrOnPlateau::new(cfg.plateau.0, cfg.plateau.1, cfg.plateau.2);
     let standoff_nm = Tensor::scalar((cfg.geom.standoff * 1e9) as f32).requires_grad();
+    standoff_nm.move_to(dev)?;
     let mut opt_d = AdamW::new(vec![standoff_nm.clone()], cfg.standoff_lr).with_weight_decay(0.0);
     let support = mask.support();
     let start = Instant::now();
@@ -223,7 +232,11 @@ pub fn reconstruct(
     let mut last_good: Option<(Tensor, Tensor, f64)> = None;
     let mut stop = StopReason::Completed;
     for iter in 1..=cfg.iters {
-        let standoff = standoff_nm.to_scalar()? as f64 * 1e-9;
+        let standoff = if cfg.fit_standoff {
+            standoff_nm.to_scalar()? as f64 * 1e-9
+        } else {
+            cfg.geom.standoff
+        };
         let m = net.forward(&z)?.crop2d(0, h, 0, w)?.tanh()?.mul(&mask_t)?;
         let bnv_model = if cfg.fit_standoff {
             fwd.bnv_with_standoff(&m, &standoff_nm.scale(1e-9)?)?
@@ -234,7 +247,16 @@ pub fn reconstruct(
             NvTarget::Bnv => bnv_model.mse_loss(&target)?,
             NvTarget::Deprojected => fwd.field(&m)?.mse_loss(&target)?,
         };
-        let l = loss.to_scalar()? as f64;
+        // loss, signal power (and the B_NV mse for another target): one readback
+        let mut scalars = vec![
+            loss.detach().reshape(&[1])?,
+            bnv_model.detach().square()?.mean_all()?.reshape(&[1])?,
+        ];
+        if cfg.target != NvTarget::Bnv {
+            scalars.push(bnv_model.detach().mse_loss(&meas)?.reshape(&[1])?);
+        }
+        let vals = Tensor::cat(&scalars, 0)?.to_vec()?;
+        let (l, power) = (vals[0] as f64, vals[1] as f64);
         if !l.is_finite() {
             stop = StopReason::Diverged(iter);
             break;
@@ -242,9 +264,8 @@ pub fn reconstruct(
         let mse = if cfg.target == NvTarget::Bnv {
             l
         } else {
-            bnv_model.detach().mse_loss(&meas)?.to_scalar()? as f64
+            vals[2] as f64
         };
-        let power = bnv_model.detach().square()?.mean_all()?.to_scalar()? as f64;
         let stats = IterStats {
             iter,
             loss: l,

@@ -3,8 +3,21 @@
 
 use super::{par_map, par_zip};
 use crate::error::{Error, Result};
-use crate::storage::Storage;
+use crate::gpu::complex as gc;
+use crate::storage::{gpu_of, Storage};
 use crate::tensor::{DType, Tensor, C32};
+
+/// Checks a GPU operand's dtype (the CPU path checks through `Storage::f32/c32`).
+fn want(op: &'static str, t: &Tensor, dtype: DType) -> Result<()> {
+    if t.dtype() != dtype {
+        return Err(Error::DType {
+            op,
+            expected: dtype.name(),
+            got: t.dtype().name(),
+        });
+    }
+    Ok(())
+}
 
 impl Tensor {
     /// `z = re + i im` from two real tensors of one shape.
@@ -17,14 +30,22 @@ impl Tensor {
                 rhs: im.shape().to_vec(),
             });
         }
-        let z = par_zip(
-            re.read().f32("complex")?,
-            im.read().f32("complex")?,
-            C32::new,
-        );
+        let z = match gpu_of("complex", &[re, im])? {
+            Some(ctx) => {
+                want("complex", re, DType::F32)?;
+                want("complex", im, DType::F32)?;
+                let b = gc::from_re_im(ctx, &re.gbuf("complex")?, &im.gbuf("complex")?)?;
+                Storage::gpu(b, DType::C32)
+            }
+            None => Storage::from_c32(par_zip(
+                re.read().f32("complex")?,
+                im.read().f32("complex")?,
+                C32::new,
+            )),
+        };
         Ok(Tensor::from_op(
             re.shape().to_vec(),
-            Storage::from_c32(z),
+            z,
             "complex",
             &[re, im],
             |g| Ok(vec![Some(g.re()?), Some(g.im()?)]),
@@ -33,10 +54,16 @@ impl Tensor {
 
     /// Real part. VJP: `dz = dy + 0i`.
     pub fn re(&self) -> Result<Tensor> {
-        let y = par_map(self.read().c32("re")?, |z| z.re);
+        let y = match gpu_of("re", &[self])? {
+            Some(ctx) => {
+                want("re", self, DType::C32)?;
+                Storage::gpu(gc::re(ctx, &self.gbuf("re")?)?, DType::F32)
+            }
+            None => Storage::from_f32(par_map(self.read().c32("re")?, |z| z.re)),
+        };
         Ok(Tensor::from_op(
             self.shape().to_vec(),
-            Storage::from_f32(y),
+            y,
             "re",
             &[self],
             |g| Ok(vec![Some(Tensor::complex(g, &g.zeros_like())?)]),
@@ -45,10 +72,16 @@ impl Tensor {
 
     /// Imaginary part. VJP: `dz = 0 + i dy` (y = b, so dL/db = dy).
     pub fn im(&self) -> Result<Tensor> {
-        let y = par_map(self.read().c32("im")?, |z| z.im);
+        let y = match gpu_of("im", &[self])? {
+            Some(ctx) => {
+                want("im", self, DType::C32)?;
+                Storage::gpu(gc::im(ctx, &self.gbuf("im")?)?, DType::F32)
+            }
+            None => Storage::from_f32(par_map(self.read().c32("im")?, |z| z.im)),
+        };
         Ok(Tensor::from_op(
             self.shape().to_vec(),
-            Storage::from_f32(y),
+            y,
             "im",
             &[self],
             |g| Ok(vec![Some(Tensor::complex(&g.zeros_like(), g)?)]),
@@ -60,10 +93,13 @@ impl Tensor {
         if self.dtype() == DType::F32 {
             return Ok(self.clone());
         }
-        let y = par_map(self.read().c32("conj")?, |z| z.conj());
+        let y = match gpu_of("conj", &[self])? {
+            Some(ctx) => Storage::gpu(gc::conj(ctx, &self.gbuf("conj")?)?, DType::C32),
+            None => Storage::from_c32(par_map(self.read().c32("conj")?, |z| z.conj())),
+        };
         Ok(Tensor::from_op(
             self.shape().to_vec(),
-            Storage::from_c32(y),
+            y,
             "conj",
             &[self],
             |g| Ok(vec![Some(g.conj()?)]),
@@ -72,14 +108,25 @@ impl Tensor {
 
     /// `|z|^2 = a^2 + b^2` (real). VJP: `dz = 2 z dy` (dL/da = 2a dy, dL/db = 2b dy).
     pub fn abs2(&self) -> Result<Tensor> {
-        let y = par_map(self.read().c32("abs2")?, |z| z.norm_sqr());
+        let y = match gpu_of("abs2", &[self])? {
+            Some(ctx) => {
+                want("abs2", self, DType::C32)?;
+                Storage::gpu(gc::abs2(ctx, &self.gbuf("abs2")?)?, DType::F32)
+            }
+            None => Storage::from_f32(par_map(self.read().c32("abs2")?, |z| z.norm_sqr())),
+        };
         let z = self.clone();
         Ok(Tensor::from_op(
             self.shape().to_vec(),
-            Storage::from_f32(y),
+            y,
             "abs2",
             &[self],
             move |g| {
+                if let Some(ctx) = gpu_of("abs2", &[g, &z])? {
+                    let gz = gc::abs2_backward(ctx, &z.gbuf("abs2")?, &g.gbuf("abs2")?)?;
+                    let t = Tensor::from_storage(z.shape().to_vec(), Storage::gpu(gz, DType::C32));
+                    return Ok(vec![Some(t)]);
+                }
                 let gz = par_zip(z.read().c32("abs2")?, g.read().f32("abs2")?, |z, g| {
                     z * (2.0 * g)
                 });

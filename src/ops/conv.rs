@@ -5,8 +5,67 @@ use crate::cpu::conv::{
     conv2d_backward_input, conv2d_backward_weight, conv2d_forward, conv2d_forward_leaky, ConvShape,
 };
 use crate::error::{Error, Result};
-use crate::storage::Storage;
-use crate::tensor::Tensor;
+use crate::gpu::conv as gconv;
+use crate::gpu::elementwise::{self as gew, Unary};
+use crate::gpu::{GpuBuffer, GpuContext};
+use crate::storage::{gpu_of, Storage};
+use crate::tensor::{DType, Tensor};
+
+fn gshape(s: &ConvShape) -> gconv::ConvShape {
+    gconv::ConvShape {
+        n: s.n,
+        cin: s.cin,
+        cout: s.cout,
+        h: s.h,
+        w: s.w,
+        k: s.k,
+    }
+}
+
+/// GPU forward: `conv2d(x, w) + b` (`kernels/conv2d.wgsl`).
+fn gpu_forward(
+    ctx: &GpuContext,
+    s: &ConvShape,
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+) -> Result<GpuBuffer> {
+    const OP: &str = "conv2d";
+    let bias = b.map(|b| b.gbuf(OP)).transpose()?;
+    gconv::conv2d(ctx, &gshape(s), &x.gbuf(OP)?, &w.gbuf(OP)?, bias.as_ref())
+}
+
+/// GPU VJP of a conv for upstream `gy` (a device buffer): dx (if x is tracked), dw, db.
+fn gpu_backward(
+    ctx: &GpuContext,
+    s: &ConvShape,
+    x: &Tensor,
+    w: &Tensor,
+    has_bias: bool,
+    gy: &GpuBuffer,
+) -> Result<Vec<Option<Tensor>>> {
+    const OP: &str = "conv2d";
+    let gs = gshape(s);
+    let wrap = |shape: &[usize], b: GpuBuffer| {
+        Tensor::from_storage(shape.to_vec(), Storage::gpu(b, DType::F32))
+    };
+    let gx = if x.is_tracked() {
+        Some(wrap(
+            x.shape(),
+            gconv::conv2d_backward_input(ctx, &gs, gy, &w.gbuf(OP)?)?,
+        ))
+    } else {
+        None
+    };
+    let (dw, db) = gconv::conv2d_backward_weight(ctx, &gs, &x.gbuf(OP)?, gy)?;
+    let mut out = vec![gx, Some(wrap(w.shape(), dw))];
+    if has_bias {
+        out.push(Some(wrap(&[s.cout], db)));
+    } else {
+        ctx.recycle(db);
+    }
+    Ok(out)
+}
 
 fn conv_shape(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<ConvShape> {
     const OP: &str = "conv2d";
@@ -77,33 +136,38 @@ impl Tensor {
     /// `dw[o,i,u,v] = sum_{n,p} dy[n,o,p] x[n,i,p+(u,v)-k/2]`, `db[o] = sum_{n,p} dy[n,o,p]`.
     pub fn conv2d(&self, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
         let s = conv_shape(self, weight, bias)?;
-        let mut y = vec![0f32; s.n * s.cout * s.h * s.w];
-        {
-            let bias_guard = bias.map(|b| b.read());
-            let bias_data = match &bias_guard {
-                Some(g) => Some(g.f32("conv2d")?),
-                None => None,
-            };
-            conv2d_forward(
-                &s,
-                self.read().f32("conv2d")?,
-                weight.read().f32("conv2d")?,
-                bias_data,
-                &mut y,
-            );
-        }
+        let mut inputs = vec![self, weight];
+        inputs.extend(bias);
+        let storage = match gpu_of("conv2d", &inputs)? {
+            Some(ctx) => Storage::gpu(gpu_forward(ctx, &s, self, weight, bias)?, DType::F32),
+            None => {
+                let mut y = vec![0f32; s.n * s.cout * s.h * s.w];
+                let bias_guard = bias.map(|b| b.read());
+                let bias_data = match &bias_guard {
+                    Some(g) => Some(g.f32("conv2d")?),
+                    None => None,
+                };
+                conv2d_forward(
+                    &s,
+                    self.read().f32("conv2d")?,
+                    weight.read().f32("conv2d")?,
+                    bias_data,
+                    &mut y,
+                );
+                Storage::from_f32(y)
+            }
+        };
         let (x, w) = (self.clone(), weight.clone());
         let has_bias = bias.is_some();
-        let mut inputs = vec![self, weight];
-        if let Some(b) = bias {
-            inputs.push(b);
-        }
         Ok(Tensor::from_op(
             vec![s.n, s.cout, s.h, s.w],
-            Storage::from_f32(y),
+            storage,
             "conv2d",
             &inputs,
-            move |g| conv_backward(&s, &x, &w, has_bias, g.read().f32("conv2d")?),
+            move |g| match gpu_of("conv2d", &[g, &x, &w])? {
+                Some(ctx) => gpu_backward(ctx, &s, &x, &w, has_bias, &g.gbuf("conv2d")?),
+                None => conv_backward(&s, &x, &w, has_bias, g.read().f32("conv2d")?),
+            },
         ))
     }
 
@@ -115,38 +179,60 @@ impl Tensor {
         bias: Option<&Tensor>,
         slope: f32,
     ) -> Result<Tensor> {
-        if !(slope > 0.0) {
+        if slope.is_nan() || slope <= 0.0 {
             return self.conv2d(weight, bias)?.leaky_relu(slope);
         }
         let s = conv_shape(self, weight, bias)?;
-        let mut y = vec![0f32; s.n * s.cout * s.h * s.w];
-        {
-            let bias_guard = bias.map(|b| b.read());
-            let bias_data = match &bias_guard {
-                Some(g) => Some(g.f32("conv2d")?),
-                None => None,
-            };
-            conv2d_forward_leaky(
-                &s,
-                self.read().f32("conv2d")?,
-                weight.read().f32("conv2d")?,
-                bias_data,
-                slope,
-                &mut y,
-            );
-        }
-        let (x, w) = (self.clone(), weight.clone());
-        let has_bias = bias.is_some();
         let mut inputs = vec![self, weight];
         inputs.extend(bias);
+        let storage = match gpu_of("conv2d_leaky", &inputs)? {
+            Some(ctx) => {
+                // z = conv2d(x, w) + b, then y = leaky_relu(z) (z released right away)
+                let z = gpu_forward(ctx, &s, self, weight, bias)?;
+                let y = gew::unary(ctx, Unary::LeakyRelu(slope), &z)?;
+                ctx.recycle(z);
+                Storage::gpu(y, DType::F32)
+            }
+            None => {
+                let mut y = vec![0f32; s.n * s.cout * s.h * s.w];
+                let bias_guard = bias.map(|b| b.read());
+                let bias_data = match &bias_guard {
+                    Some(g) => Some(g.f32("conv2d")?),
+                    None => None,
+                };
+                conv2d_forward_leaky(
+                    &s,
+                    self.read().f32("conv2d")?,
+                    weight.read().f32("conv2d")?,
+                    bias_data,
+                    slope,
+                    &mut y,
+                );
+                Storage::from_f32(y)
+            }
+        };
+        let (x, w) = (self.clone(), weight.clone());
+        let has_bias = bias.is_some();
         Ok(Tensor::from_op_with_output(
             vec![s.n, s.cout, s.h, s.w],
-            Storage::from_f32(y),
+            storage,
             "conv2d_leaky",
             &inputs,
             move |out| {
                 move |g: &Tensor| {
                     let y = out.get("conv2d_leaky")?;
+                    if let Some(ctx) = gpu_of("conv2d_leaky", &[g, &y, &x, &w])? {
+                        // dz = dy (y > 0 ? 1 : slope): leaky_relu's VJP evaluated at y
+                        let gz = gew::unary_backward(
+                            ctx,
+                            Unary::LeakyRelu(slope),
+                            &y.gbuf("conv2d_leaky")?,
+                            &g.gbuf("conv2d_leaky")?,
+                        )?;
+                        let r = gpu_backward(ctx, &s, &x, &w, has_bias, &gz);
+                        ctx.recycle(gz);
+                        return r;
+                    }
                     let ys = y.read();
                     let gz = super::par_zip(
                         g.read().f32("conv2d_leaky")?,

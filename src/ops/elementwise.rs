@@ -1,28 +1,42 @@
 //! Elementwise ops: unary maths (real), scalar add/mul and neg (real and complex), and the four
 //! broadcasting binary ops (real with real, complex with complex), each with its VJP.
 
-use super::broadcast::{broadcast_binary, broadcast_shape};
+use super::broadcast::{broadcast_binary, broadcast_shape, gpu_binary};
 use super::par_map;
 use crate::error::{Error, Result};
-use crate::storage::Storage;
+use crate::gpu::elementwise::{self as gew, Unary};
+use crate::storage::{gpu_of, Storage};
 use crate::tensor::{DType, Tensor, C32};
 
 impl Tensor {
-    /// A real unary map `y = f(x)` whose VJP is `dx = dy * df(x)`.
+    /// A real unary map `y = f(x)` whose VJP is `dx = dy * df(x)`; `gop` is the same map's
+    /// GPU kernel pair (`kernels/elementwise.wgsl`).
     fn unary(
         &self,
         op: &'static str,
+        gop: Unary,
         f: impl Fn(f32) -> f32 + Sync,
         df: impl Fn(f32) -> f32 + Copy + Send + Sync + 'static,
     ) -> Result<Tensor> {
-        let out = par_map(self.read().f32(op)?, f);
+        let out = match gpu_of(op, &[self])? {
+            Some(ctx) => {
+                expect_real(op, self)?;
+                Storage::gpu(gew::unary(ctx, gop, &self.gbuf(op)?)?, DType::F32)
+            }
+            None => Storage::from_f32(par_map(self.read().f32(op)?, f)),
+        };
         let x = self.clone();
         Ok(Tensor::from_op(
             self.shape().to_vec(),
-            Storage::from_f32(out),
+            out,
             op,
             &[self],
             move |g| {
+                if let Some(ctx) = gpu_of(op, &[g, &x])? {
+                    let gx = gew::unary_backward(ctx, gop, &x.gbuf(op)?, &g.gbuf(op)?)?;
+                    let t = Tensor::from_storage(x.shape().to_vec(), Storage::gpu(gx, DType::F32));
+                    return Ok(vec![Some(t)]);
+                }
                 let gs = g.read();
                 let xs = x.read();
                 let gx = super::par_zip(gs.f32(op)?, xs.f32(op)?, |g, x| g * df(x));
@@ -33,30 +47,30 @@ impl Tensor {
 
     /// `e^x`. VJP: `dx = dy * e^x`.
     pub fn exp(&self) -> Result<Tensor> {
-        self.unary("exp", f32::exp, f32::exp)
+        self.unary("exp", Unary::Exp, f32::exp, f32::exp)
     }
     /// Natural logarithm. VJP: `dx = dy / x`.
     pub fn log(&self) -> Result<Tensor> {
-        self.unary("log", f32::ln, |x| 1.0 / x)
+        self.unary("log", Unary::Log, f32::ln, |x| 1.0 / x)
     }
     /// Square root. VJP: `dx = dy / (2 sqrt x)`.
     pub fn sqrt(&self) -> Result<Tensor> {
-        self.unary("sqrt", f32::sqrt, |x| 0.5 / x.sqrt())
+        self.unary("sqrt", Unary::Sqrt, f32::sqrt, |x| 0.5 / x.sqrt())
     }
     /// `x^2`. VJP: `dx = 2 x dy`.
     pub fn square(&self) -> Result<Tensor> {
-        self.unary("square", |x| x * x, |x| 2.0 * x)
+        self.unary("square", Unary::Square, |x| x * x, |x| 2.0 * x)
     }
     /// Hyperbolic tangent. VJP: `dx = dy (1 - tanh^2 x)`.
     pub fn tanh(&self) -> Result<Tensor> {
-        self.unary("tanh", f32::tanh, |x| {
+        self.unary("tanh", Unary::Tanh, f32::tanh, |x| {
             let t = x.tanh();
             1.0 - t * t
         })
     }
     /// Logistic sigmoid `1/(1+e^-x)`. VJP: `dx = dy s (1 - s)`.
     pub fn sigmoid(&self) -> Result<Tensor> {
-        self.unary("sigmoid", sigmoid, |x| {
+        self.unary("sigmoid", Unary::Sigmoid, sigmoid, |x| {
             let s = sigmoid(x);
             s * (1.0 - s)
         })
@@ -65,13 +79,14 @@ impl Tensor {
     pub fn leaky_relu(&self, slope: f32) -> Result<Tensor> {
         self.unary(
             "leaky_relu",
+            Unary::LeakyRelu(slope),
             move |x| if x > 0.0 { x } else { slope * x },
             move |x| if x > 0.0 { 1.0 } else { slope },
         )
     }
     /// `|x|` (real). VJP: `dx = sign(x) dy`, 0 at x = 0.
     pub fn abs(&self) -> Result<Tensor> {
-        self.unary("abs", f32::abs, |x| {
+        self.unary("abs", Unary::Abs, f32::abs, |x| {
             if x > 0.0 {
                 1.0
             } else if x < 0.0 {
@@ -85,9 +100,15 @@ impl Tensor {
     /// `y = a x + b` for real constants, on real or complex tensors (b adds to the real part).
     /// VJP: `dx = a dy` (a is real, so conj(a) = a).
     fn affine(&self, op: &'static str, a: f32, b: f32) -> Result<Tensor> {
-        let storage = match self.dtype() {
-            DType::F32 => Storage::from_f32(par_map(self.read().f32(op)?, |x| a * x + b)),
-            DType::C32 => Storage::from_c32(par_map(self.read().c32(op)?, |z| {
+        let storage = match (gpu_of(op, &[self])?, self.dtype()) {
+            (Some(ctx), DType::F32) => {
+                Storage::gpu(gew::scale_shift(ctx, &self.gbuf(op)?, a, b)?, DType::F32)
+            }
+            (Some(ctx), DType::C32) => {
+                Storage::gpu(gew::affine_complex(ctx, &self.gbuf(op)?, a, b)?, DType::C32)
+            }
+            (None, DType::F32) => Storage::from_f32(par_map(self.read().f32(op)?, |x| a * x + b)),
+            (None, DType::C32) => Storage::from_c32(par_map(self.read().c32(op)?, |z| {
                 C32::new(a * z.re + b, a * z.im)
             })),
         };
@@ -142,7 +163,9 @@ impl Tensor {
             });
         }
         let out_shape = broadcast_shape(name, self.shape(), rhs.shape())?;
-        let storage = {
+        let storage = if let Some(ctx) = gpu_of(name, &[self, rhs])? {
+            gpu_binary(ctx, op, self, rhs, &out_shape)?
+        } else {
             let (a, b) = (self.read(), rhs.read());
             let (ash, bsh) = (self.shape(), rhs.shape());
             match dt {
@@ -206,7 +229,7 @@ impl Tensor {
 }
 
 #[derive(Clone, Copy, Debug)]
-enum BinOp {
+pub(crate) enum BinOp {
     Add,
     Sub,
     Mul,
@@ -214,7 +237,7 @@ enum BinOp {
 }
 
 impl BinOp {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             BinOp::Add => "add",
             BinOp::Sub => "sub",
@@ -222,6 +245,17 @@ impl BinOp {
             BinOp::Div => "div",
         }
     }
+}
+
+fn expect_real(op: &'static str, t: &Tensor) -> Result<()> {
+    if t.dtype() != DType::F32 {
+        return Err(Error::DType {
+            op,
+            expected: DType::F32.name(),
+            got: t.dtype().name(),
+        });
+    }
+    Ok(())
 }
 
 fn sigmoid(x: f32) -> f32 {

@@ -1,19 +1,20 @@
 //! 2-D discrete Fourier transforms over the last two axes, any sizes (rustfft; plans cached).
 //! Forward `X(k) = sum_r x(r) e^{-i k.r}` (NumPy's sign), unnormalised; inverse divides by n = H W.
 
-use crate::error::Result;
-use crate::storage::Storage;
-use crate::tensor::{Tensor, C32};
+use crate::error::{Error, Result};
+use crate::gpu::fft::{self as gfft, Direction};
+use crate::storage::{gpu_of, Storage};
+use crate::tensor::{DType, Tensor, C32};
 use rayon::prelude::*;
 use rustfft::{Fft, FftDirection, FftPlanner};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 type Plan = Arc<dyn Fft<f32>>;
+type PlanCache = (FftPlanner<f32>, HashMap<(usize, bool), Plan>);
 
 fn plan(n: usize, dir: FftDirection) -> Plan {
-    static PLANS: OnceLock<Mutex<(FftPlanner<f32>, HashMap<(usize, bool), Plan>)>> =
-        OnceLock::new();
+    static PLANS: OnceLock<Mutex<PlanCache>> = OnceLock::new();
     let cell = PLANS.get_or_init(|| Mutex::new((FftPlanner::new(), HashMap::new())));
     let mut guard = cell.lock().unwrap_or_else(|e| e.into_inner());
     let (planner, cache) = &mut *guard;
@@ -69,6 +70,41 @@ impl Tensor {
     fn fft2_op(&self, op: &'static str, inverse: bool) -> Result<Tensor> {
         let (h, w) = self.hw(op)?;
         let n = (h * w) as f32;
+        if let Some(ctx) = gpu_of(op, &[self])? {
+            if self.dtype() != DType::C32 {
+                return Err(Error::DType {
+                    op,
+                    expected: DType::C32.name(),
+                    got: self.dtype().name(),
+                });
+            }
+            let batch = self.numel() / (h * w).max(1);
+            let (dir, scale) = if inverse {
+                (Direction::Inverse, 1.0 / n)
+            } else {
+                (Direction::Forward, 1.0)
+            };
+            let y = gfft::fft2_scaled(ctx, &self.gbuf(op)?, batch, h, w, dir, scale)?;
+            return Ok(Tensor::from_op(
+                self.shape().to_vec(),
+                Storage::gpu(y, DType::C32),
+                op,
+                &[self],
+                move |g| {
+                    // as below: fft2 -> dx = n ifft2(dy); ifft2 -> dx = fft2(dy) / n
+                    let (gdir, gscale) = if inverse {
+                        (Direction::Forward, 1.0 / n)
+                    } else {
+                        (Direction::Inverse, 1.0)
+                    };
+                    let gx = gfft::fft2_scaled(ctx, &g.gbuf(op)?, batch, h, w, gdir, gscale)?;
+                    Ok(vec![Some(Tensor::from_storage(
+                        g.shape().to_vec(),
+                        Storage::gpu(gx, DType::C32),
+                    ))])
+                },
+            ));
+        }
         let mut data = self.read().c32(op)?.to_vec();
         let (dir, scale) = if inverse {
             (FftDirection::Inverse, 1.0 / n)

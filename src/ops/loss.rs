@@ -2,8 +2,9 @@
 
 use super::reduce::sum_f64;
 use crate::error::{Error, Result};
-use crate::storage::Storage;
-use crate::tensor::Tensor;
+use crate::gpu::reduce as greduce;
+use crate::storage::{gpu_of, Storage};
+use crate::tensor::{DType, Tensor};
 
 impl Tensor {
     /// Mean squared error `mean((a - b)^2)` between two real tensors of one shape, shape `[]`.
@@ -15,6 +16,41 @@ impl Tensor {
                 lhs: self.shape().to_vec(),
                 rhs: target.shape().to_vec(),
             });
+        }
+        if let Some(ctx) = gpu_of("mse_loss", &[self, target])? {
+            for t in [self, target] {
+                if t.dtype() != DType::F32 {
+                    return Err(Error::DType {
+                        op: "mse_loss",
+                        expected: DType::F32.name(),
+                        got: t.dtype().name(),
+                    });
+                }
+            }
+            let loss = greduce::mse(ctx, &self.gbuf("mse_loss")?, &target.gbuf("mse_loss")?)?;
+            let (a, b) = (self.clone(), target.clone());
+            return Ok(Tensor::from_op(
+                vec![],
+                Storage::gpu(loss, DType::F32),
+                "mse_loss",
+                &[self, target],
+                move |g| {
+                    // da = 2 (a - b) dy / n (dy read on the device), db = -da
+                    let ga = greduce::mse_backward(
+                        ctx,
+                        &a.gbuf("mse_loss")?,
+                        &b.gbuf("mse_loss")?,
+                        &g.gbuf("mse_loss")?,
+                    )?;
+                    let ga = Tensor::from_storage(a.shape().to_vec(), Storage::gpu(ga, DType::F32));
+                    let gb = if b.is_tracked() {
+                        Some(ga.neg()?)
+                    } else {
+                        None
+                    };
+                    Ok(vec![Some(ga), gb])
+                },
+            ));
         }
         let diff = super::par_zip(
             self.read().f32("mse_loss")?,

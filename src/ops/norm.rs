@@ -2,9 +2,64 @@
 //! then an optional per-channel affine map.
 
 use crate::error::{Error, Result};
-use crate::storage::Storage;
-use crate::tensor::Tensor;
+use crate::gpu::norm::{self as gnorm, NormShape};
+use crate::gpu::GpuContext;
+use crate::storage::{gpu_of, Storage};
+use crate::tensor::{DType, Tensor};
 use rayon::prelude::*;
+
+/// GPU branch: forward saving (mean, rstd) per plane; VJP from x, the stats and `w`.
+fn gpu_instance_norm(
+    ctx: &'static GpuContext,
+    x: &Tensor,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    eps: f32,
+    inputs: &[&Tensor],
+) -> Result<Tensor> {
+    const OP: &str = "instance_norm";
+    let s = x.shape().to_vec();
+    let ns = NormShape {
+        n: s[0],
+        c: s[1],
+        m: s[2] * s[3],
+    };
+    let wb = weight.map(|t| t.gbuf(OP)).transpose()?;
+    let bb = bias.map(|t| t.gbuf(OP)).transpose()?;
+    let (y, stats) = gnorm::instance_norm(ctx, &ns, &x.gbuf(OP)?, wb.as_ref(), bb.as_ref(), eps)?;
+    let (xt, wt) = (x.clone(), weight.cloned());
+    let (has_w, has_b) = (weight.is_some(), bias.is_some());
+    Ok(Tensor::from_op(
+        s.clone(),
+        Storage::gpu(y, DType::F32),
+        OP,
+        inputs,
+        move |g| {
+            // dx = rstd (gh - mean(gh) - xh mean(gh xh)), gh = dy w[c];
+            // dw[c] = sum_{n,p} dy xh, db[c] = sum_{n,p} dy
+            let wb = wt.as_ref().map(|t| t.gbuf(OP)).transpose()?;
+            let (dx, dw, db) = gnorm::instance_norm_backward(
+                ctx,
+                &ns,
+                &xt.gbuf(OP)?,
+                wb.as_ref(),
+                &stats,
+                &g.gbuf(OP)?,
+            )?;
+            let wrap = |shape: &[usize], b| {
+                Tensor::from_storage(shape.to_vec(), Storage::gpu(b, DType::F32))
+            };
+            let mut out = vec![Some(wrap(&s, dx))];
+            if has_w {
+                out.push(Some(wrap(&[ns.c], dw)));
+            }
+            if has_b {
+                out.push(Some(wrap(&[ns.c], db)));
+            }
+            Ok(out)
+        },
+    ))
+}
 
 impl Tensor {
     /// `y = (x - mean) / sqrt(var + eps) * w[c] + b[c]` per (n, c) plane; x is (N, C, H, W).
@@ -29,6 +84,15 @@ impl Tensor {
                     rhs: p.shape().to_vec(),
                 });
             }
+        }
+        let mut inputs = vec![self];
+        inputs.extend(weight);
+        inputs.extend(bias);
+        if let Some(ctx) = gpu_of(OP, &inputs)? {
+            if s[2] * s[3] == 0 || n * c == 0 {
+                return Err(Error::shape(OP, &s, "empty planes"));
+            }
+            return gpu_instance_norm(ctx, self, weight, bias, eps, &inputs);
         }
         let wv = weight.map(|t| t.to_vec()).transpose()?;
         let bv = bias.map(|t| t.to_vec()).transpose()?;
@@ -60,9 +124,6 @@ impl Tensor {
                 });
         }
         drop(xs);
-        let mut inputs = vec![self];
-        inputs.extend(weight);
-        inputs.extend(bias);
         let (has_w, has_b) = (weight.is_some(), bias.is_some());
         let x_tracked = self.is_tracked();
         Ok(Tensor::from_op(

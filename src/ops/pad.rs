@@ -1,7 +1,8 @@
 //! Zero padding and cropping of the last two axes (real and complex); each is the other's adjoint.
 
 use crate::error::{Error, Result};
-use crate::storage::Storage;
+use crate::gpu::pad::{self as gpad, Planes};
+use crate::storage::{gpu_of, Storage};
 use crate::tensor::{DType, Tensor, C32};
 
 /// Copies the window `[r0, r0+rows) x [c0, c0+cols)` of every (h, w) slice of `src` into the
@@ -41,6 +42,30 @@ impl Tensor {
         let hw = self.hw(op)?;
         let batch = self.numel() / (hw.0 * hw.1).max(1);
         let n = batch * out_hw.0 * out_hw.1;
+        if let Some(ctx) = gpu_of(op, &[self])? {
+            let planes = Planes {
+                planes: batch,
+                h: hw.0,
+                w: hw.1,
+                complex: self.dtype() == DType::C32,
+            };
+            let x = self.gbuf(op)?;
+            // pad: the whole input lands at dst_at; crop: the window at src_at fills the output
+            let buf = if src_at == (0, 0) && size == hw {
+                gpad::pad2d(
+                    ctx,
+                    &x,
+                    planes,
+                    dst_at.0,
+                    out_hw.0 - dst_at.0 - size.0,
+                    dst_at.1,
+                    out_hw.1 - dst_at.1 - size.1,
+                )?
+            } else {
+                gpad::crop2d(ctx, &x, planes, src_at.0, size.0, src_at.1, size.1)?
+            };
+            return Ok(Storage::gpu(buf, self.dtype()));
+        }
         Ok(match self.dtype() {
             DType::F32 => {
                 let mut out = vec![0f32; n];

@@ -1,8 +1,9 @@
 //! 2x2 max pooling, stride 2 (odd trailing rows/columns dropped, like PyTorch), argmax saved.
 
 use crate::error::Result;
-use crate::storage::Storage;
-use crate::tensor::Tensor;
+use crate::gpu::pool as gpool;
+use crate::storage::{gpu_of, Storage};
+use crate::tensor::{DType, Tensor};
 use rayon::prelude::*;
 
 impl Tensor {
@@ -15,6 +16,23 @@ impl Tensor {
         let (h, w) = (s[2], s[3]);
         let (oh, ow) = (h / 2, w / 2);
         let planes = s[0] * s[1];
+        if let Some(ctx) = gpu_of(OP, &[self])? {
+            let (y, arg) = gpool::max_pool2d(ctx, &self.gbuf(OP)?, planes, h, w)?;
+            return Ok(Tensor::from_op(
+                vec![s[0], s[1], oh, ow],
+                Storage::gpu(y, DType::F32),
+                OP,
+                &[self],
+                move |g| {
+                    // dx: dy routed to each window's saved argmax
+                    let gx = gpool::max_pool2d_backward(ctx, &g.gbuf(OP)?, &arg, planes, h, w)?;
+                    Ok(vec![Some(Tensor::from_storage(
+                        s.clone(),
+                        Storage::gpu(gx, DType::F32),
+                    ))])
+                },
+            ));
+        }
         let mut y = vec![0f32; planes * oh * ow];
         let mut arg = vec![0u32; planes * oh * ow];
         if oh * ow > 0 {

@@ -1,7 +1,8 @@
 //! Reductions: sum and mean over everything or over given axes (real and complex).
 
 use crate::error::{Error, Result};
-use crate::storage::Storage;
+use crate::gpu::reduce as greduce;
+use crate::storage::{gpu_of, Storage};
 use crate::tensor::{DType, Tensor, C32};
 use rayon::prelude::*;
 
@@ -27,11 +28,21 @@ fn sum_c64(x: &[C32]) -> C32 {
 impl Tensor {
     /// Sum of all elements, shape `[]`. VJP: `dx = dy` broadcast to x's shape.
     pub fn sum_all(&self) -> Result<Tensor> {
-        let storage = match self.dtype() {
-            DType::F32 => Storage::from_f32(vec![sum_f64(self.read().f32("sum_all")?) as f32]),
-            DType::C32 => Storage::from_c32(vec![sum_c64(self.read().c32("sum_all")?)]),
-        };
         let shape = self.shape().to_vec();
+        let storage = match (gpu_of("sum_all", &[self])?, self.dtype()) {
+            (Some(ctx), DType::F32) => Storage::gpu(
+                greduce::sum_all(ctx, &self.gbuf("sum_all")?, 1.0)?,
+                DType::F32,
+            ),
+            // complex: the general reduction kernel, to shape []
+            (Some(_), DType::C32) => {
+                return self.reshape(&[self.numel()])?.sum_to(&[1])?.reshape(&[]);
+            }
+            (None, DType::F32) => {
+                Storage::from_f32(vec![sum_f64(self.read().f32("sum_all")?) as f32])
+            }
+            (None, DType::C32) => Storage::from_c32(vec![sum_c64(self.read().c32("sum_all")?)]),
+        };
         Ok(Tensor::from_op(
             vec![],
             storage,

@@ -1,8 +1,44 @@
 //! Concatenation and slicing along one axis (real and complex); each is the other's adjoint.
 
+use super::broadcast::word_walk;
 use crate::error::{Error, Result};
-use crate::storage::Storage;
+use crate::gpu::broadcast::{copy_strided, Walk};
+use crate::gpu::GpuContext;
+use crate::storage::{gpu_of, Storage};
 use crate::tensor::{DType, Tensor, C32};
+
+/// GPU copy of `outer` blocks of `block` elements: from `src` (blocks `src_pitch` apart, from
+/// `src_off`) into `dst` (blocks `dst_pitch` apart, from `dst_off`); all in elements.
+#[allow(clippy::too_many_arguments)]
+fn gpu_blocks(
+    ctx: &GpuContext,
+    src: &Tensor,
+    src_off: usize,
+    src_pitch: usize,
+    dst: &crate::gpu::GpuBuffer,
+    dst_off: usize,
+    dst_pitch: usize,
+    (outer, block): (usize, usize),
+) -> Result<()> {
+    let complex = src.dtype() == DType::C32;
+    let k = if complex { 2 } else { 1 };
+    let walk = word_walk(
+        Walk {
+            dims: vec![outer, block],
+            sa: vec![src_pitch, 1],
+            sb: vec![dst_pitch, 1],
+        },
+        complex,
+    );
+    copy_strided(
+        ctx,
+        &src.gbuf("copy")?,
+        k * src_off,
+        dst,
+        k * dst_off,
+        &walk,
+    )
+}
 
 /// `(outer, inner)` sizes around `axis`.
 fn around(shape: &[usize], axis: usize) -> (usize, usize) {
@@ -60,6 +96,27 @@ impl Tensor {
         }
         shape[axis] = lens.iter().sum();
         let (outer, inner) = around(&shape, axis);
+        let inputs: Vec<&Tensor> = tensors.iter().collect();
+        if let Some(ctx) = gpu_of("cat", &inputs)? {
+            let total = shape[axis] * inner;
+            let words = outer * total * if first.dtype() == DType::C32 { 2 } else { 1 };
+            let out = ctx.alloc(words)?;
+            let mut off = 0;
+            for (t, &l) in tensors.iter().zip(&lens) {
+                gpu_blocks(ctx, t, 0, l * inner, &out, off, total, (outer, l * inner))?;
+                off += l * inner;
+            }
+            let storage = Storage::gpu(out, first.dtype());
+            return Ok(Tensor::from_op(shape, storage, "cat", &inputs, move |g| {
+                let mut off = 0;
+                let mut out = Vec::new();
+                for &l in &lens {
+                    out.push(Some(g.narrow(axis, off, l)?));
+                    off += l;
+                }
+                Ok(out)
+            }));
+        }
         let guards: Vec<_> = tensors.iter().map(|t| t.read()).collect();
         let storage = match first.dtype() {
             DType::F32 => {
@@ -78,7 +135,6 @@ impl Tensor {
             }
         };
         drop(guards);
-        let inputs: Vec<&Tensor> = tensors.iter().collect();
         Ok(Tensor::from_op(shape, storage, "cat", &inputs, move |g| {
             let mut off = 0;
             let mut out = Vec::new();
@@ -109,6 +165,23 @@ impl Tensor {
         let n = s[axis];
         let pick = |o: usize| (o * n + start) * inner..(o * n + start + len) * inner;
         let storage = match self.dtype() {
+            _ if self.device() == crate::Device::Gpu => {
+                let ctx = crate::device::gpu_context()?;
+                let k = if self.dtype() == DType::C32 { 2 } else { 1 };
+                let out = ctx.alloc(k * outer * len * inner)?;
+                let (src_pitch, block) = (n * inner, len * inner);
+                gpu_blocks(
+                    ctx,
+                    self,
+                    start * inner,
+                    src_pitch,
+                    &out,
+                    0,
+                    block,
+                    (outer, block),
+                )?;
+                Storage::gpu(out, self.dtype())
+            }
             DType::F32 => {
                 let g = self.read();
                 let x = g.f32("narrow")?;
@@ -146,8 +219,5 @@ impl Tensor {
 }
 
 fn zeros_of(like: &Tensor, shape: &[usize]) -> Tensor {
-    match like.dtype() {
-        DType::F32 => Tensor::zeros(shape),
-        DType::C32 => Tensor::zeros_c(shape),
-    }
+    like.zeros_of(shape)
 }

@@ -1,8 +1,9 @@
 //! Bilinear upsampling by 2 with `align_corners = false` (PyTorch's default), NCHW.
 
 use crate::error::Result;
-use crate::storage::Storage;
-use crate::tensor::Tensor;
+use crate::gpu::upsample as gup;
+use crate::storage::{gpu_of, Storage};
+use crate::tensor::{DType, Tensor};
 use rayon::prelude::*;
 
 /// For each output index along one axis: the two source indices and their weights.
@@ -29,6 +30,23 @@ impl Tensor {
         let (h, w) = (s[2], s[3]);
         let (oh, ow) = (2 * h, 2 * w);
         let planes = s[0] * s[1];
+        if let Some(ctx) = gpu_of(OP, &[self])? {
+            let y = gup::upsample_bilinear2d(ctx, &self.gbuf(OP)?, planes, h, w)?;
+            return Ok(Tensor::from_op(
+                vec![s[0], s[1], oh, ow],
+                Storage::gpu(y, DType::F32),
+                OP,
+                &[self],
+                move |g| {
+                    // dx = U^T dy
+                    let gx = gup::upsample_bilinear2d_backward(ctx, &g.gbuf(OP)?, planes, h, w)?;
+                    Ok(vec![Some(Tensor::from_storage(
+                        s.clone(),
+                        Storage::gpu(gx, DType::F32),
+                    ))])
+                },
+            ));
+        }
         let mut y = vec![0f32; planes * oh * ow];
         let (ty, tx) = (taps(h), taps(w));
         if h * w > 0 {

@@ -2,16 +2,21 @@
 
 use crate::autograd::GradStore;
 use crate::error::{Error, Result};
+use crate::gpu::adamw::{adamw_step, AdamWStep};
+use crate::storage::gpu_of;
 use crate::tensor::Tensor;
 
 /// AdamW: `m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; p -= lr wd p;
 /// p -= lr m_hat / (sqrt(v_hat) + eps)` with bias-corrected `m_hat`, `v_hat`.
+///
+/// Runs where each parameter lives: on the GPU the update is one in-place kernel
+/// (`kernels/adamw.wgsl`) over the parameter, its gradient and the moments, all device buffers.
 pub struct AdamW {
     params: Vec<Tensor>,
-    /// First-moment estimates, one per parameter.
-    pub m: Vec<Vec<f32>>,
+    /// First-moment estimates, one per parameter (moved to the parameter's device at a step).
+    pub m: Vec<Tensor>,
     /// Second-moment estimates, one per parameter.
-    pub v: Vec<Vec<f32>>,
+    pub v: Vec<Tensor>,
     /// Steps taken.
     pub t: u64,
     /// Learning rate.
@@ -27,8 +32,8 @@ pub struct AdamW {
 impl AdamW {
     /// AdamW over `params` with PyTorch's defaults: betas (0.9, 0.999), eps 1e-8, weight decay 0.01.
     pub fn new(params: Vec<Tensor>, lr: f64) -> AdamW {
-        let m = params.iter().map(|p| vec![0.0; p.numel()]).collect();
-        let v = params.iter().map(|p| vec![0.0; p.numel()]).collect();
+        let m = params.iter().map(|p| Tensor::zeros(p.shape())).collect();
+        let v = params.iter().map(|p| Tensor::zeros(p.shape())).collect();
         AdamW {
             params,
             m,
@@ -72,11 +77,32 @@ impl AdamW {
                     rhs: g.shape().to_vec(),
                 });
             }
+            let (mt, vt) = (&self.m[i], &self.v[i]);
+            mt.move_to(p.device())?;
+            vt.move_to(p.device())?;
+            if let Some(ctx) = gpu_of("AdamW", &[p, g])? {
+                let s = AdamWStep {
+                    lr: self.lr,
+                    beta1: b1,
+                    beta2: b2,
+                    eps: self.eps,
+                    weight_decay: self.weight_decay,
+                    t: u32::try_from(self.t).unwrap_or(u32::MAX),
+                };
+                let pb = p.write().gbuf_unique("AdamW")?;
+                let mb = mt.write().gbuf_unique("AdamW")?;
+                let vb = vt.write().gbuf_unique("AdamW")?;
+                adamw_step(ctx, &s, &pb, &g.gbuf("AdamW")?, &mb, &vb)?;
+                continue;
+            }
             let gs = g.read();
             let gv = gs.f32("AdamW")?;
             let mut ps = p.write();
             let pv = ps.f32_mut("AdamW")?;
-            let (m, v) = (&mut self.m[i], &mut self.v[i]);
+            let mut ms = mt.write();
+            let m = ms.f32_mut("AdamW")?;
+            let mut vs = vt.write();
+            let v = vs.f32_mut("AdamW")?;
             for j in 0..pv.len() {
                 let gj = gv[j];
                 m[j] = b1f * m[j] + (1.0 - b1f) * gj;
