@@ -90,3 +90,12 @@ fn abs2_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     if i >= p.n { return; }
     put(i, 2.0 * b[i] * za(i));
 }
+
+// y = e^{i a} = cos(a) + i sin(a) for real a (n elements).
+// VJP (g = dL/dRe y + i dL/dIm y): da = Im(g conj(y)) -> `cmul_conj` then `im`.
+@compute @workgroup_size(256)
+fn expi(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = flat(wid, nwg, li);
+    if i >= p.n { return; }
+    put(i, vec2<f32>(cos(a[i]), sin(a[i])));
+}

@@ -1006,3 +1006,40 @@ fn complex_inputs_of_the_wrong_dtype_are_errors() {
     assert!(z.mse_loss(&z).is_err());
     let _ = C32::new(0.0, 0.0);
 }
+
+#[test]
+fn expi_kernels_match_the_cpu_op() {
+    gpu_or_skip!("expi_kernels_match_the_cpu_op");
+    use magprior::gpu::complex as gc;
+    let ctx = gpu_context().unwrap();
+    let phi = rnd(&[3, 17], -4.0, 4.0, 1).requires_grad();
+    let y = phi.expi().unwrap();
+    let gy = rnd_c(&[3, 17], 2);
+    let gphi = y
+        .backward_with(&gy)
+        .unwrap()
+        .get(&phi)
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    let yb = gc::expi(ctx, &ctx.upload(&phi.to_vec().unwrap()).unwrap()).unwrap();
+    let flat_gy: Vec<f32> = gy
+        .to_vec_c()
+        .unwrap()
+        .iter()
+        .flat_map(|z| [z.re, z.im])
+        .collect();
+    let gb = gc::expi_backward(ctx, &yb, &ctx.upload(&flat_gy).unwrap()).unwrap();
+    assert_close_slice(
+        "expi",
+        &ctx.download(&yb).unwrap(),
+        &common::flat(&y),
+        TRANSCENDENTAL,
+    );
+    assert_close_slice(
+        "expi vjp",
+        &ctx.download(&gb).unwrap(),
+        &gphi,
+        TRANSCENDENTAL,
+    );
+}

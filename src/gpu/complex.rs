@@ -116,3 +116,18 @@ pub fn abs2_backward(ctx: &GpuContext, z: &GpuBuffer, gy: &GpuBuffer) -> Result<
     check_len("abs2_backward", gy, n, &[n])?;
     run(ctx, "abs2_backward", n, 1, z.len, z, gy)
 }
+
+/// `y = e^{i phi}` of a real buffer (complex result). VJP: `dphi = Im(gy conj(y))`, i.e.
+/// [`expi_backward`].
+pub fn expi(ctx: &GpuContext, phi: &GpuBuffer) -> Result<GpuBuffer> {
+    run(ctx, "expi", phi.len, 1, 2 * phi.len, phi, phi)
+}
+
+/// VJP of [`expi`] from its output `y` and upstream `gy` (both complex): `Im(gy conj(y))`.
+pub fn expi_backward(ctx: &GpuContext, y: &GpuBuffer, gy: &GpuBuffer) -> Result<GpuBuffer> {
+    check_len("expi_backward", gy, y.len, &[y.len / 2, 2])?;
+    let t = cmul_conj(ctx, gy, y)?;
+    let out = im(ctx, &t)?;
+    ctx.recycle(t);
+    Ok(out)
+}
