@@ -13,15 +13,16 @@ use crate::error::{Error, Result};
 /// ```
 pub fn parse_length(s: &str) -> Result<f64> {
     let t = s.trim();
+    // divide by exact powers of ten: 50nm -> 50 / 1e9 is correctly rounded, 50 * 1e-9 is not
     let units = [
-        ("nm", 1e-9),
-        ("um", 1e-6),
-        ("µm", 1e-6),
-        ("mm", 1e-3),
-        ("cm", 1e-2),
+        ("nm", 1e9),
+        ("um", 1e6),
+        ("µm", 1e6),
+        ("mm", 1e3),
+        ("cm", 1e2),
         ("m", 1.0),
     ];
-    let (num, scale) = units
+    let (num, div) = units
         .iter()
         .find_map(|(u, f)| t.strip_suffix(u).map(|n| (n.trim(), *f)))
         .unwrap_or((t, 1.0));
@@ -34,7 +35,7 @@ pub fn parse_length(s: &str) -> Result<f64> {
     if !v.is_finite() {
         return Err(Error::arg("length", format!("'{s}' is not finite")));
     }
-    Ok(v * scale)
+    Ok(v / div)
 }
 
 /// Formats metres with a convenient unit (`50 nm`, `1.5 um`, `-1 mm`).

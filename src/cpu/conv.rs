@@ -281,8 +281,19 @@ fn forward_rows(
                 let dst = unsafe {
                     std::slice::from_raw_parts_mut(yp.get().add((img * cout + co) * hw + i * w), w)
                 };
-                for (d, v) in dst.iter_mut().zip(&tmp[co * wq..]) {
-                    *d = act(v + b, slope);
+                // two loops, not a per-element match: keeps the copy-out vectorised
+                match slope {
+                    None => {
+                        for (d, v) in dst.iter_mut().zip(&tmp[co * wq..]) {
+                            *d = v + b;
+                        }
+                    }
+                    Some(a) => {
+                        for (d, v) in dst.iter_mut().zip(&tmp[co * wq..]) {
+                            let z = v + b;
+                            *d = if z > 0.0 { z } else { a * z };
+                        }
+                    }
                 }
             }
         },
@@ -330,17 +341,23 @@ pub fn conv2d_backward_weight(
     let hw = s.hw();
     if let Some(gb) = gb {
         debug_assert_eq!(gb.len(), s.cout);
-        for (co, g) in gb.iter_mut().enumerate() {
-            let sum: f64 = (0..s.n)
-                .map(|img| {
-                    gy[(img * s.cout + co) * hw..][..hw]
-                        .iter()
-                        .map(|&v| v as f64)
-                        .sum::<f64>()
-                })
-                .sum();
-            *g = sum as f32;
-        }
+        // per channel in parallel; 8 independent f64 lanes keep the adds pipelined
+        gb.par_iter_mut().enumerate().for_each(|(co, g)| {
+            let mut lanes = [0f64; 8];
+            for img in 0..s.n {
+                let plane = &gy[(img * s.cout + co) * hw..][..hw];
+                let mut chunks = plane.chunks_exact(8);
+                for c in &mut chunks {
+                    for (l, &v) in lanes.iter_mut().zip(c) {
+                        *l += v as f64;
+                    }
+                }
+                for (l, &v) in lanes.iter_mut().zip(chunks.remainder()) {
+                    *l += v as f64;
+                }
+            }
+            *g = lanes.iter().sum::<f64>() as f32;
+        });
     }
     if gy.is_empty() || s.cin == 0 {
         gw.fill(0.0);

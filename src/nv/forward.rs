@@ -342,13 +342,36 @@ impl NvForward {
                 .flat_map(|r| buf[r * pw..r * pw + w].iter().map(|z| z.re))
                 .collect()
         };
+        // index of -k on the (ph, pw) grid
+        let neg = move |i: usize| ((ph - i / pw) % ph) * pw + (pw - i % pw) % pw;
         let md = m.to_vec()?;
+        let plane = |ch: usize| &md[ch * h * w..(ch + 1) * h * w];
         let mut acc = vec![zero; n];
-        for ch in 0..c {
-            let mut buf = embed(&md[ch * h * w..(ch + 1) * h * w]);
-            fft2_raw(&mut buf, ph, pw, FftDirection::Forward, 1.0);
-            for ((a, b), k) in acc.iter_mut().zip(&buf).zip(&kern[ch * n..(ch + 1) * n]) {
-                *a += b * k;
+        let mut ch = 0;
+        while ch < c {
+            if ch + 1 < c {
+                // two real channels in one transform: Z = F(a + i b),
+                // A(k) = (Z(k) + conj Z(-k)) / 2, B(k) = (Z(k) - conj Z(-k)) / 2i
+                let mut buf = embed(plane(ch));
+                for (z, &v) in buf.iter_mut().zip(embed(plane(ch + 1)).iter()) {
+                    z.im = v.re;
+                }
+                fft2_raw(&mut buf, ph, pw, FftDirection::Forward, 1.0);
+                let (k0, k1) = (&kern[ch * n..(ch + 1) * n], &kern[(ch + 1) * n..(ch + 2) * n]);
+                for (i, a) in acc.iter_mut().enumerate() {
+                    let (z, zn) = (buf[i], buf[neg(i)].conj());
+                    let xa = (z + zn) * 0.5;
+                    let xb = (z - zn) * C32::new(0.0, -0.5);
+                    *a += xa * k0[i] + xb * k1[i];
+                }
+                ch += 2;
+            } else {
+                let mut buf = embed(plane(ch));
+                fft2_raw(&mut buf, ph, pw, FftDirection::Forward, 1.0);
+                for ((a, b), k) in acc.iter_mut().zip(&buf).zip(&kern[ch * n..(ch + 1) * n]) {
+                    *a += b * k;
+                }
+                ch += 1;
             }
         }
         fft2_raw(&mut acc, ph, pw, FftDirection::Inverse, 1.0 / n as f32);
@@ -363,11 +386,32 @@ impl NvForward {
                 let mut gbuf = embed(&g.to_vec()?);
                 fft2_raw(&mut gbuf, ph, pw, FftDirection::Forward, 1.0);
                 let mut gm = Vec::with_capacity(c * h * w);
-                for ch in 0..c {
-                    let k = &kern[ch * n..(ch + 1) * n];
-                    let mut t: Vec<C32> = gbuf.iter().zip(k).map(|(z, k)| z * k.conj()).collect();
-                    fft2_raw(&mut t, ph, pw, FftDirection::Inverse, 1.0 / n as f32);
-                    gm.extend(crop_re(&t));
+                let mut ch = 0;
+                while ch < c {
+                    let k0 = &kern[ch * n..(ch + 1) * n];
+                    if ch + 1 < c {
+                        // Re F^-1 t = F^-1 Herm(t), Herm(t)(k) = (t(k) + conj t(-k)) / 2, so one
+                        // inverse transform of Herm(t0) + i Herm(t1) yields both channels
+                        let k1 = &kern[(ch + 1) * n..(ch + 2) * n];
+                        let t = |k: &[C32], i: usize| gbuf[i] * k[i].conj();
+                        let mut u: Vec<C32> = (0..n)
+                            .map(|i| {
+                                let j = neg(i);
+                                let h0 = (t(k0, i) + t(k0, j).conj()) * 0.5;
+                                let h1 = (t(k1, i) + t(k1, j).conj()) * 0.5;
+                                h0 + h1 * C32::new(0.0, 1.0)
+                            })
+                            .collect();
+                        fft2_raw(&mut u, ph, pw, FftDirection::Inverse, 1.0 / n as f32);
+                        gm.extend(crop_re(&u));
+                        gm.extend((0..h).flat_map(|r| u[r * pw..r * pw + w].iter().map(|z| z.im)));
+                        ch += 2;
+                    } else {
+                        let mut t: Vec<C32> = gbuf.iter().zip(k0).map(|(z, k)| z * k.conj()).collect();
+                        fft2_raw(&mut t, ph, pw, FftDirection::Inverse, 1.0 / n as f32);
+                        gm.extend(crop_re(&t));
+                        ch += 1;
+                    }
                 }
                 Ok(vec![Some(Tensor::from_shape_vec(&mshape, gm)?)])
             },

@@ -108,17 +108,18 @@ impl Tensor {
                 .zip(rstd.par_iter_mut())
                 .enumerate()
                 .for_each(|(plane, (((xh, yv), xv), r))| {
-                    let mean = xv.iter().map(|&v| v as f64).sum::<f64>() / m as f64;
-                    let var = xv.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / m as f64;
+                    let mean = lane_sum(xv.iter().map(|&v| v as f64)) / m as f64;
+                    let var = lane_sum(xv.iter().map(|&v| (v as f64 - mean).powi(2))) / m as f64;
                     let rs = 1.0 / (var + eps as f64).sqrt();
                     *r = rs as f32;
+                    let (mean, rs) = (mean as f32, rs as f32);
                     let ch = plane % c;
                     let (a, b) = (
                         wv.as_ref().map_or(1.0, |w| w[ch]),
                         bv.as_ref().map_or(0.0, |b| b[ch]),
                     );
                     for ((h, o), &v) in xh.iter_mut().zip(yv.iter_mut()).zip(xv) {
-                        *h = ((v as f64 - mean) * rs) as f32;
+                        *h = (v - mean) * rs;
                         *o = *h * a + b;
                     }
                 });
@@ -139,9 +140,10 @@ impl Tensor {
                     .par_chunks(m.max(1))
                     .zip(xhat.par_chunks(m.max(1)))
                     .map(|(g, h)| {
-                        g.iter().zip(h).fold((0.0, 0.0), |(a, b), (&g, &h)| {
-                            (a + g as f64, b + (g * h) as f64)
-                        })
+                        (
+                            lane_sum(g.iter().map(|&g| g as f64)),
+                            lane_sum(g.iter().zip(h).map(|(&g, &h)| (g * h) as f64)),
+                        )
                     })
                     .collect();
                 let mut out = Vec::new();
@@ -154,10 +156,15 @@ impl Tensor {
                         .for_each(|(plane, ((gxv, g), h))| {
                             let a = wv.as_ref().map_or(1.0, |w| w[plane % c]) as f64;
                             let (sg, sgh) = sums[plane];
-                            let (mg, mgh) = (a * sg / m as f64, a * sgh / m as f64);
                             let r = rstd[plane] as f64;
+                            // dx = r a g - r mean(a g) - h r mean(a g h), in f32 per pixel
+                            let (ra, c0, c1) = (
+                                (r * a) as f32,
+                                (r * a * sg / m as f64) as f32,
+                                (r * a * sgh / m as f64) as f32,
+                            );
                             for ((o, &g), &h) in gxv.iter_mut().zip(g).zip(h) {
-                                *o = (r * (a * g as f64 - mg - h as f64 * mgh)) as f32;
+                                *o = ra * g - c0 - h * c1;
                             }
                         });
                     out.push(Some(Tensor::from_shape_vec(&s, gx)?));
@@ -190,4 +197,13 @@ impl Tensor {
             },
         ))
     }
+}
+
+/// Sum in f64 over 8 independent lanes (keeps the adds pipelined; order fixed, so deterministic).
+fn lane_sum(it: impl Iterator<Item = f64>) -> f64 {
+    let mut lanes = [0f64; 8];
+    for (i, v) in it.enumerate() {
+        lanes[i & 7] += v;
+    }
+    lanes.iter().sum()
 }
