@@ -1,6 +1,7 @@
-//! Per-kernel wall-clock times on the chosen adapter (lavapipe numbers are only indicative).
-//! `cargo run --release --example gpu_timing [reps]` (with lavapipe: `WGPU_BACKEND=vulkan`
-//! and `VK_ICD_FILENAMES` pointing at `lvp_icd.x86_64.json`).
+//! `cargo bench --bench gpu`: per-kernel wall-clock times and whole NV-DIP iterations at 128^2
+//! and 256^2 on the chosen GPU adapter (any kind, software ones included; lavapipe numbers say
+//! nothing about a real GPU). With lavapipe: `WGPU_BACKEND=vulkan` and `VK_ICD_FILENAMES`
+//! pointing at `lvp_icd.x86_64.json`. Prints a line and exits when there is no adapter.
 
 use std::time::Instant;
 
@@ -40,10 +41,11 @@ fn time<T>(
 }
 
 fn main() -> magprior::Result<()> {
+    // `cargo bench` passes `--bench`; a number sets the repetitions
     let reps: usize = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+        .skip(1)
+        .find_map(|s| s.parse().ok())
+        .unwrap_or(3);
     let ctx = match GpuContext::open(true)? {
         Opened::Ready(c) => c,
         Opened::Unavailable(r) => {
@@ -153,19 +155,17 @@ fn main() -> magprior::Result<()> {
     })?;
     drop(ctx);
 
-    // whole NV-DIP iterations through the tensor engine, both backends
-    for n in [64, 128] {
-        for device in [magprior::Device::Cpu, magprior::Device::Gpu] {
-            let s = nv_iteration_seconds(n, reps, device)?;
-            println!("NV-DIP iteration {n}x{n} on {device:<3} {:>27.3} s", s);
-        }
+    // whole NV-DIP iterations through the tensor engine (CPU figures: `cargo bench --bench engine`)
+    for n in [128, 256] {
+        let s = nv_iteration_seconds(n, reps.min(3), magprior::Device::Gpu)?;
+        println!("NV-DIP iteration {n}x{n} on gpu {:>28.3} s", s);
     }
     Ok(())
 }
 
 /// Seconds per NV-DIP iteration (network forward + NV operator + backward + AdamW, one readback)
 /// at `n x n` on `device`, the first (pipeline-building) iteration excluded.
-pub fn nv_iteration_seconds(
+fn nv_iteration_seconds(
     n: usize,
     iters: usize,
     device: magprior::Device,
