@@ -137,10 +137,10 @@ fn error_cases_are_one_line_exit_2_and_leave_nothing() {
     )
     .unwrap();
     assert_user_error(&rec(&["--image", p(&one_d)]), &["line.npy", "(H, W)"]);
-    // no GPU backend yet
+    // an unknown device (`--device gpu` runs on the GPU: tests/gpu_ltem.rs)
     assert_user_error(
-        &rec(&["--image", p(&img), "--device", "gpu"]),
-        &["--device gpu"],
+        &rec(&["--image", p(&img), "--device", "tpu"]),
+        &["--device"],
     );
     // truth of another size
     let small = d.join("small.npy");

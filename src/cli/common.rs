@@ -1,7 +1,9 @@
 //! Shared CLI plumbing: unit parsing for clap, Ctrl-C, the progress display, JSON files.
 
 use anyhow::{Context, Result};
+use clap::ValueEnum;
 use magprior::io::npy::write_atomic;
+use magprior::{Device, DeviceChoice};
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,6 +23,29 @@ pub fn positive_length(s: &str) -> std::result::Result<f64, String> {
     } else {
         Err(format!("'{s}' must be positive"))
     }
+}
+
+/// `--device` of the reconstruction commands.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
+pub enum DeviceArg {
+    Auto,
+    Cpu,
+    Gpu,
+}
+
+/// Resolves `--device`: `auto` prints one line when it falls back to the CPU (unless quiet);
+/// `gpu` with no adapter is an error.
+pub fn select_device(d: DeviceArg, quiet: bool) -> Result<Device> {
+    let choice = match d {
+        DeviceArg::Auto => DeviceChoice::Auto,
+        DeviceArg::Cpu => DeviceChoice::Cpu,
+        DeviceArg::Gpu => DeviceChoice::Gpu,
+    };
+    let (device, note) = Device::select(choice)?;
+    if let (Some(n), false) = (note, quiet) {
+        eprintln!("{n}");
+    }
+    Ok(device)
 }
 
 /// Set by Ctrl-C; long loops poll it and stop cleanly.

@@ -1,6 +1,6 @@
 //! `magprior ltem ...`: simulate, forward, sitie, reconstruct (SIPRAD), series, induction.
 
-use super::common::{self, num, Progress};
+use super::common::{self, num, select_device, DeviceArg, Progress};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use magprior::io::load::load_array;
@@ -157,13 +157,6 @@ pub struct SitieArgs {
     /// Output phase (H, W) in rad, .npy (a PNG is written beside it).
     #[arg(long)]
     out: PathBuf,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
-pub enum DeviceArg {
-    Auto,
-    Cpu,
-    Gpu,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
@@ -499,18 +492,8 @@ fn induction_cmd(a: InductionArgs) -> Result<()> {
     Ok(())
 }
 
-fn check_device(d: DeviceArg) -> Result<()> {
-    match d {
-        DeviceArg::Gpu => {
-            bail!("--device gpu: this build has no GPU backend yet; use --device cpu")
-        }
-        DeviceArg::Auto | DeviceArg::Cpu => Ok(()),
-    }
-}
-
 impl SipradArgs {
     fn config(&self) -> Result<(Microscope, SipradConfig)> {
-        check_device(self.device)?;
         let mic = self.mic.microscope(None)?;
         if mic.defocus == 0.0 {
             bail!("--defocus must be non-zero (the SITIE input needs phase contrast)");
@@ -591,6 +574,7 @@ impl SipradArgs {
             channels: self.channels.clone(),
             kernel: self.kernel,
             pad: self.mic.pad,
+            device: select_device(self.device, self.quiet)?,
             ..Default::default()
         };
         Ok((mic, cfg))
@@ -740,7 +724,8 @@ fn write_recon(
         "selection": match cfg.selection { Selection::LowestLoss { after } => json!({"lowest_loss_after": after}), Selection::Validation { after } => json!({"lowest_validation_loss_after": after, "holdout": cfg.holdout}), Selection::Last => json!("last") },
         "amp_scale_lr": cfg.amp_scale_lr, "amplitude": amp, "v0_V": cfg.v0, "xi_nm": cfg.xi,
         "sitie_input": {"qc_per_nm": cfg.sitie.qc, "symmetric": cfg.sitie.symmetric},
-        "seed": cfg.seed, "channels": cfg.channels, "kernel": cfg.kernel, "device": "cpu",
+        "seed": cfg.seed, "channels": cfg.channels, "kernel": cfg.kernel,
+        "device": cfg.device.name(), "adapter": cfg.device.adapter().map(|a| a.to_string()),
         "units": {
             "phase.npy": "rad (H, W), selected state, Gaussian-smoothed, minimum 0",
             "phase_raw.npy": "rad (H, W), network output before smoothing",
@@ -994,7 +979,8 @@ fn series(a: SeriesArgs) -> Result<()> {
         &json!({
             "program": "magprior ltem series", "version": env!("CARGO_PKG_VERSION"),
             "frames": a.frames.display().to_string(), "count": frames.len(), "reconstructed": results.len(),
-            "shape": [h, w], "warm_start": "frame k > 0 continues from frame k-1's networks and Adam state, input = its own SITIE phase, no pretraining",
+            "shape": [h, w], "device": cfg.device.name(), "adapter": cfg.device.adapter().map(|a| a.to_string()),
+            "warm_start": "frame k > 0 continues from frame k-1's networks and Adam state, input = its own SITIE phase, no pretraining",
         }),
     )?;
     let path = out.commit()?;

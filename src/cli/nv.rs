@@ -1,6 +1,6 @@
 //! `magprior nv ...`: forward, deproject, reconstruct, sweep.
 
-use super::common::{self, num, Progress};
+use super::common::{self, num, select_device, DeviceArg, Progress};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use magprior::io::load::load_array;
@@ -10,7 +10,7 @@ use magprior::io::render::{self, MapKind, Panel};
 use magprior::nv::{
     self, mask, Mask, NvForward, NvGeometry, NvReconConfig, NvResult, NvTarget, Preset, StopReason,
 };
-use magprior::{Device, DeviceChoice, Tensor};
+use magprior::Tensor;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -132,13 +132,6 @@ pub enum Chirality {
 pub enum TargetArg {
     Bnv,
     Deprojected,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
-pub enum DeviceArg {
-    Auto,
-    Cpu,
-    Gpu,
 }
 
 /// Everything a reconstruction needs besides the output directory.
@@ -532,21 +525,6 @@ impl Job {
     fn run(&self, a: &ReconArgs, dir: &Path, label: &str) -> Result<NvResult> {
         self.run_one(a, dir, a.mask_angle, &self.geom, a.seed, label)
     }
-}
-
-/// Resolves `--device`: `auto` prints one line when it falls back to the CPU (unless quiet);
-/// `gpu` with no adapter is an error.
-fn select_device(d: DeviceArg, quiet: bool) -> Result<Device> {
-    let choice = match d {
-        DeviceArg::Auto => DeviceChoice::Auto,
-        DeviceArg::Cpu => DeviceChoice::Cpu,
-        DeviceArg::Gpu => DeviceChoice::Gpu,
-    };
-    let (device, note) = Device::select(choice)?;
-    if let (Some(n), false) = (note, quiet) {
-        eprintln!("{n}");
-    }
-    Ok(device)
 }
 
 fn stop_text(s: &StopReason) -> String {

@@ -2,6 +2,7 @@
 //! of a magnetisation, the integrated induction of a phase, and simulated detector noise.
 
 use super::optics::{fftfreq, Microscope, PHI0};
+use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::nv::MU0;
 use crate::rng::Rng;
@@ -44,6 +45,18 @@ impl LtemForward {
     /// Image size `(h, w)`.
     pub fn size(&self) -> (usize, usize) {
         (self.h, self.w)
+    }
+
+    /// Moves the transfer function to `device`: [`LtemForward::image`] then takes phases,
+    /// amplitudes and scales on that device ([`LtemForward::image_of`] uploads its inputs).
+    pub fn to_device(&mut self, device: Device) -> Result<()> {
+        self.transfer = self.transfer.to_device(device)?;
+        Ok(())
+    }
+
+    /// The device the operator runs on (where its transfer function lives).
+    pub fn device(&self) -> Device {
+        self.transfer.device()
     }
 
     /// The transfer function on the (padded) grid, (1, 1, ph, pw) complex.
@@ -100,9 +113,10 @@ impl LtemForward {
     /// plain vectors.
     pub fn image_of(&self, phase: &[f32], amplitude: Option<&[f32]>) -> Result<Vec<f32>> {
         let (h, w) = (self.h, self.w);
-        let p = Tensor::from_shape_vec(&[1, 1, h, w], phase.to_vec())?;
+        let dev = self.device();
+        let p = Tensor::from_shape_vec(&[1, 1, h, w], phase.to_vec())?.to_device(dev)?;
         let a = amplitude
-            .map(|a| Tensor::from_shape_vec(&[1, 1, h, w], a.to_vec()))
+            .map(|a| Tensor::from_shape_vec(&[1, 1, h, w], a.to_vec())?.to_device(dev))
             .transpose()?;
         crate::no_grad(|| self.image(&p, a.as_ref(), None))?.to_vec()
     }

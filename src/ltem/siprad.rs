@@ -8,6 +8,7 @@ use super::forward::LtemForward;
 use super::metrics::gaussian_filter;
 use super::optics::{interaction_constant, Microscope};
 use super::sitie::{min_subtracted, sitie, SitieConfig};
+use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::nn::{Cae, CaeConfig};
 use crate::optim::AdamW;
@@ -101,6 +102,13 @@ pub struct SipradConfig {
     pub kernel: usize,
     /// Padding factor of the forward model (1 = periodic).
     pub pad: usize,
+    /// Where the networks and the forward model run (default CPU). On the GPU the loop reads
+    /// back one small tensor per iteration (loss, held-out loss, amplitude scale); the input
+    /// noise is drawn on the CPU from the seeded generator and uploaded, and the selected phase
+    /// stays on the device until the end, so both devices give the same result within float
+    /// tolerance. (A learned amplitude also reads its map back once per iteration for its
+    /// maximum.)
+    pub device: Device,
 }
 
 impl Default for SipradConfig {
@@ -128,6 +136,7 @@ impl Default for SipradConfig {
             channels: net.channels,
             kernel: net.kernel,
             pad: 1,
+            device: Device::Cpu,
         }
     }
 }
@@ -154,7 +163,7 @@ pub struct Stats {
     pub best_loss: f64,
     /// Loss on the held-out pixels (NaN without a hold-out).
     pub val_loss: f64,
-    /// The amplitude scale.
+    /// The amplitude scale used by this iteration's model (before its update).
     pub amp_scale: f64,
     /// Seconds since the stage began.
     pub seconds: f64,
@@ -220,8 +229,10 @@ struct Snapshot {
     iter: usize,
     /// What the selection compares (loss or validation loss).
     key: f64,
-    phase: Vec<f32>,
-    amp: Option<Vec<f32>>,
+    /// Network phase (1, 1, h, w), detached, on the run's device.
+    phase: Tensor,
+    /// Amplitude (1, 1, h, w) without the scale, detached, on the run's device.
+    amp: Option<Tensor>,
     scale: f64,
 }
 
@@ -420,7 +431,15 @@ impl Siprad {
             ));
         }
         let norm: Vec<f32> = image.iter().map(|&v| (v as f64 / i0) as f32).collect();
-        let fwd = LtemForward::new(h, w, mic, cfg.pad)?;
+        let dev = cfg.device;
+        let mut fwd = LtemForward::new(h, w, mic, cfg.pad)?;
+        fwd.to_device(dev)?;
+        // parameters move in place, so optimisers that already hold them keep them
+        state.net.to_device(dev)?;
+        state.amp_scale.move_to(dev)?;
+        if let Some((n, _)) = &state.amp_net {
+            n.to_device(dev)?;
+        }
         let mut sc = cfg.sitie.clone();
         if sc.qc.is_none() {
             sc.qc = Some(1.0 / (h.max(w) as f64 * mic.scale));
@@ -454,8 +473,8 @@ impl Siprad {
             let n_val = (h * w) as f32 - n_train;
             let v: Vec<f32> = m.iter().map(|x| 1.0 - x).collect();
             Some((
-                Tensor::from_shape_vec(&[1, 1, h, w], m)?,
-                Tensor::from_shape_vec(&[1, 1, h, w], v)?,
+                Tensor::from_shape_vec(&[1, 1, h, w], m)?.to_device(dev)?,
+                Tensor::from_shape_vec(&[1, 1, h, w], v)?.to_device(dev)?,
                 n_train,
                 n_val.max(1.0),
             ))
@@ -471,8 +490,8 @@ impl Siprad {
             AmplitudeMode::Fixed { threshold } => {
                 let a = threshold_amplitude(&norm, threshold);
                 let phi_e = phi_e_of(&a, kappa);
-                amp_fixed = Some(Tensor::from_shape_vec(&[1, 1, h, w], a)?);
-                phi_e_fixed = Some(Tensor::from_shape_vec(&[1, 1, h, w], phi_e)?);
+                amp_fixed = Some(Tensor::from_shape_vec(&[1, 1, h, w], a)?.to_device(dev)?);
+                phi_e_fixed = Some(Tensor::from_shape_vec(&[1, 1, h, w], phi_e)?.to_device(dev)?);
             }
             AmplitudeMode::Learned { threshold } => {
                 if state.amp_net.is_none() {
@@ -482,10 +501,10 @@ impl Siprad {
                     ));
                 }
                 let a = threshold_amplitude(&norm, threshold);
-                amp_input = Some(Tensor::from_shape_vec(
-                    &[1, 1, hp, wp],
-                    pad_to(&a, h, w, hp, wp),
-                )?);
+                amp_input = Some(
+                    Tensor::from_shape_vec(&[1, 1, hp, wp], pad_to(&a, h, w, hp, wp))?
+                        .to_device(dev)?,
+                );
             }
         }
         Ok(Siprad {
@@ -495,7 +514,7 @@ impl Siprad {
             wp,
             cfg: cfg.clone(),
             fwd,
-            meas: Tensor::from_shape_vec(&[1, 1, h, w], norm)?,
+            meas: Tensor::from_shape_vec(&[1, 1, h, w], norm)?.to_device(dev)?,
             train_mask,
             i0,
             input: pad_to(&sitie_phase, h, w, hp, wp),
@@ -525,8 +544,10 @@ impl Siprad {
         self.iter
     }
 
+    /// The network input (kept on the CPU, where its noise is drawn), uploaded to the device.
     fn input_tensor(&self) -> Result<Tensor> {
-        Tensor::from_shape_vec(&[1, 1, self.hp, self.wp], self.input.clone())
+        Tensor::from_shape_vec(&[1, 1, self.hp, self.wp], self.input.clone())?
+            .to_device(self.cfg.device)
     }
 
     /// Pretrains the phase network (and the amplitude network) to reproduce its input for
@@ -536,7 +557,8 @@ impl Siprad {
         let start = Instant::now();
         let (h, w) = (self.h, self.w);
         let x = self.input_tensor()?;
-        let target = Tensor::from_shape_vec(&[1, 1, h, w], self.sitie_phase.clone())?;
+        let target = Tensor::from_shape_vec(&[1, 1, h, w], self.sitie_phase.clone())?
+            .to_device(self.cfg.device)?;
         let mut opt = AdamW::new(self.state.net.parameters(), self.cfg.lr).with_weight_decay(0.0);
         let mut amp = match (&self.state.amp_net, &self.amp_input) {
             (Some((n, _)), Some(ai)) => {
@@ -643,14 +665,24 @@ impl Siprad {
             .fwd
             .image(&phi, amp.as_ref(), Some(&self.state.amp_scale))?;
         let (loss, val) = match &self.train_mask {
-            None => (img.mse_loss(&self.meas)?, f64::NAN),
+            None => (img.mse_loss(&self.meas)?, None),
             Some((m, v, nt, nv)) => {
                 let sq = img.sub(&self.meas)?.square()?;
-                let val = crate::no_grad(|| sq.detach().mul(v)?.sum_all()?.to_scalar())? / nv;
-                (sq.mul(m)?.sum_all()?.scale(1.0 / nt)?, val as f64)
+                let val = crate::no_grad(|| sq.detach().mul(v)?.sum_all()?.scale(1.0 / nv))?;
+                (sq.mul(m)?.sum_all()?.scale(1.0 / nt)?, Some(val))
             }
         };
-        let l = loss.to_scalar()? as f64;
+        // loss, amplitude scale (and held-out loss): one readback
+        let mut scalars = vec![
+            loss.detach().reshape(&[1])?,
+            self.state.amp_scale.detach().reshape(&[1])?,
+        ];
+        if let Some(v) = &val {
+            scalars.push(v.reshape(&[1])?);
+        }
+        let vals = Tensor::cat(&scalars, 0)?.to_vec()?;
+        let (l, scale) = (vals[0] as f64, vals[1] as f64);
+        let val = vals.get(2).map_or(f64::NAN, |&v| v as f64);
         if !l.is_finite() {
             return Ok(None);
         }
@@ -658,9 +690,9 @@ impl Siprad {
         let snap = Snapshot {
             iter: self.iter,
             key: l,
-            phase: phi_m.to_vec()?,
-            amp: amp.as_ref().map(|a| a.to_vec()).transpose()?,
-            scale: self.state.amp_scale.to_scalar()? as f64,
+            phase: phi_m.detach(),
+            amp: amp.as_ref().map(|a| a.detach()),
+            scale,
         };
         let (key, after) = match self.cfg.selection {
             Selection::LowestLoss { after } => (l, after),
@@ -693,7 +725,7 @@ impl Siprad {
             loss: l,
             best_loss: self.best.as_ref().map_or(f64::NAN, |b| b.key),
             val_loss: val,
-            amp_scale: self.state.amp_scale.to_scalar()? as f64,
+            amp_scale: scale,
             seconds: start.elapsed().as_secs_f64(),
         };
         self.history.push(s);
@@ -714,8 +746,10 @@ impl Siprad {
         };
         let a = crate::no_grad(|| net.forward(&ai)?.crop2d(0, h, 0, w)?.sigmoid()?.to_vec())?;
         let c = dual_valued(&a, h, w);
-        let new_in = Tensor::from_shape_vec(&[1, 1, hp, wp], pad_to(&c, h, w, hp, wp))?;
-        let target = Tensor::from_shape_vec(&[1, 1, h, w], c)?;
+        let dev = self.cfg.device;
+        let new_in =
+            Tensor::from_shape_vec(&[1, 1, hp, wp], pad_to(&c, h, w, hp, wp))?.to_device(dev)?;
+        let target = Tensor::from_shape_vec(&[1, 1, h, w], c)?.to_device(dev)?;
         let mut opt = AdamW::new(net.parameters(), self.cfg.lr).with_weight_decay(0.0);
         for _ in 0..self.cfg.constraint_refit {
             let l = net
@@ -744,40 +778,52 @@ impl Siprad {
             None => {
                 // no fit iteration: the pretrained network
                 let (a, _) = crate::no_grad(|| self.amplitude())?;
+                let phase = crate::no_grad(|| {
+                    self.state
+                        .net
+                        .forward(&self.input_tensor()?)?
+                        .crop2d(0, h, 0, w)
+                })?;
                 Snapshot {
                     iter: 0,
                     key: f64::NAN,
-                    phase: self.current_phase()?,
-                    amp: a.map(|a| a.to_vec()).transpose()?,
+                    phase,
+                    amp: a,
                     scale: self.state.amp_scale.to_scalar()? as f64,
                 }
             }
         };
         let learned = self.state.amp_net.is_some();
+        let dev = self.cfg.device;
+        // the selected state's downloads: its phase (and amplitude)
+        let phase_raw = chosen.phase.to_vec()?;
         let amp = chosen
             .amp
-            .clone()
+            .as_ref()
+            .map(|a| a.to_vec())
+            .transpose()?
             .map(|a| if learned { dual_valued(&a, h, w) } else { a });
         // model image of the selected (raw) phase with its amplitude
         let image_model = crate::no_grad(|| -> Result<Vec<f32>> {
-            let p = Tensor::from_shape_vec(&[1, 1, h, w], chosen.phase.clone())?;
+            let p = chosen.phase.clone();
+            let up = |v: Vec<f32>| Tensor::from_shape_vec(&[1, 1, h, w], v)?.to_device(dev);
             let (a, phi) = match &amp {
                 Some(a) => {
-                    let at = Tensor::from_shape_vec(&[1, 1, h, w], a.clone())?;
-                    let e = Tensor::from_shape_vec(&[1, 1, h, w], phi_e_of(a, self.kappa))?;
+                    let at = up(a.clone())?;
+                    let e = up(phi_e_of(a, self.kappa))?;
                     (Some(at), p.add(&e)?)
                 }
                 None => (None, p),
             };
-            let s = Tensor::from_shape_vec(&[1], vec![chosen.scale as f32])?;
+            let s = Tensor::from_shape_vec(&[1], vec![chosen.scale as f32])?.to_device(dev)?;
             let img = self.fwd.image(&phi, a.as_ref(), Some(&s))?.to_vec()?;
             Ok(img.iter().map(|&v| (v as f64 * self.i0) as f32).collect())
         })?;
-        let phase = min_subtracted(gaussian_filter(&chosen.phase, h, w, self.cfg.sigma));
+        let phase = min_subtracted(gaussian_filter(&phase_raw, h, w, self.cfg.sigma));
         let seconds = self.history.last().map_or(0.0, |s| s.seconds);
         let res = SipradResult {
             phase,
-            phase_raw: chosen.phase,
+            phase_raw,
             sitie: self.sitie_phase,
             image_model,
             amplitude: amp,

@@ -1,0 +1,307 @@
+//! The Lorentz-TEM path on the GPU against the CPU backend: `expi` (forward and VJP), the image
+//! model with its phase / amplitude / scale gradients, short SIPRAD runs (uniform, fixed and
+//! learned amplitude, a warm-started series) and `magprior ltem reconstruct --device gpu`.
+//!
+//! Runs on any adapter, lavapipe included. Without one each test prints
+//! `SKIP: no GPU adapter (...)` and returns — unless `MAGPRIOR_REQUIRE_GPU_TESTS` is set, where a
+//! missing adapter fails the test. Each test that ran prints `GPU test <name> ran (<k> so far)`.
+//! Sizes are tiny: lavapipe runs WGSL tens of times slower than the CPU backend.
+
+mod common;
+use common::{assert_close, assert_close_slice, Tol};
+use magprior::device::gpu_context;
+use magprior::ltem::synthetic::{simulate, Texture};
+use magprior::ltem::{
+    self, AmplitudeMode, LtemForward, Microscope, Selection, SipradConfig, SipradResult,
+};
+use magprior::{Device, Rng, Tensor};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// exp(i phi): lavapipe's sin/cos are a few hundred ULP off libm.
+const TRANSCENDENTAL: Tol = Tol {
+    abs: 2e-6,
+    rel: 5e-5,
+};
+/// The image model and its gradients: FFTs of a few thousand terms in f32.
+const IMAGE: Tol = Tol {
+    abs: 2e-4,
+    rel: 2e-4,
+};
+/// Relative agreement of CPU and GPU final losses after a short SIPRAD run.
+const RECON_LOSS_REL: f64 = 0.03;
+/// Largest CPU-GPU difference of the selected phase after a short run, relative to its range.
+const RECON_PHASE_REL: f32 = 0.02;
+
+static RAN: AtomicUsize = AtomicUsize::new(0);
+
+fn gpu(name: &str) -> bool {
+    match gpu_context() {
+        Ok(c) => {
+            let k = RAN.fetch_add(1, Ordering::SeqCst) + 1;
+            println!("GPU test {name} ran ({k} so far) on {}", c.adapter());
+            true
+        }
+        Err(e) => {
+            if std::env::var_os("MAGPRIOR_REQUIRE_GPU_TESTS").is_some() {
+                panic!("MAGPRIOR_REQUIRE_GPU_TESTS is set but {e}");
+            }
+            println!("SKIP: no GPU adapter ({e})");
+            false
+        }
+    }
+}
+
+macro_rules! gpu_or_skip {
+    ($name:expr) => {
+        if !gpu($name) {
+            return;
+        }
+    };
+}
+
+const G: Device = Device::Gpu;
+
+fn rnd(shape: &[usize], lo: f32, hi: f32, seed: u64) -> Tensor {
+    Tensor::rand(shape, lo, hi, &mut Rng::new(seed))
+}
+
+fn mic() -> Microscope {
+    Microscope {
+        defocus: -2e5,
+        ..Microscope::siprad_demo()
+    }
+}
+
+#[test]
+fn expi_forward_and_vjp_match_the_cpu() {
+    gpu_or_skip!("expi_forward_and_vjp_match_the_cpu");
+    let phi = rnd(&[2, 3, 17], -6.0, 6.0, 1);
+    let (pc, pg) = (
+        phi.clone().requires_grad(),
+        phi.to_device(G).unwrap().requires_grad(),
+    );
+    let (yc, yg) = (pc.expi().unwrap(), pg.expi().unwrap());
+    assert_eq!(yg.device(), G);
+    assert_close("expi", &yg, &yc, TRANSCENDENTAL);
+    let gy = common::rand_c(&[2, 3, 17], &mut Rng::new(2));
+    let gc = yc.backward_with(&gy).unwrap();
+    let gg = yg.backward_with(&gy.to_device(G).unwrap()).unwrap();
+    let d = gg.get(&pg).unwrap();
+    assert_eq!(d.device(), G, "the expi gradient left the GPU");
+    assert_close("expi vjp", d, gc.get(&pc).unwrap(), TRANSCENDENTAL);
+    // a complex input is an error on the GPU as on the CPU
+    assert!(yg.expi().is_err());
+}
+
+#[test]
+fn image_model_and_its_gradients_match_the_cpu() {
+    gpu_or_skip!("image_model_and_its_gradients_match_the_cpu");
+    for pad in [1, 2] {
+        let fc = LtemForward::new(16, 16, &mic(), pad).unwrap();
+        let mut fg = LtemForward::new(16, 16, &mic(), pad).unwrap();
+        fg.to_device(G).unwrap();
+        assert_eq!(fg.device(), G);
+        let phase = rnd(&[1, 1, 16, 16], -2.0, 2.0, 3);
+        let amp = rnd(&[1, 1, 16, 16], 0.5, 1.0, 4);
+        let scale = Tensor::from_shape_vec(&[1], vec![0.9]).unwrap();
+        let cpu: Vec<Tensor> = [&phase, &amp, &scale]
+            .iter()
+            .map(|t| (*t).clone().requires_grad())
+            .collect();
+        let gpu: Vec<Tensor> = [&phase, &amp, &scale]
+            .iter()
+            .map(|t| t.to_device(G).unwrap().requires_grad())
+            .collect();
+        let ic = fc.image(&cpu[0], Some(&cpu[1]), Some(&cpu[2])).unwrap();
+        let ig = fg.image(&gpu[0], Some(&gpu[1]), Some(&gpu[2])).unwrap();
+        assert_eq!(ig.device(), G);
+        assert_close(&format!("image pad {pad}"), &ig, &ic, IMAGE);
+        let gy = rnd(&[1, 1, 16, 16], -1.0, 1.0, 5);
+        let gc = ic.backward_with(&gy).unwrap();
+        let gg = ig.backward_with(&gy.to_device(G).unwrap()).unwrap();
+        for (k, name) in ["phase", "amplitude", "scale"].iter().enumerate() {
+            let b = gg.get(&gpu[k]).unwrap();
+            assert_eq!(b.device(), G, "{name} gradient left the GPU");
+            assert_close(
+                &format!("d image / d {name}, pad {pad}"),
+                b,
+                gc.get(&cpu[k]).unwrap(),
+                IMAGE,
+            );
+        }
+        // image_of uploads its plain inputs
+        let p = phase.to_vec().unwrap();
+        assert_close_slice(
+            "image_of",
+            &fg.image_of(&p, None).unwrap(),
+            &fc.image_of(&p, None).unwrap(),
+            IMAGE,
+        );
+    }
+}
+
+fn tiny_cfg(device: Device) -> SipradConfig {
+    SipradConfig {
+        pretrain: 5,
+        iters: 10,
+        channels: vec![8, 16],
+        selection: Selection::Validation { after: 3 },
+        holdout: 0.1,
+        device,
+        ..Default::default()
+    }
+}
+
+fn final_loss(r: &SipradResult) -> f64 {
+    r.history.last().unwrap().loss
+}
+
+/// Final losses within `RECON_LOSS_REL`, the same selected iteration, and selected phases that
+/// agree to `RECON_PHASE_REL` of their range. Prints the numbers.
+fn compare_runs(what: &str, rc: &SipradResult, rg: &SipradResult) {
+    let (lc, lg) = (final_loss(rc), final_loss(rg));
+    let rel = (lg - lc).abs() / lc.abs();
+    let range = rc.phase_raw.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let dmax = rc
+        .phase_raw
+        .iter()
+        .zip(&rg.phase_raw)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    println!(
+        "{what}: final loss CPU {lc:.6e} GPU {lg:.6e} (rel {rel:.2e}); max |phase diff| {dmax:.2e} of {range:.2e}; selected {} / {}; scale {:.5} / {:.5}",
+        rc.selected_iter, rg.selected_iter, rc.amp_scale, rg.amp_scale
+    );
+    assert!(
+        rel < RECON_LOSS_REL,
+        "{what}: final loss GPU {lg:e} vs CPU {lc:e}"
+    );
+    assert_eq!(rc.history.len(), rg.history.len(), "{what}");
+    assert_eq!(
+        rc.selected_iter, rg.selected_iter,
+        "{what}: selected iteration"
+    );
+    assert!(
+        dmax <= RECON_PHASE_REL * range.max(1e-3),
+        "{what}: phase differs by {dmax} (range {range})"
+    );
+    assert!((rc.amp_scale - rg.amp_scale).abs() < 1e-3, "{what}: scale");
+    assert_eq!(rc.phase.len(), rg.phase.len());
+    assert_close_slice(
+        &format!("{what} image model"),
+        &rg.image_model,
+        &rc.image_model,
+        Tol {
+            abs: 0.02 * rc.image_model.iter().fold(0f32, |m, v| m.max(v.abs())),
+            rel: 0.0,
+        },
+    );
+}
+
+#[test]
+fn siprad_on_the_gpu_reaches_the_cpu_loss() {
+    gpu_or_skip!("siprad_on_the_gpu_reaches_the_cpu_loss");
+    let m = mic();
+    let data = simulate(Texture::Bubbles, 32, 2e5, 50.0, &m, 0.1, 1).unwrap();
+    let t = std::time::Instant::now();
+    let rc = ltem::reconstruct(&data.image, 32, 32, &m, &tiny_cfg(Device::Cpu), &mut |_| {
+        true
+    })
+    .unwrap();
+    let tc = t.elapsed().as_secs_f64();
+    let t = std::time::Instant::now();
+    let rg = ltem::reconstruct(&data.image, 32, 32, &m, &tiny_cfg(G), &mut |_| true).unwrap();
+    let tg = t.elapsed().as_secs_f64();
+    println!(
+        "siprad 32x32 (pretrain 5 + 10 iterations): CPU {:.4} s/iter fit, GPU {:.4} s/iter fit; total {tc:.2} s / {tg:.2} s",
+        rc.seconds / 10.0,
+        rg.seconds / 10.0
+    );
+    compare_runs("uniform amplitude", &rc, &rg);
+    // the pretraining log agrees too
+    for (a, b) in rc.pretrain_history.iter().zip(&rg.pretrain_history) {
+        assert!(
+            (a.loss - b.loss).abs() <= 1e-3 * a.loss.abs() + 1e-6,
+            "{a:?} vs {b:?}"
+        );
+    }
+}
+
+#[test]
+fn siprad_amplitude_modes_and_series_match_on_the_gpu() {
+    gpu_or_skip!("siprad_amplitude_modes_and_series_match_on_the_gpu");
+    let m = mic();
+    let data = simulate(Texture::Bubbles, 16, 2e5, 50.0, &m, 0.1, 2).unwrap();
+    let small = |device| SipradConfig {
+        pretrain: 3,
+        iters: 6,
+        channels: vec![4, 8],
+        selection: Selection::LowestLoss { after: 2 },
+        holdout: 0.0,
+        device,
+        ..Default::default()
+    };
+    for (name, amplitude) in [
+        ("fixed amplitude", AmplitudeMode::Fixed { threshold: 0.9 }),
+        (
+            "learned amplitude",
+            AmplitudeMode::Learned { threshold: 0.9 },
+        ),
+    ] {
+        let cfg = |d| SipradConfig {
+            amplitude,
+            constraint_every: 3,
+            constraint_refit: 2,
+            pad: 2,
+            ..small(d)
+        };
+        let rc =
+            ltem::reconstruct(&data.image, 16, 16, &m, &cfg(Device::Cpu), &mut |_| true).unwrap();
+        let rg = ltem::reconstruct(&data.image, 16, 16, &m, &cfg(G), &mut |_| true).unwrap();
+        compare_runs(name, &rc, &rg);
+        assert!(rg.amplitude.is_some());
+    }
+    // a warm-started series: frame 1 continues from frame 0's networks on the device
+    let other = simulate(Texture::Bubbles, 16, 2e5, 50.0, &m, 0.1, 3).unwrap();
+    let frames = vec![data.image.clone(), other.image];
+    let sc = ltem::reconstruct_series(&frames, 16, 16, &m, &small(Device::Cpu), &mut |_, _| true)
+        .unwrap();
+    let sg = ltem::reconstruct_series(&frames, 16, 16, &m, &small(G), &mut |_, _| true).unwrap();
+    assert_eq!(sc.len(), 2);
+    assert_eq!(sg.len(), 2);
+    for (k, (a, b)) in sc.iter().zip(&sg).enumerate() {
+        compare_runs(&format!("series frame {k}"), a, b);
+    }
+}
+
+#[test]
+fn cli_ltem_reconstruct_with_device_gpu() {
+    gpu_or_skip!("cli_ltem_reconstruct_with_device_gpu");
+    use magprior::io::npy::write_npy;
+    let dir = std::env::temp_dir().join(format!("magprior-gpu-ltem-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let s = simulate(Texture::Bubbles, 16, 2e5, 50.0, &mic(), 0.1, 1).unwrap();
+    let img = dir.join("img.npy");
+    write_npy(&img, &Tensor::from_shape_vec(&[16, 16], s.image).unwrap()).unwrap();
+    let out = dir.join("run");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_magprior"))
+        .args(["ltem", "reconstruct", "--image"])
+        .arg(&img)
+        .args(["--scale", "2nm", "--cs", "0.2mm", "--theta-c", "1e-5"])
+        .args(["--spread", "80nm", "--defocus", "-200um"])
+        .args(["--iters", "3", "--pretrain", "2", "--channels", "4,8"])
+        .args(["--quiet", "--device", "gpu", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let meta = std::fs::read_to_string(out.join("metadata.json")).unwrap();
+    assert!(meta.contains("\"device\": \"gpu\""), "{meta}");
+    assert!(meta.contains("\"adapter\""), "{meta}");
+    assert!(out.join("phase.npy").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
