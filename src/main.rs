@@ -42,6 +42,13 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    // Mesa's Vulkan device-select layer prints "XDG_RUNTIME_DIR is invalid" on headless machines
+    // while adapters are probed; it has nothing to select here. (Set before any thread starts.)
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none()
+        && std::env::var_os("NODEVICE_SELECT").is_none()
+    {
+        std::env::set_var("NODEVICE_SELECT", "1");
+    }
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Nv(c) => cli::nv::run(c),

@@ -127,9 +127,18 @@ fn summarize(info: &wgpu::AdapterInfo) -> AdapterSummary {
     }
 }
 
+/// Backends to probe: `WGPU_BACKEND` when set, else the primary ones (Vulkan, Metal, DX12).
+/// GL is opt-in (`WGPU_BACKEND=gl`): probing EGL on a headless machine prints noise to stderr
+/// and, with Vulkan missing, wgpu would silently settle on it.
+fn backends() -> wgpu::Backends {
+    wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY)
+}
+
 fn instance() -> wgpu::Instance {
     // `_from_env` honours WGPU_BACKEND (Instance::default() does not).
-    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    desc.backends = backends();
+    wgpu::Instance::new(desc)
 }
 
 impl GpuContext {
@@ -146,8 +155,7 @@ impl GpuContext {
     /// exists and creating its device fails.
     pub fn open(allow_cpu_adapter: bool) -> Result<Opened> {
         let instance = instance();
-        let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
-        let mut adapters = pollster::block_on(instance.enumerate_adapters(backends));
+        let mut adapters = pollster::block_on(instance.enumerate_adapters(backends()));
         if adapters.is_empty() {
             let opts = wgpu::RequestAdapterOptions {
                 power_preference: wgpu::PowerPreference::from_env()
@@ -207,8 +215,7 @@ impl GpuContext {
 
     /// Every adapter the environment's backends offer, one line each.
     pub fn list_adapters() -> Vec<String> {
-        let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
-        pollster::block_on(instance().enumerate_adapters(backends))
+        pollster::block_on(instance().enumerate_adapters(backends()))
             .iter()
             .map(|a| summarize(&a.get_info()).to_string())
             .collect()
