@@ -8,6 +8,8 @@ use magprior::optim::AdamW;
 use magprior::{Rng, Tensor};
 use std::time::Instant;
 
+include!("common/ltem.rs");
+
 fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
     f(); // warm-up
     let mut t: Vec<f64> = (0..reps)
@@ -23,7 +25,11 @@ fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
 
 fn report(name: &str, secs: f64, flops: Option<f64>) {
     match flops {
-        Some(f) => println!("{name:<48} {:>9.3} ms  {:>6.1} GFLOP/s", secs * 1e3, f / secs / 1e9),
+        Some(f) => println!(
+            "{name:<48} {:>9.3} ms  {:>6.1} GFLOP/s",
+            secs * 1e3,
+            f / secs / 1e9
+        ),
         None => println!("{name:<48} {:>9.3} ms", secs * 1e3),
     }
 }
@@ -35,7 +41,10 @@ fn bench_conv(filter: &str) {
     let mut rng = Rng::new(0);
     let (c, hw, k) = (16, 256, 5);
     let x = Tensor::randn(&[1, c, hw, hw], &mut rng).requires_grad();
-    let w = Tensor::randn(&[c, c, k, k], &mut rng).scale(0.05).unwrap().requires_grad();
+    let w = Tensor::randn(&[c, c, k, k], &mut rng)
+        .scale(0.05)
+        .unwrap()
+        .requires_grad();
     let b = Tensor::zeros(&[c]).requires_grad();
     let flops = 2.0 * (c * c * k * k * hw * hw) as f64;
     let fwd = median_secs(15, || {
@@ -47,7 +56,11 @@ fn bench_conv(filter: &str) {
     let bwd = median_secs(15, || {
         y.backward_with(&g).unwrap();
     });
-    report("conv2d 5x5 16->16 256^2 backward (dx, dw, db)", bwd, Some(2.0 * flops));
+    report(
+        "conv2d 5x5 16->16 256^2 backward (dx, dw, db)",
+        bwd,
+        Some(2.0 * flops),
+    );
 }
 
 fn bench_step(filter: &str, hw: usize) {
@@ -64,11 +77,21 @@ fn bench_step(filter: &str, hw: usize) {
     });
     report(&format!("NV CAE {hw}^2 forward only"), fwd, None);
     let step = median_secs(9, || {
-        let loss = net.forward(&z).unwrap().tanh().unwrap().mse_loss(&target).unwrap();
+        let loss = net
+            .forward(&z)
+            .unwrap()
+            .tanh()
+            .unwrap()
+            .mse_loss(&target)
+            .unwrap();
         let grads = loss.backward().unwrap();
         opt.step(&grads).unwrap();
     });
-    report(&format!("NV CAE {hw}^2 training step (fwd+bwd+AdamW)"), step, None);
+    report(
+        &format!("NV CAE {hw}^2 training step (fwd+bwd+AdamW)"),
+        step,
+        None,
+    );
 }
 
 /// The user's path: `nv::reconstruct` (CAE, tanh, mask, NV forward model, MSE, backward, AdamW,
@@ -79,12 +102,33 @@ fn bench_nv_dip(filter: &str, n: usize) {
     }
     let geom = NvGeometry::default();
     let data = nv::synthetic::landau_ellipse(n, &geom, 8.6e5, 0.01, 7).unwrap();
-    let m = mask::preset_mask(&data.support, n, n, Preset::Landau { ccw: true }, 0.0, false).unwrap();
-    let cfg = NvReconConfig { geom, iters: 15, ..Default::default() };
+    let m = mask::preset_mask(
+        &data.support,
+        n,
+        n,
+        Preset::Landau { ccw: true },
+        0.0,
+        false,
+    )
+    .unwrap();
+    let cfg = NvReconConfig {
+        geom,
+        iters: 15,
+        ..Default::default()
+    };
     let res = nv::reconstruct(&data.bnv, n, n, &m, &cfg, &mut |_| true).unwrap();
-    let mut dt: Vec<f64> = res.history.windows(2).skip(2).map(|w| w[1].seconds - w[0].seconds).collect();
+    let mut dt: Vec<f64> = res
+        .history
+        .windows(2)
+        .skip(2)
+        .map(|w| w[1].seconds - w[0].seconds)
+        .collect();
     dt.sort_by(|a, b| a.total_cmp(b));
-    report(&format!("NV-DIP iteration {n}^2 (CAE+physics+AdamW)"), dt[dt.len() / 2], None);
+    report(
+        &format!("NV-DIP iteration {n}^2 (CAE+physics+AdamW)"),
+        dt[dt.len() / 2],
+        None,
+    );
 }
 
 fn main() {
@@ -93,12 +137,25 @@ fn main() {
         .skip(1)
         .find(|a| !a.starts_with("--"))
         .unwrap_or_default();
-    println!("magprior CPU benchmarks ({} rayon threads)", rayon::current_num_threads());
+    println!(
+        "magprior CPU benchmarks ({} rayon threads)",
+        rayon::current_num_threads()
+    );
     bench_conv(&filter);
     for hw in [128, 256] {
         bench_step(&filter, hw);
     }
     for n in [128, 256] {
         bench_nv_dip(&filter, n);
+    }
+    if "siprad".contains(&filter) || filter.is_empty() {
+        for n in [128, 256] {
+            let s = ltem_iteration_seconds(n, 12, magprior::Device::Cpu).unwrap();
+            report(
+                &format!("SIPRAD iteration {n}^2 (4-level CAE+image model+Adam)"),
+                s,
+                None,
+            );
+        }
     }
 }

@@ -5,6 +5,8 @@
 
 use std::time::Instant;
 
+include!("common/ltem.rs");
+
 use magprior::gpu::{
     adamw, conv, elementwise as ew, fft, norm, pool, reduce, upsample, GpuBuffer, GpuContext,
     Opened,
@@ -160,16 +162,16 @@ fn main() -> magprior::Result<()> {
         let s = nv_iteration_seconds(n, reps.min(3), magprior::Device::Gpu)?;
         println!("NV-DIP iteration {n}x{n} on gpu {:>28.3} s", s);
     }
+    for n in [128, 256] {
+        let s = ltem_iteration_seconds(n, reps.min(3), magprior::Device::Gpu)?;
+        println!("SIPRAD iteration {n}x{n} on gpu {:>28.3} s", s);
+    }
     Ok(())
 }
 
 /// Seconds per NV-DIP iteration (network forward + NV operator + backward + AdamW, one readback)
 /// at `n x n` on `device`, the first (pipeline-building) iteration excluded.
-fn nv_iteration_seconds(
-    n: usize,
-    iters: usize,
-    device: magprior::Device,
-) -> magprior::Result<f64> {
+fn nv_iteration_seconds(n: usize, iters: usize, device: magprior::Device) -> magprior::Result<f64> {
     use magprior::nv::{self, mask, NvGeometry, NvReconConfig, Preset};
     let geom = NvGeometry::default();
     let data = nv::synthetic::landau_ellipse(n, &geom, 8.6e5, 0.01, 7)?;
