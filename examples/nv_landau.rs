@@ -4,15 +4,32 @@
 use magprior::nv::{self, mask, NvGeometry, NvReconConfig, Preset};
 
 fn main() -> magprior::Result<()> {
-    let iters = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(1500);
+    let iters = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1500);
     let n = 128;
     let geom = NvGeometry::default(); // 5 nm pixels, 20 nm film, 50 nm standoff, 54.75 deg
     let data = nv::synthetic::landau_ellipse(n, &geom, 8.6e5, 0.01, 7)?;
-    let mask = mask::preset_mask(&data.support, n, n, Preset::Landau { ccw: true }, 0.0, false)?;
-    let cfg = NvReconConfig { geom, iters, ..Default::default() };
+    let mask = mask::preset_mask(
+        &data.support,
+        n,
+        n,
+        Preset::Landau { ccw: true },
+        0.0,
+        false,
+    )?;
+    let cfg = NvReconConfig {
+        geom,
+        iters,
+        ..Default::default()
+    };
     let result = nv::reconstruct(&data.bnv, n, n, &mask, &cfg, &mut |s| {
         if s.iter % 100 == 0 {
-            println!("iter {:5}  loss {:.3e} T^2  SNR {:5.1} dB  {:.1} s", s.iter, s.loss, s.snr_db, s.seconds);
+            println!(
+                "iter {:5}  loss {:.3e} T^2  SNR {:5.1} dB  {:.1} s",
+                s.iter, s.loss, s.snr_db, s.seconds
+            );
         }
         true
     })?;

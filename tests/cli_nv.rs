@@ -43,7 +43,10 @@ fn assert_nothing_written(dir: &Path, out: &str) {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert!(!names.iter().any(|n| n == out || n.contains(".partial")), "left behind: {names:?}");
+    assert!(
+        !names.iter().any(|n| n == out || n.contains(".partial")),
+        "left behind: {names:?}"
+    );
 }
 
 /// A 32x32 synthetic B_NV map and its support in `dir`.
@@ -67,7 +70,17 @@ fn error_cases_are_one_line_exit_2_and_leave_nothing() {
     let (bnv, sup) = small_problem(&d);
     let out = d.join("out");
     let base = |extra: &[&str]| {
-        let mut v = vec!["nv", "reconstruct", "--pixel", "5nm", "--iters", "2", "--quiet", "--out", p(&out)];
+        let mut v = vec![
+            "nv",
+            "reconstruct",
+            "--pixel",
+            "5nm",
+            "--iters",
+            "2",
+            "--quiet",
+            "--out",
+            p(&out),
+        ];
         v.extend_from_slice(extra);
         v.iter().map(|s| s.to_string()).collect::<Vec<_>>()
     };
@@ -78,49 +91,146 @@ fn error_cases_are_one_line_exit_2_and_leave_nothing() {
     // not an npy / wrong dtype (complex)
     let junk = d.join("junk.npy");
     std::fs::write(&junk, b"not numpy").unwrap();
-    assert_user_error(&go(&["--bnv", p(&junk), "--support", p(&sup)]), &["junk.npy", "magic"]);
+    assert_user_error(
+        &go(&["--bnv", p(&junk), "--support", p(&sup)]),
+        &["junk.npy", "magic"],
+    );
     let cplx = d.join("complex.npy");
-    write_npy(&cplx, &Tensor::from_shape_vec_c(&[32, 32], vec![C32::new(1.0, 0.0); 1024]).unwrap()).unwrap();
-    assert_user_error(&go(&["--bnv", p(&cplx), "--support", p(&sup)]), &["complex.npy", "complex"]);
+    write_npy(
+        &cplx,
+        &Tensor::from_shape_vec_c(&[32, 32], vec![C32::new(1.0, 0.0); 1024]).unwrap(),
+    )
+    .unwrap();
+    assert_user_error(
+        &go(&["--bnv", p(&cplx), "--support", p(&sup)]),
+        &["complex.npy", "complex"],
+    );
     // mask vs data mismatch
     let small = d.join("small_support.npy");
     write_npy(&small, &Tensor::ones(&[16, 16])).unwrap();
-    assert_user_error(&go(&["--bnv", p(&bnv), "--support", p(&small)]), &["small_support.npy", "32x32"]);
+    assert_user_error(
+        &go(&["--bnv", p(&bnv), "--support", p(&small)]),
+        &["small_support.npy", "32x32"],
+    );
     // wrong rank
     let cube = d.join("cube.npy");
     write_npy(&cube, &Tensor::ones(&[2, 2, 2, 2])).unwrap();
-    assert_user_error(&go(&["--bnv", p(&cube), "--support", p(&sup)]), &["cube.npy", "shape"]);
+    assert_user_error(
+        &go(&["--bnv", p(&cube), "--support", p(&sup)]),
+        &["cube.npy", "shape"],
+    );
     // NaN in the data
     let nan = d.join("nan.npy");
     let mut v = vec![0f32; 1024];
     v[77] = f32::NAN;
     write_npy(&nan, &Tensor::from_shape_vec(&[32, 32], v).unwrap()).unwrap();
-    assert_user_error(&go(&["--bnv", p(&nan), "--support", p(&sup)]), &["nan.npy", "non-finite"]);
+    assert_user_error(
+        &go(&["--bnv", p(&nan), "--support", p(&sup)]),
+        &["nan.npy", "non-finite"],
+    );
     // non-positive lengths
-    let o = run(&["nv", "reconstruct", "--bnv", p(&bnv), "--support", p(&sup), "--pixel", "-5nm", "--out", p(&out)]);
+    let o = run(&[
+        "nv",
+        "reconstruct",
+        "--bnv",
+        p(&bnv),
+        "--support",
+        p(&sup),
+        "--pixel",
+        "-5nm",
+        "--out",
+        p(&out),
+    ]);
     assert_user_error(&o, &["--pixel", "positive"]);
-    let o = run(&["nv", "reconstruct", "--bnv", p(&bnv), "--support", p(&sup), "--pixel", "5nm", "--thickness", "0nm", "--out", p(&out)]);
+    let o = run(&[
+        "nv",
+        "reconstruct",
+        "--bnv",
+        p(&bnv),
+        "--support",
+        p(&sup),
+        "--pixel",
+        "5nm",
+        "--thickness",
+        "0nm",
+        "--out",
+        p(&out),
+    ]);
     assert_user_error(&o, &["--thickness"]);
-    let o = run(&["nv", "reconstruct", "--bnv", p(&bnv), "--support", p(&sup), "--pixel", "5 parsecs", "--out", p(&out)]);
+    let o = run(&[
+        "nv",
+        "reconstruct",
+        "--bnv",
+        p(&bnv),
+        "--support",
+        p(&sup),
+        "--pixel",
+        "5 parsecs",
+        "--out",
+        p(&out),
+    ]);
     assert_user_error(&o, &["5 parsecs"]);
     // unknown preset
-    assert_user_error(&go(&["--bnv", p(&bnv), "--support", p(&sup), "--mask-preset", "skyrmion"]), &["skyrmion"]);
+    assert_user_error(
+        &go(&[
+            "--bnv",
+            p(&bnv),
+            "--support",
+            p(&sup),
+            "--mask-preset",
+            "skyrmion",
+        ]),
+        &["skyrmion"],
+    );
     // no mask at all, bad support spec, unknown device
     assert_user_error(&go(&["--bnv", p(&bnv)]), &["--support"]);
-    assert_user_error(&go(&["--bnv", p(&bnv), "--support", "triangle:3nm"]), &["triangle"]);
+    assert_user_error(
+        &go(&["--bnv", p(&bnv), "--support", "triangle:3nm"]),
+        &["triangle"],
+    );
     // a directory that is not ours is never replaced
     let foreign = d.join("foreign");
     std::fs::create_dir_all(&foreign).unwrap();
     std::fs::write(foreign.join("thesis.tex"), "precious").unwrap();
-    let o = run(&["nv", "reconstruct", "--bnv", p(&bnv), "--support", p(&sup), "--pixel", "5nm", "--iters", "1", "--quiet", "--out", p(&foreign)]);
+    let o = run(&[
+        "nv",
+        "reconstruct",
+        "--bnv",
+        p(&bnv),
+        "--support",
+        p(&sup),
+        "--pixel",
+        "5nm",
+        "--iters",
+        "1",
+        "--quiet",
+        "--out",
+        p(&foreign),
+    ]);
     assert_user_error(&o, &["foreign", "not a magprior output"]);
     assert!(foreign.join("thesis.tex").exists());
     // forward: wrong shape, missing pixel for npy
-    let o = run(&["nv", "forward", "--magnetization", p(&bnv), "--pixel", "5nm", "--out", p(&d.join("b.npy"))]);
+    let o = run(&[
+        "nv",
+        "forward",
+        "--magnetization",
+        p(&bnv),
+        "--pixel",
+        "5nm",
+        "--out",
+        p(&d.join("b.npy")),
+    ]);
     assert_user_error(&o, &["bnv.npy", "(2|3, H, W)"]);
     let m = d.join("m.npy");
     write_npy(&m, &Tensor::ones(&[2, 8, 8])).unwrap();
-    let o = run(&["nv", "forward", "--magnetization", p(&m), "--out", p(&d.join("b.npy"))]);
+    let o = run(&[
+        "nv",
+        "forward",
+        "--magnetization",
+        p(&m),
+        "--out",
+        p(&d.join("b.npy")),
+    ]);
     assert_user_error(&o, &["--pixel"]);
     assert_nothing_written(&d, "out");
     assert!(!d.join("b.npy").exists());
@@ -139,34 +249,111 @@ fn forward_deproject_reconstruct_and_odd_sizes() {
     write_npy(&mfile, &Tensor::from_shape_vec(&[2, n, n], data).unwrap()).unwrap();
     let bnv = d.join("bnv.npy");
     let comps = d.join("b.npy");
-    let o = run(&["nv", "forward", "--magnetization", p(&mfile), "--pixel", "5nm", "--thickness", "20nm", "--standoff", "50nm", "--out", p(&bnv), "--components", p(&comps)]);
+    let o = run(&[
+        "nv",
+        "forward",
+        "--magnetization",
+        p(&mfile),
+        "--pixel",
+        "5nm",
+        "--thickness",
+        "20nm",
+        "--standoff",
+        "50nm",
+        "--out",
+        p(&bnv),
+        "--components",
+        p(&comps),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(read_npy(&bnv).unwrap().shape(), &[n, n]);
     assert_eq!(read_npy(&comps).unwrap().shape(), &[3, n, n]);
     let dep = d.join("dep.npy");
-    let o = run(&["nv", "deproject", "--bnv", p(&bnv), "--pixel", "5nm", "--out", p(&dep)]);
+    let o = run(&[
+        "nv",
+        "deproject",
+        "--bnv",
+        p(&bnv),
+        "--pixel",
+        "5nm",
+        "--out",
+        p(&dep),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(read_npy(&dep).unwrap().shape(), &[3, n, n]);
     let supf = d.join("sup.npy");
     write_npy(&supf, &Tensor::from_shape_vec(&[n, n], sup).unwrap()).unwrap();
     let out = d.join("rec");
-    let o = run(&["nv", "reconstruct", "--bnv", p(&bnv), "--pixel", "5nm", "--support", p(&supf), "--mask-preset", "dipole", "--mask-angle", "30", "--iters", "5", "--out", p(&out)]);
+    let o = run(&[
+        "nv",
+        "reconstruct",
+        "--bnv",
+        p(&bnv),
+        "--pixel",
+        "5nm",
+        "--support",
+        p(&supf),
+        "--mask-preset",
+        "dipole",
+        "--mask-angle",
+        "30",
+        "--iters",
+        "5",
+        "--out",
+        p(&out),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("not divisible by 4"), "{}", stderr(&o));
-    for f in ["magnetization.npy", "bnv_model.npy", "loss.csv", "metrics.json", "metadata.json", "bnv.png", "magnetization.png", "loss.png"] {
+    for f in [
+        "magnetization.npy",
+        "bnv_model.npy",
+        "loss.csv",
+        "metrics.json",
+        "metadata.json",
+        "bnv.png",
+        "magnetization.png",
+        "loss.png",
+    ] {
         assert!(out.join(f).exists(), "missing {f}");
     }
-    assert_eq!(read_npy(out.join("magnetization.npy")).unwrap().shape(), &[3, n, n]);
+    assert_eq!(
+        read_npy(out.join("magnetization.npy")).unwrap().shape(),
+        &[3, n, n]
+    );
     let metrics = std::fs::read_to_string(out.join("metrics.json")).unwrap();
-    for key in ["\"mse\"", "\"rmse_mT\"", "\"snr_db\"", "\"iterations\": 5", "\"seconds\"", "\"seconds_per_iteration\""] {
+    for key in [
+        "\"mse\"",
+        "\"rmse_mT\"",
+        "\"snr_db\"",
+        "\"iterations\": 5",
+        "\"seconds\"",
+        "\"seconds_per_iteration\"",
+    ] {
         assert!(metrics.contains(key), "{key} in {metrics}");
     }
     let csv = std::fs::read_to_string(out.join("loss.csv")).unwrap();
     assert!(csv.starts_with("iteration,loss,lr,snr,seconds\n") && csv.lines().count() == 6);
     // re-running into our own output directory replaces it
-    let o = run(&["nv", "reconstruct", "--bnv", p(&bnv), "--pixel", "5nm", "--support", "ellipse:55nm,35nm", "--iters", "2", "--quiet", "--fit-standoff", "--out", p(&out)]);
+    let o = run(&[
+        "nv",
+        "reconstruct",
+        "--bnv",
+        p(&bnv),
+        "--pixel",
+        "5nm",
+        "--support",
+        "ellipse:55nm,35nm",
+        "--iters",
+        "2",
+        "--quiet",
+        "--fit-standoff",
+        "--out",
+        p(&out),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(std::fs::read_to_string(out.join("metrics.json")).unwrap().contains("\"standoff\""));
+    assert!(std::fs::read_to_string(out.join("metrics.json"))
+        .unwrap()
+        .contains("\"standoff\""));
     std::fs::remove_dir_all(&d).unwrap();
 }
 
@@ -175,16 +362,47 @@ fn sweep_ranks_and_writes_one_directory_per_run() {
     let d = tmpdir("sweep");
     let (bnv, sup) = small_problem(&d);
     let out = d.join("sweep");
-    let o = run(&["nv", "sweep", "--bnv", p(&bnv), "--pixel", "5nm", "--support", p(&sup), "--angles", "0,90", "--standoffs", "40nm,50nm", "--iters", "3", "--quiet", "--out", p(&out)]);
+    let o = run(&[
+        "nv",
+        "sweep",
+        "--bnv",
+        p(&bnv),
+        "--pixel",
+        "5nm",
+        "--support",
+        p(&sup),
+        "--angles",
+        "0,90",
+        "--standoffs",
+        "40nm,50nm",
+        "--iters",
+        "3",
+        "--quiet",
+        "--out",
+        p(&out),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let table = String::from_utf8_lossy(&o.stdout);
-    assert!(table.contains("rank") && table.contains("one seed per setting"), "{table}");
+    assert!(
+        table.contains("rank") && table.contains("one seed per setting"),
+        "{table}"
+    );
     let csv = std::fs::read_to_string(out.join("sweep.csv")).unwrap();
     assert!(csv.starts_with("angle,standoff,final_loss"));
     assert_eq!(csv.lines().count(), 5);
-    let losses: Vec<f64> = csv.lines().skip(1).map(|l| l.split(',').nth(2).unwrap().parse().unwrap()).collect();
-    assert!(losses.windows(2).all(|w| w[0] <= w[1]), "ranked ascending: {losses:?}");
-    let runs = std::fs::read_dir(&out).unwrap().filter(|e| e.as_ref().unwrap().path().is_dir()).count();
+    let losses: Vec<f64> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(2).unwrap().parse().unwrap())
+        .collect();
+    assert!(
+        losses.windows(2).all(|w| w[0] <= w[1]),
+        "ranked ascending: {losses:?}"
+    );
+    let runs = std::fs::read_dir(&out)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().is_dir())
+        .count();
     assert_eq!(runs, 4);
     std::fs::remove_dir_all(&d).unwrap();
 }
@@ -197,7 +415,20 @@ fn ctrl_c_stops_cleanly_and_keeps_results() {
     let (bnv, sup) = small_problem(&d);
     let out = d.join("rec");
     let mut child = bin()
-        .args(["nv", "reconstruct", "--bnv", p(&bnv), "--pixel", "5nm", "--support", p(&sup), "--iters", "1000000", "--out", p(&out)])
+        .args([
+            "nv",
+            "reconstruct",
+            "--bnv",
+            p(&bnv),
+            "--pixel",
+            "5nm",
+            "--support",
+            p(&sup),
+            "--iters",
+            "1000000",
+            "--out",
+            p(&out),
+        ])
         .stderr(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -205,7 +436,10 @@ fn ctrl_c_stops_cleanly_and_keeps_results() {
     let mut err = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     err.read_line(&mut line).unwrap(); // the first progress line: the loop is running
-    let st = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let st = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(st.success());
     let status = child.wait().unwrap();
     assert!(status.success(), "exit {status:?}");

@@ -23,11 +23,20 @@ fn check_vjp(
         .collect();
     let out = f(&xs);
     let what = format!("{group}/{prefix}");
-    assert_close(&format!("{what}out"), &out, &fx(group, &format!("{prefix}out")), tol);
-    let g = out.backward_with(&fx(group, &format!("{prefix}gy"))).unwrap();
+    assert_close(
+        &format!("{what}out"),
+        &out,
+        &fx(group, &format!("{prefix}out")),
+        tol,
+    );
+    let g = out
+        .backward_with(&fx(group, &format!("{prefix}gy")))
+        .unwrap();
     for (x, gname) in xs.iter().zip(grads) {
         let want = fx(group, &format!("{prefix}{gname}"));
-        let got = g.get(x).unwrap_or_else(|| panic!("{what}: no gradient {gname}"));
+        let got = g
+            .get(x)
+            .unwrap_or_else(|| panic!("{what}: no gradient {gname}"));
         assert_close(&format!("{what}{gname}"), got, &want, tol);
     }
 }
@@ -47,7 +56,14 @@ fn unary_ops() {
         ("neg", |x| x.neg().unwrap()),
     ];
     for (name, f) in ops {
-        check_vjp("unary", &format!("{name}_"), &["x"], &["gx"], |x| f(&x[0]), ELEMENTWISE);
+        check_vjp(
+            "unary",
+            &format!("{name}_"),
+            &["x"],
+            &["gx"],
+            |x| f(&x[0]),
+            ELEMENTWISE,
+        );
     }
 }
 
@@ -76,14 +92,42 @@ fn binary_ops_with_broadcasting() {
 
 #[test]
 fn scalar_ops() {
-    check_vjp("scalar", "add_", &["x"], &["gx"], |x| x[0].add_scalar(1.5).unwrap(), ELEMENTWISE);
-    check_vjp("scalar", "mul_", &["x"], &["gx"], |x| x[0].scale(-0.7).unwrap(), ELEMENTWISE);
+    check_vjp(
+        "scalar",
+        "add_",
+        &["x"],
+        &["gx"],
+        |x| x[0].add_scalar(1.5).unwrap(),
+        ELEMENTWISE,
+    );
+    check_vjp(
+        "scalar",
+        "mul_",
+        &["x"],
+        &["gx"],
+        |x| x[0].scale(-0.7).unwrap(),
+        ELEMENTWISE,
+    );
 }
 
 #[test]
 fn reductions() {
-    check_vjp("reduce", "sum_all_", &["x"], &["gx"], |x| x[0].sum_all().unwrap(), ACCUMULATED);
-    check_vjp("reduce", "mean_all_", &["x"], &["gx"], |x| x[0].mean_all().unwrap(), ACCUMULATED);
+    check_vjp(
+        "reduce",
+        "sum_all_",
+        &["x"],
+        &["gx"],
+        |x| x[0].sum_all().unwrap(),
+        ACCUMULATED,
+    );
+    check_vjp(
+        "reduce",
+        "mean_all_",
+        &["x"],
+        &["gx"],
+        |x| x[0].mean_all().unwrap(),
+        ACCUMULATED,
+    );
     check_vjp(
         "reduce",
         "sum_axes23_",
@@ -130,7 +174,14 @@ fn instance_norm() {
 
 #[test]
 fn max_pool_and_upsample() {
-    check_vjp("max_pool", "", &["x"], &["gx"], |x| x[0].max_pool2d().unwrap(), ELEMENTWISE);
+    check_vjp(
+        "max_pool",
+        "",
+        &["x"],
+        &["gx"],
+        |x| x[0].max_pool2d().unwrap(),
+        ELEMENTWISE,
+    );
     for p in ["", "odd_"] {
         check_vjp(
             "upsample",
@@ -156,7 +207,12 @@ fn complex_ops() {
     ] {
         let zt = z();
         let out = f(&zt).unwrap();
-        assert_close(&format!("{name} out"), &out, &fx(g, &format!("{name}_out")), ELEMENTWISE);
+        assert_close(
+            &format!("{name} out"),
+            &out,
+            &fx(g, &format!("{name}_out")),
+            ELEMENTWISE,
+        );
         let gr = out.backward_with(&fx(g, &format!("{name}_gy"))).unwrap();
         assert_close(
             &format!("{name} gz"),
@@ -169,8 +225,18 @@ fn complex_ops() {
     let out = zt.mul(&wt).unwrap();
     assert_close("cmul out", &out, &fx(g, "cmul_out"), ELEMENTWISE);
     let gr = out.backward_with(&fx(g, "cmul_gy")).unwrap();
-    assert_close("cmul gz", gr.get(&zt).unwrap(), &fx(g, "cmul_gz"), ELEMENTWISE);
-    assert_close("cmul gw", gr.get(&wt).unwrap(), &fx(g, "cmul_gw"), ELEMENTWISE);
+    assert_close(
+        "cmul gz",
+        gr.get(&zt).unwrap(),
+        &fx(g, "cmul_gz"),
+        ELEMENTWISE,
+    );
+    assert_close(
+        "cmul gw",
+        gr.get(&wt).unwrap(),
+        &fx(g, "cmul_gw"),
+        ELEMENTWISE,
+    );
     check_vjp(
         g,
         "from_",
@@ -184,20 +250,55 @@ fn complex_ops() {
 #[test]
 fn fft2_and_ifft2_any_size() {
     for case in ["pow2", "odd", "prime"] {
-        check_vjp("fft", &format!("fft2_{case}_"), &["x"], &["gx"], |x| x[0].fft2().unwrap(), ACCUMULATED);
-        check_vjp("fft", &format!("ifft2_{case}_"), &["x"], &["gx"], |x| x[0].ifft2().unwrap(), ACCUMULATED);
+        check_vjp(
+            "fft",
+            &format!("fft2_{case}_"),
+            &["x"],
+            &["gx"],
+            |x| x[0].fft2().unwrap(),
+            ACCUMULATED,
+        );
+        check_vjp(
+            "fft",
+            &format!("ifft2_{case}_"),
+            &["x"],
+            &["gx"],
+            |x| x[0].ifft2().unwrap(),
+            ACCUMULATED,
+        );
     }
 }
 
 #[test]
 fn pad_and_crop() {
-    check_vjp("pad", "pad_", &["x"], &["gx"], |x| x[0].pad2d(1, 2, 3, 0).unwrap(), ELEMENTWISE);
-    check_vjp("pad", "crop_", &["x"], &["gx"], |x| x[0].crop2d(2, 4, 1, 7).unwrap(), ELEMENTWISE);
+    check_vjp(
+        "pad",
+        "pad_",
+        &["x"],
+        &["gx"],
+        |x| x[0].pad2d(1, 2, 3, 0).unwrap(),
+        ELEMENTWISE,
+    );
+    check_vjp(
+        "pad",
+        "crop_",
+        &["x"],
+        &["gx"],
+        |x| x[0].crop2d(2, 4, 1, 7).unwrap(),
+        ELEMENTWISE,
+    );
 }
 
 #[test]
 fn mse_loss() {
-    check_vjp("mse", "", &["a", "b"], &["ga", "gb"], |x| x[0].mse_loss(&x[1]).unwrap(), ACCUMULATED);
+    check_vjp(
+        "mse",
+        "",
+        &["a", "b"],
+        &["ga", "gb"],
+        |x| x[0].mse_loss(&x[1]).unwrap(),
+        ACCUMULATED,
+    );
 }
 
 #[test]
@@ -289,17 +390,44 @@ fn shapes_and_summaries_snapshot() {
     let z = fx("complex", "z");
     let mut lines = vec![
         format!("conv2d {:?}", x.conv2d(&w, None).unwrap().shape()),
-        format!("max_pool2d {:?}", fx("max_pool", "x").max_pool2d().unwrap().shape()),
-        format!("upsample {:?}", fx("upsample", "x").upsample_bilinear2d().unwrap().shape()),
-        format!("instance_norm {:?}", fx("instance_norm", "x").instance_norm(None, None, 1e-5).unwrap().shape()),
+        format!(
+            "max_pool2d {:?}",
+            fx("max_pool", "x").max_pool2d().unwrap().shape()
+        ),
+        format!(
+            "upsample {:?}",
+            fx("upsample", "x").upsample_bilinear2d().unwrap().shape()
+        ),
+        format!(
+            "instance_norm {:?}",
+            fx("instance_norm", "x")
+                .instance_norm(None, None, 1e-5)
+                .unwrap()
+                .shape()
+        ),
         format!("fft2 {:?}", z.fft2().unwrap().shape()),
-        format!("abs2 {:?} {:?}", z.abs2().unwrap().shape(), z.abs2().unwrap().dtype()),
-        format!("pad2d {:?}", fx("pad", "pad_x").pad2d(1, 2, 3, 0).unwrap().shape()),
+        format!(
+            "abs2 {:?} {:?}",
+            z.abs2().unwrap().shape(),
+            z.abs2().unwrap().dtype()
+        ),
+        format!(
+            "pad2d {:?}",
+            fx("pad", "pad_x").pad2d(1, 2, 3, 0).unwrap().shape()
+        ),
         format!("sum_axes {:?}", x.sum_axes(&[2, 3], false).unwrap().shape()),
         format!("mean_all {:?}", x.mean_all().unwrap().shape()),
-        format!("cat {:?}", Tensor::cat(&[x.clone(), x.clone()], 1).unwrap().shape()),
+        format!(
+            "cat {:?}",
+            Tensor::cat(&[x.clone(), x.clone()], 1).unwrap().shape()
+        ),
     ];
-    let cfg = CaeConfig { in_ch: 1, out_ch: 2, channels: vec![4, 8], kernel: 3 };
+    let cfg = CaeConfig {
+        in_ch: 1,
+        out_ch: 2,
+        channels: vec![4, 8],
+        kernel: 3,
+    };
     let net = Cae::new(&cfg, &mut Rng::new(0)).unwrap();
     for (name, p) in net.named_parameters() {
         p.assign(&fx("cae", &name)).unwrap();
@@ -308,6 +436,11 @@ fn shapes_and_summaries_snapshot() {
     let v = out.to_vec().unwrap();
     let mean = v.iter().sum::<f32>() / v.len() as f32;
     let rms = (v.iter().map(|a| a * a).sum::<f32>() / v.len() as f32).sqrt();
-    lines.push(format!("cae out {:?} mean {:.3} rms {:.3}", out.shape(), mean, rms));
+    lines.push(format!(
+        "cae out {:?} mean {:.3} rms {:.3}",
+        out.shape(),
+        mean,
+        rms
+    ));
     insta::assert_snapshot!(lines.join("\n"));
 }

@@ -13,19 +13,79 @@ fn unary_ops_fd() {
     let mut r = Rng::new(1);
     let x = rand(&[2, 3, 4, 5], -2.0, 2.0, &mut r);
     let pos = rand(&[2, 3, 4, 5], 0.5, 2.0, &mut r);
-    check_grad("exp", std::slice::from_ref(&x), |v| v[0].exp().unwrap(), STEP, PROBES);
-    check_grad("log", std::slice::from_ref(&pos), |v| v[0].log().unwrap(), 1e-3, PROBES);
+    check_grad(
+        "exp",
+        std::slice::from_ref(&x),
+        |v| v[0].exp().unwrap(),
+        STEP,
+        PROBES,
+    );
+    check_grad(
+        "log",
+        std::slice::from_ref(&pos),
+        |v| v[0].log().unwrap(),
+        1e-3,
+        PROBES,
+    );
     check_grad("sqrt", &[pos], |v| v[0].sqrt().unwrap(), 1e-3, PROBES);
-    check_grad("square", std::slice::from_ref(&x), |v| v[0].square().unwrap(), STEP, PROBES);
-    check_grad("tanh", std::slice::from_ref(&x), |v| v[0].tanh().unwrap(), STEP, PROBES);
-    check_grad("sigmoid", std::slice::from_ref(&x), |v| v[0].sigmoid().unwrap(), STEP, PROBES);
+    check_grad(
+        "square",
+        std::slice::from_ref(&x),
+        |v| v[0].square().unwrap(),
+        STEP,
+        PROBES,
+    );
+    check_grad(
+        "tanh",
+        std::slice::from_ref(&x),
+        |v| v[0].tanh().unwrap(),
+        STEP,
+        PROBES,
+    );
+    check_grad(
+        "sigmoid",
+        std::slice::from_ref(&x),
+        |v| v[0].sigmoid().unwrap(),
+        STEP,
+        PROBES,
+    );
     // keep |x| away from the kinks at 0
-    let away = x.abs().unwrap().add_scalar(0.05).unwrap().mul(&x.div(&x.abs().unwrap()).unwrap()).unwrap();
-    check_grad("leaky_relu", std::slice::from_ref(&away), |v| v[0].leaky_relu(0.2).unwrap(), 1e-2, PROBES);
+    let away = x
+        .abs()
+        .unwrap()
+        .add_scalar(0.05)
+        .unwrap()
+        .mul(&x.div(&x.abs().unwrap()).unwrap())
+        .unwrap();
+    check_grad(
+        "leaky_relu",
+        std::slice::from_ref(&away),
+        |v| v[0].leaky_relu(0.2).unwrap(),
+        1e-2,
+        PROBES,
+    );
     check_grad("abs", &[away], |v| v[0].abs().unwrap(), 1e-2, PROBES);
-    check_grad("neg", std::slice::from_ref(&x), |v| v[0].neg().unwrap(), STEP, PROBES);
-    check_grad("scale", std::slice::from_ref(&x), |v| v[0].scale(3.0).unwrap(), STEP, PROBES);
-    check_grad("add_scalar", &[x], |v| v[0].add_scalar(3.0).unwrap(), STEP, PROBES);
+    check_grad(
+        "neg",
+        std::slice::from_ref(&x),
+        |v| v[0].neg().unwrap(),
+        STEP,
+        PROBES,
+    );
+    check_grad(
+        "scale",
+        std::slice::from_ref(&x),
+        |v| v[0].scale(3.0).unwrap(),
+        STEP,
+        PROBES,
+    );
+    check_grad(
+        "add_scalar",
+        &[x],
+        |v| v[0].add_scalar(3.0).unwrap(),
+        STEP,
+        PROBES,
+    );
 }
 
 #[test]
@@ -36,12 +96,21 @@ fn binary_ops_fd_real_and_complex() {
     let za = rand_c(&[2, 3, 4], &mut r);
     let zb = rand_c(&[3, 4], &mut r).add_scalar(2.0).unwrap(); // away from 0 for div
     for (name, f) in [
-        ("add", Tensor::add as fn(&Tensor, &Tensor) -> magprior::Result<Tensor>),
+        (
+            "add",
+            Tensor::add as fn(&Tensor, &Tensor) -> magprior::Result<Tensor>,
+        ),
         ("sub", Tensor::sub),
         ("mul", Tensor::mul),
         ("div", Tensor::div),
     ] {
-        check_grad(name, &[a.clone(), bc.clone()], |v| f(&v[0], &v[1]).unwrap(), 1e-3, PROBES);
+        check_grad(
+            name,
+            &[a.clone(), bc.clone()],
+            |v| f(&v[0], &v[1]).unwrap(),
+            1e-3,
+            PROBES,
+        );
         check_grad(
             &format!("complex {name}"),
             &[za.clone(), zb.clone()],
@@ -56,12 +125,42 @@ fn binary_ops_fd_real_and_complex() {
 fn reductions_and_broadcast_fd() {
     let mut r = Rng::new(3);
     let x = rand(&[2, 3, 4, 5], -1.0, 1.0, &mut r);
-    check_grad("sum_axes", std::slice::from_ref(&x), |v| v[0].sum_axes(&[0, -1], true).unwrap(), STEP, PROBES);
-    check_grad("mean_axes", std::slice::from_ref(&x), |v| v[0].mean_axes(&[1, 2], false).unwrap(), STEP, PROBES);
-    check_grad("mean_all", std::slice::from_ref(&x), |v| v[0].mean_all().unwrap(), STEP, PROBES);
+    check_grad(
+        "sum_axes",
+        std::slice::from_ref(&x),
+        |v| v[0].sum_axes(&[0, -1], true).unwrap(),
+        STEP,
+        PROBES,
+    );
+    check_grad(
+        "mean_axes",
+        std::slice::from_ref(&x),
+        |v| v[0].mean_axes(&[1, 2], false).unwrap(),
+        STEP,
+        PROBES,
+    );
+    check_grad(
+        "mean_all",
+        std::slice::from_ref(&x),
+        |v| v[0].mean_all().unwrap(),
+        STEP,
+        PROBES,
+    );
     let c = rand(&[3, 1, 5], -1.0, 1.0, &mut r);
-    check_grad("broadcast_to", &[c], |v| v[0].broadcast_to(&[2, 3, 4, 5]).unwrap(), STEP, PROBES);
-    check_grad("reshape", &[x], |v| v[0].reshape(&[6, 20]).unwrap().square().unwrap(), STEP, PROBES);
+    check_grad(
+        "broadcast_to",
+        &[c],
+        |v| v[0].broadcast_to(&[2, 3, 4, 5]).unwrap(),
+        STEP,
+        PROBES,
+    );
+    check_grad(
+        "reshape",
+        &[x],
+        |v| v[0].reshape(&[6, 20]).unwrap().square().unwrap(),
+        STEP,
+        PROBES,
+    );
 }
 
 #[test]
@@ -89,12 +188,32 @@ fn conv_norm_pool_upsample_fd() {
         1e-2,
         PROBES,
     );
-    check_grad("instance_norm (no affine)", std::slice::from_ref(&x), |v| v[0].instance_norm(None, None, 1e-5).unwrap(), 1e-2, PROBES);
+    check_grad(
+        "instance_norm (no affine)",
+        std::slice::from_ref(&x),
+        |v| v[0].instance_norm(None, None, 1e-5).unwrap(),
+        1e-2,
+        PROBES,
+    );
     // distinct values spaced > 2 steps apart keep each window's argmax fixed under the probe
-    let perm: Vec<f32> = (0..2 * 3 * 6 * 8).map(|i| ((i * 37) % 288) as f32 * 0.05).collect();
+    let perm: Vec<f32> = (0..2 * 3 * 6 * 8)
+        .map(|i| ((i * 37) % 288) as f32 * 0.05)
+        .collect();
     let xp = Tensor::from_shape_vec(&[2, 3, 6, 8], perm).unwrap();
-    check_grad("max_pool2d", &[xp], |v| v[0].max_pool2d().unwrap(), 1e-2, PROBES);
-    check_grad("upsample", &[x], |v| v[0].upsample_bilinear2d().unwrap(), 1e-2, PROBES);
+    check_grad(
+        "max_pool2d",
+        &[xp],
+        |v| v[0].max_pool2d().unwrap(),
+        1e-2,
+        PROBES,
+    );
+    check_grad(
+        "upsample",
+        &[x],
+        |v| v[0].upsample_bilinear2d().unwrap(),
+        1e-2,
+        PROBES,
+    );
 }
 
 #[test]
@@ -103,27 +222,96 @@ fn complex_fft_pad_fd() {
     let z = rand_c(&[2, 6, 10], &mut r);
     let re = rand(&[6, 10], -1.0, 1.0, &mut r);
     let im = rand(&[6, 10], -1.0, 1.0, &mut r);
-    check_grad("complex", &[re, im], |v| Tensor::complex(&v[0], &v[1]).unwrap(), STEP, PROBES);
-    check_grad("re", std::slice::from_ref(&z), |v| v[0].re().unwrap(), STEP, PROBES);
-    check_grad("im", std::slice::from_ref(&z), |v| v[0].im().unwrap(), STEP, PROBES);
-    check_grad("conj", std::slice::from_ref(&z), |v| v[0].conj().unwrap(), STEP, PROBES);
-    check_grad("abs2", std::slice::from_ref(&z), |v| v[0].abs2().unwrap(), 1e-3, PROBES);
-    check_grad("fft2", std::slice::from_ref(&z), |v| v[0].fft2().unwrap(), STEP, PROBES);
-    check_grad("ifft2", std::slice::from_ref(&z), |v| v[0].ifft2().unwrap(), STEP, PROBES);
+    check_grad(
+        "complex",
+        &[re, im],
+        |v| Tensor::complex(&v[0], &v[1]).unwrap(),
+        STEP,
+        PROBES,
+    );
+    check_grad(
+        "re",
+        std::slice::from_ref(&z),
+        |v| v[0].re().unwrap(),
+        STEP,
+        PROBES,
+    );
+    check_grad(
+        "im",
+        std::slice::from_ref(&z),
+        |v| v[0].im().unwrap(),
+        STEP,
+        PROBES,
+    );
+    check_grad(
+        "conj",
+        std::slice::from_ref(&z),
+        |v| v[0].conj().unwrap(),
+        STEP,
+        PROBES,
+    );
+    check_grad(
+        "abs2",
+        std::slice::from_ref(&z),
+        |v| v[0].abs2().unwrap(),
+        1e-3,
+        PROBES,
+    );
+    check_grad(
+        "fft2",
+        std::slice::from_ref(&z),
+        |v| v[0].fft2().unwrap(),
+        STEP,
+        PROBES,
+    );
+    check_grad(
+        "ifft2",
+        std::slice::from_ref(&z),
+        |v| v[0].ifft2().unwrap(),
+        STEP,
+        PROBES,
+    );
     // a non-linear chain through the FFT: |ifft2(fft2(z) * w)|^2
     let w = rand_c(&[6, 10], &mut r);
     check_grad(
         "|ifft2(fft2(z) w)|^2",
         &[z.clone(), w],
-        |v| v[0].fft2().unwrap().mul(&v[1]).unwrap().ifft2().unwrap().abs2().unwrap(),
+        |v| {
+            v[0].fft2()
+                .unwrap()
+                .mul(&v[1])
+                .unwrap()
+                .ifft2()
+                .unwrap()
+                .abs2()
+                .unwrap()
+        },
         1e-3,
         PROBES,
     );
-    check_grad("pad2d", std::slice::from_ref(&z), |v| v[0].pad2d(2, 1, 0, 3).unwrap(), STEP, PROBES);
-    check_grad("crop2d", &[z], |v| v[0].crop2d(1, 3, 2, 5).unwrap(), STEP, PROBES);
+    check_grad(
+        "pad2d",
+        std::slice::from_ref(&z),
+        |v| v[0].pad2d(2, 1, 0, 3).unwrap(),
+        STEP,
+        PROBES,
+    );
+    check_grad(
+        "crop2d",
+        &[z],
+        |v| v[0].crop2d(1, 3, 2, 5).unwrap(),
+        STEP,
+        PROBES,
+    );
     let a = rand(&[3, 4], -1.0, 1.0, &mut r);
     let b = rand(&[3, 4], -1.0, 1.0, &mut r);
-    check_grad("mse_loss", &[a, b], |v| v[0].mse_loss(&v[1]).unwrap(), 1e-2, PROBES);
+    check_grad(
+        "mse_loss",
+        &[a, b],
+        |v| v[0].mse_loss(&v[1]).unwrap(),
+        1e-2,
+        PROBES,
+    );
 }
 
 /// <A x, y> == <x, A^H y> for the linear ops, with A^H computed by the backward pass.
@@ -163,10 +351,21 @@ fn adjoint_identities() {
     let w = rand(&[4, 3, 5, 5], -1.0, 1.0, &mut r);
     let y = x.conv2d(&w, None).unwrap();
     let g = rand(y.shape(), -1.0, 1.0, &mut r);
-    let lhs: f64 = flat(&y).iter().zip(flat(&g)).map(|(a, b)| (*a as f64) * b as f64).sum();
+    let lhs: f64 = flat(&y)
+        .iter()
+        .zip(flat(&g))
+        .map(|(a, b)| (*a as f64) * b as f64)
+        .sum();
     let gx = y.backward_with(&g).unwrap().remove(&x).unwrap();
-    let rhs: f64 = flat(&x).iter().zip(flat(&gx)).map(|(a, b)| (*a as f64) * b as f64).sum();
-    assert!((lhs - rhs).abs() < 1e-4 * (lhs.abs() + 1.0), "conv2d adjoint {lhs} vs {rhs}");
+    let rhs: f64 = flat(&x)
+        .iter()
+        .zip(flat(&gx))
+        .map(|(a, b)| (*a as f64) * b as f64)
+        .sum();
+    assert!(
+        (lhs - rhs).abs() < 1e-4 * (lhs.abs() + 1.0),
+        "conv2d adjoint {lhs} vs {rhs}"
+    );
 }
 
 /// The fused op's forward and VJP equal conv2d followed by leaky_relu (each checked by finite
@@ -181,7 +380,10 @@ fn fused_conv_leaky_matches_unfused() {
     let plain = x.conv2d(&w, Some(&b)).unwrap().leaky_relu(0.2).unwrap();
     assert_close("fused forward", &fused, &plain, ELEMENTWISE);
     let gy = rand(fused.shape(), -1.0, 1.0, &mut r);
-    let (gf, gp) = (fused.backward_with(&gy).unwrap(), plain.backward_with(&gy).unwrap());
+    let (gf, gp) = (
+        fused.backward_with(&gy).unwrap(),
+        plain.backward_with(&gy).unwrap(),
+    );
     for (name, t) in [("x", &x), ("w", &w), ("b", &b)] {
         assert_close(name, gf.get(t).unwrap(), gp.get(t).unwrap(), ELEMENTWISE);
     }

@@ -38,11 +38,27 @@ fn forward_matches_numpy_fixture() {
         let want = fx("nv", &format!("{case}_bnv"));
         let got = op.bnv(&m).unwrap().reshape(&[h, w]).unwrap();
         let peak = flat(&want).iter().fold(0f32, |a, v| a.max(v.abs()));
-        assert_close(&format!("{case} bnv"), &got, &want, Tol { abs: 2e-5 * peak, ..FIELD });
+        assert_close(
+            &format!("{case} bnv"),
+            &got,
+            &want,
+            Tol {
+                abs: 2e-5 * peak,
+                ..FIELD
+            },
+        );
         let want_f = fx("nv", &format!("{case}_field"));
         let got_f = op.field(&m).unwrap().reshape(&[3, h, w]).unwrap();
         let peak = flat(&want_f).iter().fold(0f32, |a, v| a.max(v.abs()));
-        assert_close(&format!("{case} field"), &got_f, &want_f, Tol { abs: 2e-5 * peak, ..FIELD });
+        assert_close(
+            &format!("{case} field"),
+            &got_f,
+            &want_f,
+            Tol {
+                abs: 2e-5 * peak,
+                ..FIELD
+            },
+        );
     }
 }
 
@@ -56,9 +72,19 @@ fn far_field_of_a_small_uniform_square_is_a_dipole() {
             m[r * n + c] = ms as f32;
         }
     }
-    let g = NvGeometry { pixel: px, thickness: t, standoff: d, pad: 4, ..Default::default() };
+    let g = NvGeometry {
+        pixel: px,
+        thickness: t,
+        standoff: d,
+        pad: 4,
+        ..Default::default()
+    };
     let op = NvForward::new(n, n, &g).unwrap();
-    let b = op.field(&Tensor::from_shape_vec(&[1, 2, n, n], m).unwrap()).unwrap().to_vec().unwrap();
+    let b = op
+        .field(&Tensor::from_shape_vec(&[1, 2, n, n], m).unwrap())
+        .unwrap()
+        .to_vec()
+        .unwrap();
     let moment = ms * (2.0 * px) * (2.0 * px) * t; // A m^2 along x
     let (x0, y0, z0) = (32.0 * px - 0.5 * px, 32.0 * px - 0.5 * px, -t / 2.0);
     let mut want = vec![0f32; 3 * n * n];
@@ -68,7 +94,11 @@ fn far_field_of_a_small_uniform_square_is_a_dipole() {
             let rr = (rx * rx + ry * ry + rz * rz).sqrt();
             let mdotr = moment * rx / rr;
             let k = MU0 / (4.0 * std::f64::consts::PI) / rr.powi(3);
-            let comps = [3.0 * rx / rr * mdotr - moment, 3.0 * ry / rr * mdotr, 3.0 * rz / rr * mdotr];
+            let comps = [
+                3.0 * rx / rr * mdotr - moment,
+                3.0 * ry / rr * mdotr,
+                3.0 * rz / rr * mdotr,
+            ];
             for (i, v) in comps.iter().enumerate() {
                 want[i * n * n + r * n + c] = (k * v) as f32;
             }
@@ -81,15 +111,29 @@ fn far_field_of_a_small_uniform_square_is_a_dipole() {
 #[test]
 fn forward_operator_adjoint_identity() {
     let mut rng = Rng::new(9);
-    let g = NvGeometry { phi_deg: 20.0, ..Default::default() };
+    let g = NvGeometry {
+        phi_deg: 20.0,
+        ..Default::default()
+    };
     let op = NvForward::new(12, 20, &g).unwrap();
     let m = rand(&[1, 3, 12, 20], -1e5, 1e5, &mut rng).requires_grad();
     let y = rand(&[1, 1, 12, 20], -1.0, 1.0, &mut rng);
     let am = op.bnv(&m).unwrap();
-    let lhs: f64 = flat(&am).iter().zip(flat(&y)).map(|(a, b)| *a as f64 * b as f64).sum();
+    let lhs: f64 = flat(&am)
+        .iter()
+        .zip(flat(&y))
+        .map(|(a, b)| *a as f64 * b as f64)
+        .sum();
     let aty = am.backward_with(&y).unwrap().remove(&m).unwrap();
-    let rhs: f64 = flat(&m).iter().zip(flat(&aty)).map(|(a, b)| *a as f64 * b as f64).sum();
-    assert!((lhs - rhs).abs() < 1e-4 * lhs.abs().max(1e-30), "<Am,y> {lhs} vs <m,A^T y> {rhs}");
+    let rhs: f64 = flat(&m)
+        .iter()
+        .zip(flat(&aty))
+        .map(|(a, b)| *a as f64 * b as f64)
+        .sum();
+    assert!(
+        (lhs - rhs).abs() < 1e-4 * lhs.abs().max(1e-30),
+        "<Am,y> {lhs} vs <m,A^T y> {rhs}"
+    );
 }
 
 #[test]
@@ -103,16 +147,34 @@ fn standoff_gradient_matches_finite_difference() {
     // the standoff in units of 10 nm keeps the scalar O(1) for f32
     let loss = |d: f32| {
         let dt = Tensor::scalar(d).requires_grad();
-        let l = op.bnv_with_standoff(&m, &dt.scale(1e-8).unwrap()).unwrap().mse_loss(&target).unwrap();
-        (l.to_scalar().unwrap() as f64, l.backward().unwrap().get(&dt).unwrap().to_scalar().unwrap() as f64)
+        let l = op
+            .bnv_with_standoff(&m, &dt.scale(1e-8).unwrap())
+            .unwrap()
+            .mse_loss(&target)
+            .unwrap();
+        (
+            l.to_scalar().unwrap() as f64,
+            l.backward().unwrap().get(&dt).unwrap().to_scalar().unwrap() as f64,
+        )
     };
     let (_, grad) = loss(4.0);
     let fd = (loss(4.01).0 - loss(3.99).0) / 0.02;
-    assert!((grad - fd).abs() < 0.02 * fd.abs(), "d loss / d standoff {grad} vs fd {fd}");
+    assert!(
+        (grad - fd).abs() < 0.02 * fd.abs(),
+        "d loss / d standoff {grad} vs fd {fd}"
+    );
     // the fixed-standoff and trainable paths agree at the same value
     let a = op.bnv(&m).unwrap();
     let b = op.bnv_with_standoff(&m, &Tensor::scalar(50e-9)).unwrap();
-    assert_close("standoff paths", &b, &a, Tol { abs: 1e-9, rel: 1e-4 });
+    assert_close(
+        "standoff paths",
+        &b,
+        &a,
+        Tol {
+            abs: 1e-9,
+            rel: 1e-4,
+        },
+    );
 }
 
 /// A 150 x 90 nm rectangle magnetised along (1, 0.5) in a 64^2 window of 5 nm pixels:
@@ -126,15 +188,25 @@ fn rectangle_case(theta: f64) -> (Vec<f32>, Vec<f32>, NvGeometry) {
             m[n * n + r * n + c] = 8.6e5 * 0.447;
         }
     }
-    let g = NvGeometry { phi_deg: 30.0, theta_deg: theta, ..Default::default() };
+    let g = NvGeometry {
+        phi_deg: 30.0,
+        theta_deg: theta,
+        ..Default::default()
+    };
     let op = NvForward::new(n, n, &g).unwrap();
     let mt = Tensor::from_shape_vec(&[1, 3, n, n], m).unwrap();
-    (op.bnv(&mt).unwrap().to_vec().unwrap(), op.field(&mt).unwrap().to_vec().unwrap(), g)
+    (
+        op.bnv(&mt).unwrap().to_vec().unwrap(),
+        op.field(&mt).unwrap().to_vec().unwrap(),
+        g,
+    )
 }
 
 fn reproject(f: &[f32], g: &NvGeometry) -> Vec<f32> {
     let (axis, n) = (g.axis(), f.len() / 3);
-    (0..n).map(|i| (0..3).map(|r| axis[r] as f32 * f[r * n + i]).sum()).collect()
+    (0..n)
+        .map(|i| (0..3).map(|r| axis[r] as f32 * f[r * n + i]).sum())
+        .collect()
 }
 
 #[test]
@@ -149,11 +221,17 @@ fn deprojection_round_trip_and_eps_choice() {
     let err = rel_l2(&centred(&reproject(&dp.field, &g)), &centred(&clean));
     assert!(err < 1e-3, "round trip n.B(B_NV) vs B_NV: {err}");
     let err_b = rel_l2(&dp.field, &truth);
-    assert!(err_b < 0.13, "deprojected field vs truth {err_b} (window truncation only)");
+    assert!(
+        err_b < 0.13,
+        "deprojected field vs truth {err_b} (window truncation only)"
+    );
     // with 1 % noise the chosen eps is as good as the best candidate, within 2 %
     let peak = clean.iter().fold(0f32, |a, v| a.max(v.abs()));
     let mut rng = Rng::new(3);
-    let noisy: Vec<f32> = clean.iter().map(|v| v + 0.01 * peak * rng.normal() as f32).collect();
+    let noisy: Vec<f32> = clean
+        .iter()
+        .map(|v| v + 0.01 * peak * rng.normal() as f32)
+        .collect();
     let dp = deproject(&noisy, n, n, &g, None).unwrap();
     let chosen = rel_l2(&dp.field, &truth);
     let best = dp
@@ -162,7 +240,11 @@ fn deprojection_round_trip_and_eps_choice() {
         .step_by(8)
         .map(|&(e, _)| rel_l2(&deproject(&noisy, n, n, &g, Some(e)).unwrap().field, &truth))
         .fold(f64::INFINITY, f64::min);
-    assert!(chosen < 1.02 * best, "chosen eps {:.3e}: {chosen} vs best {best}", dp.eps);
+    assert!(
+        chosen < 1.02 * best,
+        "chosen eps {:.3e}: {chosen} vs best {best}",
+        dp.eps
+    );
     assert!(dp.noise_power > 0.0);
 }
 
@@ -172,9 +254,16 @@ fn in_plane_nv_axis_needs_and_gets_regularisation() {
     let (clean, truth, g) = rectangle_case(89.0);
     let peak = clean.iter().fold(0f32, |a, v| a.max(v.abs()));
     let mut rng = Rng::new(4);
-    let noisy: Vec<f32> = clean.iter().map(|v| v + 0.01 * peak * rng.normal() as f32).collect();
+    let noisy: Vec<f32> = clean
+        .iter()
+        .map(|v| v + 0.01 * peak * rng.normal() as f32)
+        .collect();
     let chosen = deproject(&noisy, n, n, &g, None).unwrap();
     let none = deproject(&noisy, n, n, &g, Some(1e-3)).unwrap();
     let (ec, en) = (rel_l2(&chosen.field, &truth), rel_l2(&none.field, &truth));
-    assert!(chosen.eps > 1e4 && ec < en, "chosen eps {:.3e} err {ec} vs unregularised {en}", chosen.eps);
+    assert!(
+        chosen.eps > 1e4 && ec < en,
+        "chosen eps {:.3e} err {ec} vs unregularised {en}",
+        chosen.eps
+    );
 }

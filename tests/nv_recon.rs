@@ -24,21 +24,33 @@ fn uniform_ellipse_direction_is_recovered_with_a_free_mask() {
     let (bnv, truth, sup, g) = ellipse_problem(n, 30.0);
     // `none`: both in-plane components free inside the support
     let m = mask::preset_mask(&sup, n, n, Preset::None, 0.0, false).unwrap();
-    let cfg = NvReconConfig { geom: g, iters: 300, lr: 3e-3, ..Default::default() };
+    let cfg = NvReconConfig {
+        geom: g,
+        iters: 300,
+        lr: 3e-3,
+        ..Default::default()
+    };
     let res = nv::reconstruct(&bnv, n, n, &m, &cfg, &mut |_| true).unwrap();
     assert_eq!(res.stop, StopReason::Completed);
     let hw = n * n;
     let (mut cos, mut cnt) = (0.0, 0);
     for i in 0..hw {
         if sup[i] > 0.0 {
-            let (a, b) = ((truth[i], truth[hw + i]), (res.magnetization[i], res.magnetization[hw + i]));
+            let (a, b) = (
+                (truth[i], truth[hw + i]),
+                (res.magnetization[i], res.magnetization[hw + i]),
+            );
             let nb = (b.0 * b.0 + b.1 * b.1).sqrt();
             cos += ((a.0 * b.0 + a.1 * b.1) / (8.6e5 * nb.max(1e-6))) as f64;
             cnt += 1;
         }
     }
     let cos = cos / cnt as f64;
-    assert!(cos > 0.9, "mean direction cosine {cos}, SNR {} dB", res.metrics.snr_db);
+    assert!(
+        cos > 0.9,
+        "mean direction cosine {cos}, SNR {} dB",
+        res.metrics.snr_db
+    );
     assert!(res.metrics.snr_db > 20.0, "SNR {}", res.metrics.snr_db);
 }
 
@@ -48,7 +60,12 @@ fn divergence_keeps_the_last_finite_result() {
     let (bnv, _, sup, g) = ellipse_problem(n, 0.0);
     let m = mask::preset_mask(&sup, n, n, Preset::Dipole, 0.0, false).unwrap();
     // an absurd learning rate drives the weights to inf/NaN within a few steps
-    let cfg = NvReconConfig { geom: g, iters: 200, lr: 1e30, ..Default::default() };
+    let cfg = NvReconConfig {
+        geom: g,
+        iters: 200,
+        lr: 1e30,
+        ..Default::default()
+    };
     let res = nv::reconstruct(&bnv, n, n, &m, &cfg, &mut |_| true).unwrap();
     match res.stop {
         StopReason::Diverged(i) => {
@@ -65,7 +82,11 @@ fn observer_can_stop_a_run() {
     let n = 16;
     let (bnv, _, sup, g) = ellipse_problem(n, 0.0);
     let m = mask::preset_mask(&sup, n, n, Preset::Dipole, 0.0, false).unwrap();
-    let cfg = NvReconConfig { geom: g, iters: 100, ..Default::default() };
+    let cfg = NvReconConfig {
+        geom: g,
+        iters: 100,
+        ..Default::default()
+    };
     let res = nv::reconstruct(&bnv, n, n, &m, &cfg, &mut |s| s.iter < 3).unwrap();
     assert_eq!(res.stop, StopReason::Interrupted);
     assert_eq!(res.history.len(), 3);
@@ -102,6 +123,8 @@ fn mask_presets_snapshot() {
     insta::assert_snapshot!("landau_cw_45deg", ascii(&cw45));
     let dip = mask::preset_mask(&sup, h, w, Preset::Dipole, 135.0, true).unwrap();
     insta::assert_snapshot!("dipole_135deg_with_mz", ascii(&dip));
-    let blurred = mask::preset_mask(&sup, h, w, Preset::None, 0.0, false).unwrap().blurred(1.0);
+    let blurred = mask::preset_mask(&sup, h, w, Preset::None, 0.0, false)
+        .unwrap()
+        .blurred(1.0);
     insta::assert_snapshot!("none_blurred", ascii(&blurred));
 }

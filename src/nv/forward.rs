@@ -357,7 +357,10 @@ impl NvForward {
                     z.im = v.re;
                 }
                 fft2_raw(&mut buf, ph, pw, FftDirection::Forward, 1.0);
-                let (k0, k1) = (&kern[ch * n..(ch + 1) * n], &kern[(ch + 1) * n..(ch + 2) * n]);
+                let (k0, k1) = (
+                    &kern[ch * n..(ch + 1) * n],
+                    &kern[(ch + 1) * n..(ch + 2) * n],
+                );
                 for (i, a) in acc.iter_mut().enumerate() {
                     let (z, zn) = (buf[i], buf[neg(i)].conj());
                     let xa = (z + zn) * 0.5;
@@ -407,7 +410,8 @@ impl NvForward {
                         gm.extend((0..h).flat_map(|r| u[r * pw..r * pw + w].iter().map(|z| z.im)));
                         ch += 2;
                     } else {
-                        let mut t: Vec<C32> = gbuf.iter().zip(k0).map(|(z, k)| z * k.conj()).collect();
+                        let mut t: Vec<C32> =
+                            gbuf.iter().zip(k0).map(|(z, k)| z * k.conj()).collect();
                         fft2_raw(&mut t, ph, pw, FftDirection::Inverse, 1.0 / n as f32);
                         gm.extend(crop_re(&t));
                         ch += 1;
