@@ -4,7 +4,7 @@
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::gpu::{broadcast as gb, complex as gc, fft as gfft, pad as gpad, GpuBuffer, GpuContext};
-use crate::ops::fft::fft2_raw;
+use crate::ops::fft::{fft2_raw_rows, RowsUsed};
 use crate::storage::{gpu_of, Storage};
 use crate::tensor::{DType, Tensor, C32};
 use rustfft::FftDirection;
@@ -356,7 +356,14 @@ impl NvForward {
                 for (z, &v) in buf.iter_mut().zip(embed(plane(ch + 1)).iter()) {
                     z.im = v.re;
                 }
-                fft2_raw(&mut buf, ph, pw, FftDirection::Forward, 1.0);
+                fft2_raw_rows(
+                    &mut buf,
+                    ph,
+                    pw,
+                    FftDirection::Forward,
+                    1.0,
+                    RowsUsed::Input(h),
+                );
                 let (k0, k1) = (
                     &kern[ch * n..(ch + 1) * n],
                     &kern[(ch + 1) * n..(ch + 2) * n],
@@ -370,14 +377,28 @@ impl NvForward {
                 ch += 2;
             } else {
                 let mut buf = embed(plane(ch));
-                fft2_raw(&mut buf, ph, pw, FftDirection::Forward, 1.0);
+                fft2_raw_rows(
+                    &mut buf,
+                    ph,
+                    pw,
+                    FftDirection::Forward,
+                    1.0,
+                    RowsUsed::Input(h),
+                );
                 for ((a, b), k) in acc.iter_mut().zip(&buf).zip(&kern[ch * n..(ch + 1) * n]) {
                     *a += b * k;
                 }
                 ch += 1;
             }
         }
-        fft2_raw(&mut acc, ph, pw, FftDirection::Inverse, 1.0 / n as f32);
+        fft2_raw_rows(
+            &mut acc,
+            ph,
+            pw,
+            FftDirection::Inverse,
+            1.0 / n as f32,
+            RowsUsed::Output(h),
+        );
         let y = crop_re(&acc);
         let mshape = m.shape().to_vec();
         Ok(Tensor::from_op(
@@ -387,7 +408,14 @@ impl NvForward {
             &[m],
             move |g| {
                 let mut gbuf = embed(&g.to_vec()?);
-                fft2_raw(&mut gbuf, ph, pw, FftDirection::Forward, 1.0);
+                fft2_raw_rows(
+                    &mut gbuf,
+                    ph,
+                    pw,
+                    FftDirection::Forward,
+                    1.0,
+                    RowsUsed::Input(h),
+                );
                 let mut gm = Vec::with_capacity(c * h * w);
                 let mut ch = 0;
                 while ch < c {
@@ -405,14 +433,28 @@ impl NvForward {
                                 h0 + h1 * C32::new(0.0, 1.0)
                             })
                             .collect();
-                        fft2_raw(&mut u, ph, pw, FftDirection::Inverse, 1.0 / n as f32);
+                        fft2_raw_rows(
+                            &mut u,
+                            ph,
+                            pw,
+                            FftDirection::Inverse,
+                            1.0 / n as f32,
+                            RowsUsed::Output(h),
+                        );
                         gm.extend(crop_re(&u));
                         gm.extend((0..h).flat_map(|r| u[r * pw..r * pw + w].iter().map(|z| z.im)));
                         ch += 2;
                     } else {
                         let mut t: Vec<C32> =
                             gbuf.iter().zip(k0).map(|(z, k)| z * k.conj()).collect();
-                        fft2_raw(&mut t, ph, pw, FftDirection::Inverse, 1.0 / n as f32);
+                        fft2_raw_rows(
+                            &mut t,
+                            ph,
+                            pw,
+                            FftDirection::Inverse,
+                            1.0 / n as f32,
+                            RowsUsed::Output(h),
+                        );
                         gm.extend(crop_re(&t));
                         ch += 1;
                     }

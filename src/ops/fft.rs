@@ -56,11 +56,62 @@ fn transpose_slices(src: &[C32], dst: &mut [C32], h: usize, w: usize) {
 
 /// Unnormalised 2-D transform of every (h, w) slice of `data`, then multiplied by `scale`.
 pub(crate) fn fft2_raw(data: &mut [C32], h: usize, w: usize, dir: FftDirection, scale: f32) {
-    fft_rows(data, w, dir);
-    let mut t = vec![C32::new(0.0, 0.0); data.len()];
-    transpose_slices(data, &mut t, h, w);
-    fft_rows(&mut t, h, dir);
-    transpose_slices(&t, data, w, h);
+    fft2_raw_rows(data, h, w, dir, scale, RowsUsed::All);
+}
+
+/// Which rows of every (h, w) slice matter, so a zero-padded transform can skip work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RowsUsed {
+    /// Every row in and out.
+    All,
+    /// Only rows `0..k` of the input are non-zero (the rest are zero): their row transforms are
+    /// the only ones needed, then the columns.
+    Input(usize),
+    /// Only rows `0..k` of the output are wanted: columns first, then those rows (the other
+    /// output rows are left holding column transforms, not the 2-D result).
+    Output(usize),
+}
+
+/// [`fft2_raw`] that skips the row transforms of known-zero input rows or unwanted output rows
+/// (2-D transforms are separable, so rows and columns may go in either order).
+pub(crate) fn fft2_raw_rows(
+    data: &mut [C32],
+    h: usize,
+    w: usize,
+    dir: FftDirection,
+    scale: f32,
+    rows: RowsUsed,
+) {
+    let plane = (h * w).max(1);
+    let rows_of = |data: &mut [C32], k: usize| {
+        if k >= h {
+            fft_rows(data, w, dir);
+        } else {
+            for slice in data.chunks_mut(plane) {
+                fft_rows(&mut slice[..k * w], w, dir);
+            }
+        }
+    };
+    let columns = |data: &mut [C32]| {
+        let mut t = vec![C32::new(0.0, 0.0); data.len()];
+        transpose_slices(data, &mut t, h, w);
+        fft_rows(&mut t, h, dir);
+        transpose_slices(&t, data, w, h);
+    };
+    match rows {
+        RowsUsed::All => {
+            rows_of(data, h);
+            columns(data);
+        }
+        RowsUsed::Input(k) => {
+            rows_of(data, k);
+            columns(data);
+        }
+        RowsUsed::Output(k) => {
+            columns(data);
+            rows_of(data, k);
+        }
+    }
     if scale != 1.0 {
         data.par_iter_mut().for_each(|z| *z *= scale);
     }
@@ -147,5 +198,53 @@ impl Tensor {
     /// Inverse 2-D FFT over the last two axes (divides by H W).
     pub fn ifft2(&self) -> Result<Tensor> {
         self.fft2_op("ifft2", true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Skipping known-zero input rows or unwanted output rows changes nothing that is kept.
+    #[test]
+    fn row_skipping_transforms_agree_with_the_full_one() {
+        let (h, w, k) = (12, 10, 5);
+        let mut x = vec![C32::new(0.0, 0.0); 2 * h * w];
+        for (i, z) in x.iter_mut().enumerate() {
+            if (i % (h * w)) / w < k {
+                *z = C32::new((i as f32 * 0.37).sin(), (i as f32 * 0.11).cos());
+            }
+        }
+        let mut full = x.clone();
+        fft2_raw(&mut full, h, w, FftDirection::Forward, 1.0);
+        let mut part = x.clone();
+        fft2_raw_rows(
+            &mut part,
+            h,
+            w,
+            FftDirection::Forward,
+            1.0,
+            RowsUsed::Input(k),
+        );
+        let close = |a: &C32, b: &C32| (a - b).norm() <= 1e-5 * (1.0 + b.norm());
+        assert!(full.iter().zip(&part).all(|(a, b)| close(a, b)));
+        let mut inv_full = full.clone();
+        fft2_raw(&mut inv_full, h, w, FftDirection::Inverse, 0.5);
+        let mut inv_part = full.clone();
+        fft2_raw_rows(
+            &mut inv_part,
+            h,
+            w,
+            FftDirection::Inverse,
+            0.5,
+            RowsUsed::Output(k),
+        );
+        for s in 0..2 {
+            let r = s * h * w..s * h * w + k * w;
+            assert!(inv_full[r.clone()]
+                .iter()
+                .zip(&inv_part[r])
+                .all(|(a, b)| close(a, b)));
+        }
     }
 }
