@@ -129,6 +129,29 @@ fn conv_backward(
     Ok(out)
 }
 
+/// CPU forward, optionally with the leaky-ReLU applied as the output is written.
+fn cpu_forward(
+    s: &ConvShape,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    slope: Option<f32>,
+) -> Result<Storage> {
+    let mut y = vec![0f32; s.n * s.cout * s.h * s.w];
+    let bias_guard = bias.map(|b| b.read());
+    let bias_data = match &bias_guard {
+        Some(g) => Some(g.f32("conv2d")?),
+        None => None,
+    };
+    let (xs, ws) = (x.read(), w.read());
+    let (xd, wd) = (xs.f32("conv2d")?, ws.f32("conv2d")?);
+    match slope {
+        Some(a) => conv2d_forward_leaky(s, xd, wd, bias_data, a, &mut y),
+        None => conv2d_forward(s, xd, wd, bias_data, &mut y),
+    }
+    Ok(Storage::from_f32(y))
+}
+
 impl Tensor {
     /// `y[n,o] = b[o] + sum_i w[o,i] (*) x[n,i]` (cross-correlation, same size as x).
     ///
@@ -140,22 +163,7 @@ impl Tensor {
         inputs.extend(bias);
         let storage = match gpu_of("conv2d", &inputs)? {
             Some(ctx) => Storage::gpu(gpu_forward(ctx, &s, self, weight, bias)?, DType::F32),
-            None => {
-                let mut y = vec![0f32; s.n * s.cout * s.h * s.w];
-                let bias_guard = bias.map(|b| b.read());
-                let bias_data = match &bias_guard {
-                    Some(g) => Some(g.f32("conv2d")?),
-                    None => None,
-                };
-                conv2d_forward(
-                    &s,
-                    self.read().f32("conv2d")?,
-                    weight.read().f32("conv2d")?,
-                    bias_data,
-                    &mut y,
-                );
-                Storage::from_f32(y)
-            }
+            None => cpu_forward(&s, self, weight, bias, None)?,
         };
         let (x, w) = (self.clone(), weight.clone());
         let has_bias = bias.is_some();
@@ -193,23 +201,7 @@ impl Tensor {
                 ctx.recycle(z);
                 Storage::gpu(y, DType::F32)
             }
-            None => {
-                let mut y = vec![0f32; s.n * s.cout * s.h * s.w];
-                let bias_guard = bias.map(|b| b.read());
-                let bias_data = match &bias_guard {
-                    Some(g) => Some(g.f32("conv2d")?),
-                    None => None,
-                };
-                conv2d_forward_leaky(
-                    &s,
-                    self.read().f32("conv2d")?,
-                    weight.read().f32("conv2d")?,
-                    bias_data,
-                    slope,
-                    &mut y,
-                );
-                Storage::from_f32(y)
-            }
+            None => cpu_forward(&s, self, weight, bias, Some(slope))?,
         };
         let (x, w) = (self.clone(), weight.clone());
         let has_bias = bias.is_some();
