@@ -32,6 +32,18 @@ fn uniform_ellipse_direction_is_recovered_with_a_free_mask() {
     };
     let res = nv::reconstruct(&bnv, n, n, &m, &cfg, &mut |_| true).unwrap();
     assert_eq!(res.stop, StopReason::Completed);
+    // the returned state is the lowest-loss iteration's, and its metrics are that iteration's
+    let best = res
+        .history
+        .iter()
+        .map(|s| s.loss)
+        .fold(f64::INFINITY, f64::min);
+    assert_eq!(res.history[res.selected_iteration - 1].loss, best);
+    assert!(
+        (res.metrics.mse - best).abs() <= 1e-3 * best,
+        "{} vs {best}",
+        res.metrics.mse
+    );
     let hw = n * n;
     let (mut cos, mut cnt) = (0.0, 0);
     for i in 0..hw {

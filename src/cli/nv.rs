@@ -582,6 +582,8 @@ fn write_outputs(
         "seconds": num(secs),
         "seconds_per_iteration": num(secs / iters.max(1) as f64),
         "stop": stop_text(&res.stop),
+        "selected_iteration": res.selected_iteration,
+        "selection": "lowest loss over the run (the returned magnetisation and model are that iteration's)",
     });
     if a.fit_standoff {
         metrics["standoff"] = num(res.standoff);
@@ -684,10 +686,11 @@ fn write_outputs(
 fn report(res: &NvResult, path: &Path) {
     let m = &res.metrics;
     println!(
-        "{}: {} iterations ({}), MSE {:.3e} T^2, RMSE {:.4} mT, SNR {:.1} dB, mean |M| {:.3e} A/m",
+        "{}: {} iterations ({}), lowest loss at {}: MSE {:.3e} T^2, RMSE {:.4} mT, SNR {:.1} dB, mean |M| {:.3e} A/m",
         path.display(),
         res.history.len(),
         stop_text(&res.stop),
+        res.selected_iteration,
         m.mse,
         m.rmse_mt,
         m.snr_db,

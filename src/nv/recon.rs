@@ -97,7 +97,8 @@ pub enum StopReason {
     Completed,
     /// The observer asked to stop (Ctrl-C).
     Interrupted,
-    /// The loss became NaN or infinite at this iteration; the result is the last finite one.
+    /// The loss became NaN or infinite at this iteration; the result is the lowest-loss state
+    /// before it.
     Diverged(usize),
 }
 
@@ -118,6 +119,9 @@ pub struct NvResult {
     pub stop: StopReason,
     /// Size the network ran at when the image had to be padded for it.
     pub network_size: (usize, usize),
+    /// Iteration whose state is returned: the one with the lowest loss (Adam at a constant
+    /// learning rate makes occasional loss spikes; the last iterate may sit on one).
+    pub selected_iteration: usize,
 }
 
 /// Fit quality.
@@ -229,7 +233,8 @@ pub fn reconstruct(
     let support = mask.support();
     let start = Instant::now();
     let mut history = Vec::with_capacity(cfg.iters);
-    let mut last_good: Option<(Tensor, Tensor, f64)> = None;
+    // (loss, iteration, M, model B_NV, standoff) of the lowest-loss state so far
+    let mut best: Option<(f64, usize, Tensor, Tensor, f64)> = None;
     let mut stop = StopReason::Completed;
     for iter in 1..=cfg.iters {
         let standoff = if cfg.fit_standoff {
@@ -274,7 +279,9 @@ pub fn reconstruct(
             seconds: start.elapsed().as_secs_f64(),
             standoff,
         };
-        last_good = Some((m.detach(), bnv_model.detach(), standoff));
+        if best.as_ref().is_none_or(|b| l < b.0) {
+            best = Some((l, iter, m.detach(), bnv_model.detach(), standoff));
+        }
         let grads = loss.backward()?;
         opt.step(&grads)?;
         if cfg.fit_standoff {
@@ -290,7 +297,7 @@ pub fn reconstruct(
             break;
         }
     }
-    let (m, model, standoff) = last_good.ok_or_else(|| {
+    let (_, selected_iteration, m, model, standoff) = best.ok_or_else(|| {
         Error::arg(
             OP,
             "the loss was not finite at the first iteration: nothing to keep",
@@ -308,5 +315,6 @@ pub fn reconstruct(
         standoff,
         stop,
         network_size: (hp, wp),
+        selected_iteration,
     })
 }
