@@ -756,8 +756,12 @@ fn sweep(a: SweepArgs) -> Result<()> {
                     &dir.join("metadata_sweep.json"),
                     &json!({"angle_deg": ang, "standoff_m": d, "seed": seed}),
                 )?;
-                row.losses
-                    .push(res.history.last().map_or(f64::NAN, |s| s.loss));
+                // the loss of the returned (lowest-loss) state: robust to Adam's late spikes
+                row.losses.push(
+                    res.history
+                        .get(res.selected_iteration.saturating_sub(1))
+                        .map_or(f64::NAN, |s| s.loss),
+                );
                 row.snr.push(res.metrics.snr_db);
                 row.secs += res.history.last().map_or(0.0, |s| s.seconds);
                 if flag.load(Ordering::SeqCst) {
@@ -797,7 +801,7 @@ fn sweep(a: SweepArgs) -> Result<()> {
             "program": "magprior nv sweep", "version": env!("CARGO_PKG_VERSION"),
             "bnv": a.recon.bnv.display().to_string(), "angles_deg": angles, "standoffs_m": standoffs,
             "seeds": a.seeds, "iterations": a.recon.iters, "lr": a.recon.lr,
-            "ranking": "ascending mean final loss over seeds",
+            "ranking": "ascending mean over seeds of final_loss = the loss of the returned (lowest-loss) state",
         }),
     )?;
     println!(
