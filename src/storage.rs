@@ -1,6 +1,6 @@
 //! Where a tensor's data lives. This enum is the one backend switch: CPU ops read their inputs
 //! through `Storage::f32`/`Storage::c32` and build outputs with `Storage::from_*`; GPU ops take
-//! device buffers through [`gpu_of`] + `Tensor::gbuf` and wrap results with `Storage::gpu`. Each op
+//! device buffers through `gpu_of` + `Tensor::gbuf` and wrap results with `Storage::gpu`. Each op
 //! matches on the device once, at the top of its forward and of its VJP.
 
 use std::sync::Arc;
