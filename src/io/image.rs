@@ -64,13 +64,13 @@ pub fn read_tiff(path: &Path) -> Result<Image> {
             ColorType::Gray(b) => {
                 return Err(fmt_err(
                     path,
-                    format!("page {page}: {b}-bit greyscale TIFF not supported (8/16/32/64 bit)"),
+                    format!("page {page}: unsupported {b}-bit greyscale TIFF (8/16/32/64 bit)"),
                 ))
             }
             c => {
                 return Err(fmt_err(
                     path,
-                    format!("page {page}: {c:?} TIFF not supported, only greyscale images"),
+                    format!("page {page}: unsupported {c:?} TIFF, only greyscale images"),
                 ))
             }
         }

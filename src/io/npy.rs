@@ -100,7 +100,7 @@ fn read_raw(path: &Path) -> Result<Raw> {
     if fortran && shape.len() > 1 {
         return Err(fmt_err(
             path,
-            "Fortran-order arrays are not supported; save with C order",
+            "Fortran-order arrays cannot be read; save with C order",
         ));
     }
     let data = &bytes[hstart + hlen..];

@@ -134,7 +134,10 @@ fn parse_ovf(path: &Path, bytes: &[u8]) -> Result<Ovf> {
             } else if lower.starts_with("oommf ovf 2.0") {
                 2
             } else if lower.starts_with("oommf: irregular mesh") {
-                return Err(fmt_err(path, "OVF irregular meshes are not supported"));
+                return Err(fmt_err(
+                    path,
+                    "unsupported OVF irregular mesh (rectangular meshes only)",
+                ));
             } else {
                 return Err(fmt_err(
                     path,
@@ -167,7 +170,7 @@ fn parse_ovf(path: &Path, bytes: &[u8]) -> Result<Ovf> {
     };
     match hdr.get("meshtype") {
         Some(t) if t.eq_ignore_ascii_case("rectangular") => {}
-        Some(t) => return Err(fmt_err(path, format!("OVF meshtype '{t}' not supported"))),
+        Some(t) => return Err(fmt_err(path, format!("unsupported OVF meshtype '{t}'"))),
         None => return Err(fmt_err(path, "OVF header lacks required key 'meshtype'")),
     }
     if hdr.version == 2 {
@@ -175,7 +178,7 @@ fn parse_ovf(path: &Path, bytes: &[u8]) -> Result<Ovf> {
         if dim != "3" {
             return Err(fmt_err(
                 path,
-                format!("OVF valuedim {dim} not supported (only 3-component fields)"),
+                format!("unsupported OVF valuedim {dim} (only 3-component fields)"),
             ));
         }
     }
@@ -184,7 +187,7 @@ fn parse_ovf(path: &Path, bytes: &[u8]) -> Result<Ovf> {
         Some("mm") => 1e-3,
         Some("um") | Some("µm") => 1e-6,
         Some("nm") => 1e-9,
-        Some(u) => return Err(fmt_err(path, format!("OVF meshunit '{u}' not supported"))),
+        Some(u) => return Err(fmt_err(path, format!("unsupported OVF meshunit '{u}'"))),
     };
     let (nx, ny, nz) = (
         hdr.usize(path, "xnodes")?,
@@ -213,7 +216,7 @@ fn parse_ovf(path: &Path, bytes: &[u8]) -> Result<Ovf> {
         other => {
             return Err(fmt_err(
                 path,
-                format!("OVF data format '{other}' not supported (Text, Binary 4, Binary 8)"),
+                format!("unsupported OVF data format '{other}' (Text, Binary 4, Binary 8)"),
             ))
         }
     };
