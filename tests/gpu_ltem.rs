@@ -8,14 +8,12 @@
 //! Sizes are tiny: lavapipe runs WGSL tens of times slower than the CPU backend.
 
 mod common;
-use common::{assert_close, assert_close_slice, Tol};
-use magprior::device::gpu_context;
+use common::{assert_close, assert_close_slice, gpu, Tol};
 use magprior::ltem::synthetic::{simulate, Texture};
 use magprior::ltem::{
     self, AmplitudeMode, LtemForward, Microscope, Selection, SipradConfig, SipradResult,
 };
 use magprior::{Device, Rng, Tensor};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// exp(i phi): lavapipe's sin/cos are a few hundred ULP off libm.
 const TRANSCENDENTAL: Tol = Tol {
@@ -31,25 +29,6 @@ const IMAGE: Tol = Tol {
 const RECON_LOSS_REL: f64 = 0.03;
 /// Largest CPU-GPU difference of the selected phase after a short run, relative to its range.
 const RECON_PHASE_REL: f32 = 0.02;
-
-static RAN: AtomicUsize = AtomicUsize::new(0);
-
-fn gpu(name: &str) -> bool {
-    match gpu_context() {
-        Ok(c) => {
-            let k = RAN.fetch_add(1, Ordering::SeqCst) + 1;
-            println!("GPU test {name} ran ({k} so far) on {}", c.adapter());
-            true
-        }
-        Err(e) => {
-            if std::env::var_os("MAGPRIOR_REQUIRE_GPU_TESTS").is_some() {
-                panic!("MAGPRIOR_REQUIRE_GPU_TESTS is set but {e}");
-            }
-            println!("SKIP: no GPU adapter ({e})");
-            false
-        }
-    }
-}
 
 macro_rules! gpu_or_skip {
     ($name:expr) => {

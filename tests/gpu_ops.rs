@@ -8,13 +8,12 @@
 //! `GPU test <name> ran (<k> so far)`.
 
 mod common;
-use common::{assert_close, assert_close_slice, fx, Tol};
+use common::{assert_close, assert_close_slice, fx, gpu, Tol};
 use magprior::device::gpu_context;
 use magprior::nn::{Cae, CaeConfig};
 use magprior::nv::{self, mask, NvForward, NvGeometry, NvReconConfig, Preset};
 use magprior::optim::AdamW;
 use magprior::{DType, Device, Rng, Tensor, C32};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 // ------------------------------------------------------------------ tolerances (one place)
 
@@ -45,27 +44,6 @@ const NETWORK: Tol = Tol {
 };
 /// Relative agreement of CPU and GPU final losses after a short reconstruction.
 const RECON_LOSS_REL: f64 = 0.05;
-
-static RAN: AtomicUsize = AtomicUsize::new(0);
-
-/// True when a GPU context is open (counted); false (printed SKIP) when none, or a panic when
-/// `MAGPRIOR_REQUIRE_GPU_TESTS` is set.
-fn gpu(name: &str) -> bool {
-    match gpu_context() {
-        Ok(c) => {
-            let k = RAN.fetch_add(1, Ordering::SeqCst) + 1;
-            println!("GPU test {name} ran ({k} so far) on {}", c.adapter());
-            true
-        }
-        Err(e) => {
-            if std::env::var_os("MAGPRIOR_REQUIRE_GPU_TESTS").is_some() {
-                panic!("MAGPRIOR_REQUIRE_GPU_TESTS is set but {e}");
-            }
-            println!("SKIP: no GPU adapter ({e})");
-            false
-        }
-    }
-}
 
 macro_rules! gpu_or_skip {
     ($name:expr) => {

@@ -184,3 +184,25 @@ pub fn check_grad(
         assert_close_slice(&format!("{name}: d/d input {k}"), &got, &want, FINITE_DIFF);
     }
 }
+
+static GPU_TESTS_RAN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// True when a GPU context is open (counted and printed as `GPU test NAME ran`); false with a
+/// printed `SKIP: no GPU adapter (...)` when none opens, or a panic when
+/// `MAGPRIOR_REQUIRE_GPU_TESTS` is set (CI, where the GPU tests must run).
+pub fn gpu(name: &str) -> bool {
+    match magprior::device::gpu_context() {
+        Ok(c) => {
+            let k = GPU_TESTS_RAN.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            println!("GPU test {name} ran ({k} so far) on {}", c.adapter());
+            true
+        }
+        Err(e) => {
+            if std::env::var_os("MAGPRIOR_REQUIRE_GPU_TESTS").is_some() {
+                panic!("MAGPRIOR_REQUIRE_GPU_TESTS is set but {e}");
+            }
+            println!("SKIP: no GPU adapter ({e})");
+            false
+        }
+    }
+}
