@@ -7,56 +7,13 @@ use magprior::ltem::synthetic::{simulate, Texture};
 use magprior::ltem::Microscope;
 use magprior::Tensor;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_magprior"))
-}
+mod common;
 
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("magprior-ltem-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn tmpdir_here(name: &str) -> PathBuf {
+    common::cli::tmpdir("ltem", name)
 }
-
-fn run(args: &[&str]) -> Output {
-    bin().args(args).output().expect("run magprior")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn p(x: &Path) -> &str {
-    x.to_str().unwrap()
-}
-
-/// Exit code 2, one `error:` line mentioning every `needle`, no panic.
-fn assert_user_error(o: &Output, needles: &[&str]) {
-    let e = stderr(o);
-    assert_eq!(o.status.code(), Some(2), "stderr: {e}");
-    assert!(!e.contains("panicked") && !e.contains("backtrace"), "{e}");
-    assert_eq!(
-        e.lines().filter(|l| l.starts_with("error")).count(),
-        1,
-        "{e}"
-    );
-    for n in needles {
-        assert!(e.contains(n), "expected '{n}' in: {e}");
-    }
-}
-
-fn assert_nothing_written(dir: &Path, out: &str) {
-    let names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    assert!(
-        !names.iter().any(|n| n == out || n.contains(".partial")),
-        "left behind: {names:?}"
-    );
-}
+use common::cli::{assert_nothing_written, assert_user_error, bin, p, run, stderr};
 
 /// The SIPRAD demo's microscope at -200 um, as CLI flags.
 const MIC: [&str; 8] = [
@@ -101,7 +58,7 @@ fn tiny(extra: &[&str]) -> Vec<String> {
 
 #[test]
 fn error_cases_are_one_line_exit_2_and_leave_nothing() {
-    let d = tmpdir("errors");
+    let d = tmpdir_here("errors");
     let (img, _) = small_problem(&d);
     let out = d.join("out");
     let rec = |extra: &[&str]| {
@@ -208,7 +165,7 @@ fn error_cases_are_one_line_exit_2_and_leave_nothing() {
 
 #[test]
 fn negative_lengths_work_in_both_spellings() {
-    let d = tmpdir("neg");
+    let d = tmpdir_here("neg");
     let (img, _) = small_problem(&d);
     let a = d.join("a.npy");
     let b = d.join("b.npy");
@@ -246,7 +203,7 @@ fn negative_lengths_work_in_both_spellings() {
 
 #[test]
 fn simulate_forward_sitie_induction_round_trip() {
-    let d = tmpdir("sim");
+    let d = tmpdir_here("sim");
     let n = 48;
     let m = magprior::ltem::synthetic::texture(Texture::Stripes, n, 2e5, 4);
     let mf = d.join("m.npy");
@@ -330,7 +287,7 @@ fn simulate_forward_sitie_induction_round_trip() {
 
 #[test]
 fn reconstruct_writes_everything_and_reports_accuracy() {
-    let d = tmpdir("rec");
+    let d = tmpdir_here("rec");
     let (img, truth) = small_problem(&d);
     let out = d.join("rec");
     let mut a = vec![
@@ -404,7 +361,7 @@ fn reconstruct_writes_everything_and_reports_accuracy() {
 
 #[test]
 fn odd_sizes_are_padded_for_the_network() {
-    let d = tmpdir("odd");
+    let d = tmpdir_here("odd");
     let mic = Microscope {
         defocus: -2e5,
         ..Microscope::siprad_demo()
@@ -436,7 +393,7 @@ fn odd_sizes_are_padded_for_the_network() {
 
 #[test]
 fn series_warm_starts_every_frame() {
-    let d = tmpdir("series");
+    let d = tmpdir_here("series");
     let mic = Microscope {
         defocus: -2e5,
         ..Microscope::siprad_demo()
@@ -507,7 +464,7 @@ fn mumax_ovf_example_through_simulate() {
         eprintln!("skipping: {} is absent", ovf.display());
         return;
     }
-    let d = tmpdir("ovf");
+    let d = tmpdir_here("ovf");
     let out = d.join("sim");
     let o = run(&[
         "ltem",
@@ -546,8 +503,7 @@ fn mumax_ovf_example_through_simulate() {
 
 #[test]
 fn ctrl_c_stops_cleanly_and_keeps_results() {
-    use std::io::{BufRead, BufReader};
-    let d = tmpdir("sigint");
+    let d = tmpdir_here("sigint");
     let (img, _) = small_problem(&d);
     let out = d.join("rec");
     let mut args = vec![
@@ -565,24 +521,6 @@ fn ctrl_c_stops_cleanly_and_keeps_results() {
         p(&out),
     ];
     args.extend_from_slice(&MIC);
-    let mut child = bin()
-        .args(&args)
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    err.read_line(&mut line).unwrap(); // the first progress line: the loop is running
-    let st = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let status = child.wait().unwrap();
-    assert!(status.success(), "exit {status:?}");
-    let metrics = std::fs::read_to_string(out.join("metrics.json")).unwrap();
-    assert!(metrics.contains("interrupted"), "{metrics}");
-    assert!(out.join("phase.npy").exists());
+    common::cli::interrupt_and_check(&args, &out, "phase.npy");
     std::fs::remove_dir_all(&d).unwrap();
 }

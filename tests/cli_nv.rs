@@ -6,48 +6,13 @@ use magprior::io::npy::{read_npy, write_npy};
 use magprior::nv::{mask, synthetic, NvGeometry, Preset};
 use magprior::{Tensor, C32};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_magprior"))
-}
+mod common;
 
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("magprior-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn tmpdir_here(name: &str) -> PathBuf {
+    common::cli::tmpdir("cli", name)
 }
-
-fn run(args: &[&str]) -> Output {
-    bin().args(args).output().expect("run magprior")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Exit code 2, a single `error:` line mentioning every `needle`, no panic or backtrace.
-fn assert_user_error(o: &Output, needles: &[&str]) {
-    let e = stderr(o);
-    assert_eq!(o.status.code(), Some(2), "stderr: {e}");
-    assert!(!e.contains("panicked") && !e.contains("backtrace"), "{e}");
-    for n in needles {
-        assert!(e.contains(n), "expected '{n}' in: {e}");
-    }
-}
-
-/// No output directory and no staging leftovers beside it.
-fn assert_nothing_written(dir: &Path, out: &str) {
-    let names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    assert!(
-        !names.iter().any(|n| n == out || n.contains(".partial")),
-        "left behind: {names:?}"
-    );
-}
+use common::cli::{assert_nothing_written, assert_user_error, bin, p, run, stderr};
 
 /// A 32x32 synthetic B_NV map and its support in `dir`.
 fn small_problem(dir: &Path) -> (PathBuf, PathBuf) {
@@ -60,13 +25,9 @@ fn small_problem(dir: &Path) -> (PathBuf, PathBuf) {
     (bnv, sup)
 }
 
-fn p(x: &Path) -> &str {
-    x.to_str().unwrap()
-}
-
 #[test]
 fn error_cases_are_one_line_exit_2_and_leave_nothing() {
-    let d = tmpdir("errors");
+    let d = tmpdir_here("errors");
     let (bnv, sup) = small_problem(&d);
     let out = d.join("out");
     let base = |extra: &[&str]| {
@@ -239,7 +200,7 @@ fn error_cases_are_one_line_exit_2_and_leave_nothing() {
 
 #[test]
 fn forward_deproject_reconstruct_and_odd_sizes() {
-    let d = tmpdir("happy");
+    let d = tmpdir_here("happy");
     // forward from an npy magnetisation (30x30: not divisible by 4)
     let n = 30;
     let sup = mask::ellipse_support(n, n, 14.5, 14.5, 11.0, 7.0, 0.0);
@@ -359,7 +320,7 @@ fn forward_deproject_reconstruct_and_odd_sizes() {
 
 #[test]
 fn sweep_ranks_and_writes_one_directory_per_run() {
-    let d = tmpdir("sweep");
+    let d = tmpdir_here("sweep");
     let (bnv, sup) = small_problem(&d);
     let out = d.join("sweep");
     let o = run(&[
@@ -410,12 +371,11 @@ fn sweep_ranks_and_writes_one_directory_per_run() {
 #[cfg(unix)]
 #[test]
 fn ctrl_c_stops_cleanly_and_keeps_results() {
-    use std::io::{BufRead, BufReader};
-    let d = tmpdir("sigint");
+    let d = tmpdir_here("sigint");
     let (bnv, sup) = small_problem(&d);
     let out = d.join("rec");
-    let mut child = bin()
-        .args([
+    common::cli::interrupt_and_check(
+        &[
             "nv",
             "reconstruct",
             "--bnv",
@@ -428,23 +388,9 @@ fn ctrl_c_stops_cleanly_and_keeps_results() {
             "1000000",
             "--out",
             p(&out),
-        ])
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    err.read_line(&mut line).unwrap(); // the first progress line: the loop is running
-    let st = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let status = child.wait().unwrap();
-    assert!(status.success(), "exit {status:?}");
-    let metrics = std::fs::read_to_string(out.join("metrics.json")).unwrap();
-    assert!(metrics.contains("interrupted"), "{metrics}");
-    assert!(out.join("magnetization.npy").exists());
+        ],
+        &out,
+        "magnetization.npy",
+    );
     std::fs::remove_dir_all(&d).unwrap();
 }

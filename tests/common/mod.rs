@@ -2,6 +2,8 @@
 //! and central finite differences.
 #![allow(dead_code)]
 
+pub mod cli;
+
 use magprior::io::npy::read_npy_any;
 use magprior::{DType, Rng, Tensor, C32};
 use std::path::PathBuf;
