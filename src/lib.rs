@@ -2,8 +2,9 @@
 //!
 //! Reconstructs nanoscale magnetic textures from microscope data with a physics-informed deep
 //! image prior, on a numeric engine of its own: real and complex [`Tensor`]s, reverse-mode
-//! autodiff on a tape, CPU kernels (rayon, rustfft), a convolutional autoencoder ([`nn::Cae`]),
-//! [`optim::AdamW`] and [`optim::ReduceLrOnPlateau`] with PyTorch semantics.
+//! autodiff on a tape, CPU kernels (rayon, rustfft, gemm) and WGSL compute kernels (wgpu), a
+//! convolutional autoencoder ([`nn::Cae`]), [`optim::AdamW`] and [`optim::ReduceLrOnPlateau`]
+//! with PyTorch semantics.
 //!
 //! ```
 //! use magprior::{nn::{Cae, CaeConfig}, optim::AdamW, Rng, Tensor};
@@ -22,25 +23,25 @@
 //! let last = net.forward(&z).unwrap().mse_loss(&target).unwrap().to_scalar().unwrap();
 //! assert!(last < first);
 //! ```
+#![warn(missing_docs)]
 
-pub mod autograd;
-pub mod cpu;
-pub mod device;
+#[doc(hidden)]
+pub mod backend;
+mod engine;
 pub mod error;
-pub mod gpu;
 pub mod io;
 pub mod ltem;
 pub mod nn;
 pub mod nv;
-pub mod ops;
+mod ops;
 pub mod optim;
-pub mod rng;
-pub mod storage;
-pub mod tensor;
+mod rng;
+pub mod signal;
 pub mod units;
 
-pub use autograd::{is_grad_enabled, no_grad, GradStore};
-pub use device::{Device, DeviceChoice};
+pub use engine::autograd::{is_grad_enabled, no_grad, GradStore};
+pub use engine::device::{AdapterSummary, Device, DeviceChoice};
+pub use engine::storage::{DType, C32};
+pub use engine::tensor::{Tensor, TensorId};
 pub use error::{Error, Result};
 pub use rng::Rng;
-pub use tensor::{DType, Tensor, TensorId, C32};

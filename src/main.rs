@@ -60,7 +60,7 @@ fn main() -> ExitCode {
                 "CPU backend: {} rayon threads",
                 rayon::current_num_threads()
             );
-            let adapters = magprior::gpu::GpuContext::list_adapters();
+            let adapters = magprior::Device::list_adapters();
             if adapters.is_empty() {
                 println!("GPU adapters: none found (--device auto runs on the CPU)");
             } else {

@@ -2,7 +2,7 @@
 
 use super::{image, npy, ovf};
 use crate::error::{Error, Result};
-use crate::tensor::Tensor;
+use crate::Tensor;
 use std::path::Path;
 
 /// An array read from a file, plus the cell size when the file records one (OVF).

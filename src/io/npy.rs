@@ -2,7 +2,7 @@
 //! f32), little- or big-endian, C order; write f32 and complex64.
 
 use crate::error::{Error, Result};
-use crate::tensor::{Tensor, C32};
+use crate::{Tensor, C32};
 use std::io::Write;
 use std::path::Path;
 

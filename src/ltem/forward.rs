@@ -1,12 +1,13 @@
 //! Lorentz-TEM image formation (SPEC section 4) as differentiable tensor ops, the magnetic phase
 //! of a magnetisation, the integrated induction of a phase, and simulated detector noise.
 
-use super::optics::{fftfreq, Microscope, PHI0};
-use crate::device::Device;
+use super::optics::{Microscope, PHI0};
 use crate::error::{Error, Result};
 use crate::nv::MU0;
 use crate::rng::Rng;
-use crate::tensor::{Tensor, C32};
+use crate::signal::fftfreq;
+use crate::Device;
+use crate::{Tensor, C32};
 use std::f64::consts::PI;
 
 /// The image-formation operator for one image size and microscope:
@@ -92,7 +93,7 @@ impl LtemForward {
         let mut psi = phase.expi()?;
         if let Some(a) = amp {
             let a = a.broadcast_to(phase.shape())?;
-            psi = psi.mul(&Tensor::complex(&a, &a.zeros_like())?)?;
+            psi = psi.mul(&Tensor::complex(&a, &a.zeros_like()?)?)?;
         }
         if (self.ph, self.pw) != (h, w) {
             // vacuum outside the field of view: pad (psi - 1) with zeros, then add 1 back
@@ -152,7 +153,7 @@ pub fn magnetic_phase(
     let (fx, fy) = (fx.to_vec_c()?, fy.to_vec_c()?);
     let px = scale_nm * 1e-9;
     let pre = PI * MU0 * t_nm * 1e-9 / PHI0;
-    let (qy, qx) = (fftfreq(h), fftfreq(w));
+    let (qy, qx) = (fftfreq(h, 1.0), fftfreq(w, 1.0));
     let mut out = vec![C32::new(0.0, 0.0); h * w];
     for (r, &y) in qy.iter().enumerate() {
         for (c, &x) in qx.iter().enumerate() {

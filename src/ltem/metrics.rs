@@ -4,6 +4,7 @@
 
 use super::forward::induction;
 use crate::error::{Error, Result};
+use crate::signal::{self, Boundary};
 
 /// Pearson correlation coefficient of two equally long arrays (0 if either is constant).
 pub fn pearson(a: &[f32], b: &[f32]) -> f64 {
@@ -87,7 +88,7 @@ pub fn ssim(x: &[f32], truth: &[f32], h: usize, w: usize) -> f64 {
     let hi = truth.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
     let range = (hi - lo).max(1e-12);
     let (c1, c2) = ((0.01 * range).powi(2), (0.03 * range).powi(2));
-    let f = |v: Vec<f64>| gaussian_filter_f64(&v, h, w, 1.5);
+    let f = |v: Vec<f64>| signal::gaussian_filter_f64(&v, h, w, 1.5, Boundary::Reflect, 4.0);
     let xs: Vec<f64> = x.iter().map(|&v| v as f64).collect();
     let ys: Vec<f64> = truth.iter().map(|&v| v as f64).collect();
     let mx = f(xs.clone());
@@ -111,50 +112,5 @@ pub fn ssim(x: &[f32], truth: &[f32], h: usize, w: usize) -> f64 {
 /// Gaussian filter of an (h, w) map with standard deviation `sigma` pixels, kernel truncated
 /// at 4 sigma, mirror ("reflect") boundaries — `scipy.ndimage.gaussian_filter`'s defaults.
 pub fn gaussian_filter(v: &[f32], h: usize, w: usize, sigma: f64) -> Vec<f32> {
-    let d: Vec<f64> = v.iter().map(|&x| x as f64).collect();
-    gaussian_filter_f64(&d, h, w, sigma)
-        .into_iter()
-        .map(|x| x as f32)
-        .collect()
-}
-
-fn gaussian_filter_f64(v: &[f64], h: usize, w: usize, sigma: f64) -> Vec<f64> {
-    if sigma <= 0.0 || h == 0 || w == 0 {
-        return v.to_vec();
-    }
-    let rad = (4.0 * sigma + 0.5) as isize;
-    let taps: Vec<f64> = (-rad..=rad)
-        .map(|i| (-((i * i) as f64) / (2.0 * sigma * sigma)).exp())
-        .collect();
-    let norm: f64 = taps.iter().sum();
-    // scipy 'reflect': (d c b a | a b c d | d c b a)
-    let reflect = |j: isize, n: isize| -> usize {
-        let period = 2 * n;
-        let mut j = j.rem_euclid(period);
-        if j >= n {
-            j = period - 1 - j;
-        }
-        j as usize
-    };
-    let mut tmp = vec![0f64; h * w];
-    for r in 0..h {
-        for c in 0..w {
-            let mut acc = 0.0;
-            for (t, &k) in taps.iter().enumerate() {
-                acc += k * v[r * w + reflect(c as isize + t as isize - rad, w as isize)];
-            }
-            tmp[r * w + c] = acc / norm;
-        }
-    }
-    let mut out = vec![0f64; h * w];
-    for r in 0..h {
-        for c in 0..w {
-            let mut acc = 0.0;
-            for (t, &k) in taps.iter().enumerate() {
-                acc += k * tmp[reflect(r as isize + t as isize - rad, h as isize) * w + c];
-            }
-            out[r * w + c] = acc / norm;
-        }
-    }
-    out
+    signal::gaussian_filter(v, h, w, sigma, Boundary::Reflect, 4.0)
 }

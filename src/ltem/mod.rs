@@ -4,8 +4,7 @@
 
 mod optics;
 pub use optics::{
-    fftfreq, interaction_constant, wavelength_nm, Microscope, C_LIGHT, E_CHARGE, H_PLANCK,
-    M_ELECTRON, PHI0,
+    interaction_constant, wavelength_nm, Microscope, C_LIGHT, E_CHARGE, H_PLANCK, M_ELECTRON, PHI0,
 };
 mod forward;
 pub use forward::{add_noise, induction, magnetic_phase, LtemForward};

@@ -3,7 +3,8 @@
 //! Lengths in nm, spatial frequencies `q` in cycles per pixel (PyLorentz's units).
 
 use crate::error::{Error, Result};
-use crate::tensor::C32;
+use crate::signal::fftfreq;
+use crate::C32;
 use std::f64::consts::PI;
 
 /// Planck constant (J s), CODATA 2018 (exact).
@@ -146,7 +147,7 @@ impl Microscope {
         let lam = self.wavelength() / s;
         let (df, cs, ca, dl) = (self.defocus / s, self.cs / s, self.ca / s, self.spread / s);
         let tc = self.theta_c;
-        let (qy, qx) = (fftfreq(h), fftfreq(w));
+        let (qy, qx) = (fftfreq(h, 1.0), fftfreq(w, 1.0));
         let mut out = Vec::with_capacity(h * w);
         for &y in &qy {
             for &x in &qx {
@@ -175,18 +176,4 @@ impl Microscope {
         }
         out
     }
-}
-
-/// `numpy.fft.fftfreq(n)`: cycles per sample in FFT order.
-pub fn fftfreq(n: usize) -> Vec<f64> {
-    (0..n)
-        .map(|i| {
-            let f = if i < n.div_ceil(2) {
-                i as f64
-            } else {
-                i as f64 - n as f64
-            };
-            f / n as f64
-        })
-        .collect()
 }

@@ -8,12 +8,12 @@ use super::forward::LtemForward;
 use super::metrics::gaussian_filter;
 use super::optics::{interaction_constant, Microscope};
 use super::sitie::{min_subtracted, sitie, SitieConfig};
-use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::nn::{Cae, CaeConfig};
 use crate::optim::AdamW;
 use crate::rng::Rng;
-use crate::tensor::Tensor;
+use crate::Device;
+use crate::Tensor;
 use std::time::Instant;
 
 /// How the exit-wave amplitude is modelled.

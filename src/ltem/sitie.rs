@@ -2,9 +2,10 @@
 //! image, `laplacian(phi) = (2 pi / (lambda df)) (I / I0 - 1)` solved in Fourier space, with an
 //! optional Tikhonov filter and mirror-symmetric extension.
 
-use super::optics::{fftfreq, Microscope};
+use super::optics::Microscope;
 use crate::error::{Error, Result};
-use crate::tensor::{Tensor, C32};
+use crate::signal::fftfreq;
+use crate::{Tensor, C32};
 use std::f64::consts::PI;
 
 /// SITIE settings.
@@ -72,7 +73,7 @@ pub fn sitie(
         .collect();
     let spec = crate::no_grad(|| Tensor::from_shape_vec_c(&[eh, ew], rhs)?.fft2())?.to_vec_c()?;
     let qc = cfg.qc.map(|q| q * mic.scale); // 1/nm -> cycles per pixel
-    let (qy, qx) = (fftfreq(eh), fftfreq(ew));
+    let (qy, qx) = (fftfreq(eh, 1.0), fftfreq(ew, 1.0));
     let mut out = vec![C32::new(0.0, 0.0); eh * ew];
     for (r, &y) in qy.iter().enumerate() {
         for (c, &x) in qx.iter().enumerate() {

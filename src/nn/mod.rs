@@ -5,7 +5,7 @@ pub use cae::{Cae, CaeConfig};
 
 use crate::error::Result;
 use crate::rng::Rng;
-use crate::tensor::Tensor;
+use crate::Tensor;
 
 /// Negative slope of every LeakyReLU in the autoencoder.
 pub const LEAKY_SLOPE: f32 = 0.2;

@@ -22,11 +22,10 @@
 //! through k = 0 and the risk picks a real eps. Candidates: 121 log-spaced values from 1e-6 to
 //! 1 times max |D|. The k = 0 component is set to zero (D(0) = 0: the mean is not recoverable).
 
-use super::forward::{wavenumbers, NvGeometry};
+use super::forward::NvGeometry;
 use crate::error::{Error, Result};
-use crate::ops::fft::fft2_raw;
-use crate::tensor::C32;
-use rustfft::FftDirection;
+use crate::signal::wavenumbers;
+use crate::{Tensor, C32};
 
 /// The result of [`deproject`].
 #[derive(Clone, Debug)]
@@ -64,7 +63,7 @@ pub fn deproject(
             spec[r * pw + c] = C32::new(bnv[r * w + c], 0.0);
         }
     }
-    fft2_raw(&mut spec, ph, pw, FftDirection::Forward, 1.0);
+    let spec = crate::no_grad(|| Tensor::from_shape_vec_c(&[ph, pw], spec)?.fft2())?.to_vec_c()?;
     let (ky, kx) = (wavenumbers(ph, geom.pixel), wavenumbers(pw, geom.pixel));
     let n = geom.axis();
     // D(k) and |B_NV(k)|^2 per coefficient
@@ -147,13 +146,8 @@ pub fn deproject(
                 );
             }
         }
-        fft2_raw(
-            &mut out,
-            ph,
-            pw,
-            FftDirection::Inverse,
-            1.0 / (ph * pw) as f32,
-        );
+        let out =
+            crate::no_grad(|| Tensor::from_shape_vec_c(&[ph, pw], out)?.ifft2())?.to_vec_c()?;
         for r in 0..h {
             field.extend(out[r * pw..r * pw + w].iter().map(|z| z.re));
         }

@@ -4,6 +4,7 @@
 //! towards +y. Rotating a preset rotates both the pattern and the vectors.
 
 use crate::error::{Error, Result};
+use crate::signal::{self, Boundary};
 
 /// A generated or loaded mask: `(channels, h, w)` row-major.
 #[derive(Clone, Debug, PartialEq)]
@@ -169,38 +170,9 @@ pub fn preset_mask(
     })
 }
 
-/// Gaussian blur (sigma in pixels, zero outside) of each `h x w` plane of `data`, separable.
+/// Gaussian blur (sigma in pixels, zero outside, truncated at 3 sigma) of each `h x w` plane.
 pub fn gaussian_blur(data: &[f32], h: usize, w: usize, sigma: f64) -> Vec<f32> {
-    if sigma <= 0.0 || h * w == 0 {
-        return data.to_vec();
-    }
-    let rad = (3.0 * sigma).ceil() as isize;
-    let taps: Vec<f64> = (-rad..=rad)
-        .map(|i| (-(i * i) as f64 / (2.0 * sigma * sigma)).exp())
-        .collect();
-    let norm: f64 = taps.iter().sum();
-    let conv1 = |src: &[f32], n: usize, stride: usize, count: usize, step: usize| -> Vec<f32> {
-        let mut out = vec![0f32; src.len()];
-        for line in 0..count {
-            for i in 0..n {
-                let mut acc = 0.0;
-                for (t, &k) in taps.iter().enumerate() {
-                    let j = i as isize + t as isize - rad;
-                    if (0..n as isize).contains(&j) {
-                        acc += k * src[line * step + j as usize * stride] as f64;
-                    }
-                }
-                out[line * step + i * stride] = (acc / norm) as f32;
-            }
-        }
-        out
-    };
-    let mut out = Vec::with_capacity(data.len());
-    for plane in data.chunks(h * w) {
-        let rows = conv1(plane, w, 1, h, w);
-        out.extend(conv1(&rows, h, w, w, 1));
-    }
-    out
+    signal::gaussian_filter(data, h, w, sigma, Boundary::Zero, 3.0)
 }
 
 impl Mask {

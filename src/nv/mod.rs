@@ -1,7 +1,7 @@
 //! NV magnetometry: forward model, deprojection, masks and the NV-DIP reconstruction.
 
 mod forward;
-pub use forward::{wavenumbers, NvForward, NvGeometry, MU0};
+pub use forward::{NvForward, NvGeometry, MU0};
 mod deproject;
 pub use deproject::{deproject, Deprojection};
 pub mod mask;

@@ -4,12 +4,12 @@
 use super::deproject::deproject;
 use super::forward::{NvForward, NvGeometry};
 use super::mask::Mask;
-use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::nn::{Cae, CaeConfig};
 use crate::optim::{AdamW, ReduceLrOnPlateau};
 use crate::rng::Rng;
-use crate::tensor::Tensor;
+use crate::Device;
+use crate::Tensor;
 use std::time::Instant;
 
 /// What the loss compares.

@@ -4,7 +4,7 @@ use super::forward::{NvForward, NvGeometry};
 use super::mask::{ellipse_support, gaussian_blur, preset_mask, Preset};
 use crate::error::Result;
 use crate::rng::Rng;
-use crate::tensor::Tensor;
+use crate::Tensor;
 
 /// A synthetic measurement with its ground truth.
 #[derive(Clone, Debug)]

@@ -1,70 +1,157 @@
 //! 2-D convolution (PyTorch's `conv2d`: cross-correlation, stride 1, zero "same" padding k/2,
-//! odd square kernels), NCHW, with optional bias. Kernels in `cpu/conv.rs`.
+//! odd square kernels), NCHW, with optional bias, and its fusion with a leaky ReLU. Kernels in
+//! `backend/cpu/conv.rs` and `backend/gpu/conv.rs`.
 
-use crate::cpu::conv::{
-    conv2d_backward_input, conv2d_backward_weight, conv2d_forward, conv2d_forward_leaky, ConvShape,
-};
+use crate::backend::cpu::conv as cpu;
+use crate::backend::gpu::{conv as gpu, elementwise as gew, GpuBuffer, GpuContext};
+use crate::backend::{ConvShape, UnaryOp};
+use crate::engine::dispatch::{expect_real, Args, Kernel, Meta, Out};
+use crate::engine::storage::CpuStorage;
+use crate::engine::tensor::{Backward, Saved, Tensor};
 use crate::error::{Error, Result};
-use crate::gpu::conv as gconv;
-use crate::gpu::elementwise::{self as gew, Unary};
-use crate::gpu::{GpuBuffer, GpuContext};
-use crate::storage::{gpu_of, Storage};
-use crate::tensor::{DType, Tensor};
 
-fn gshape(s: &ConvShape) -> gconv::ConvShape {
-    gconv::ConvShape {
-        n: s.n,
-        cin: s.cin,
-        cout: s.cout,
-        h: s.h,
-        w: s.w,
-        k: s.k,
+/// `y = act(conv2d(x, w) + b)` with `act` the identity or a leaky ReLU of slope > 0.
+struct Conv2d {
+    s: ConvShape,
+    slope: Option<f32>,
+}
+
+impl Kernel for Conv2d {
+    fn name(&self) -> &'static str {
+        if self.slope.is_some() {
+            "conv2d_leaky"
+        } else {
+            "conv2d"
+        }
+    }
+    fn signature(&self, x: &[Meta]) -> Result<Vec<Out>> {
+        expect_real(self.name(), x)?;
+        let s = &self.s;
+        Ok(vec![Out::real(vec![s.n, s.cout, s.h, s.w])])
+    }
+    fn cpu(&self, x: &Args<&CpuStorage>) -> Result<Vec<CpuStorage>> {
+        let s = &self.s;
+        let mut y = vec![0f32; s.y_len()];
+        let bias = if x.len() > 2 { Some(x.real(2)?) } else { None };
+        match self.slope {
+            Some(a) => cpu::conv2d_forward_leaky(s, x.real(0)?, x.real(1)?, bias, a, &mut y),
+            None => cpu::conv2d_forward(s, x.real(0)?, x.real(1)?, bias, &mut y),
+        }
+        Ok(vec![CpuStorage::F32(y)])
+    }
+    fn gpu(&self, ctx: &GpuContext, x: &Args<&GpuBuffer>) -> Result<Vec<GpuBuffer>> {
+        let bias = (x.len() > 2).then(|| x.buf(2));
+        let z = gpu::conv2d(ctx, &self.s, x.buf(0), x.buf(1), bias)?;
+        Ok(vec![match self.slope {
+            // y = leaky_relu(z); z is released right away
+            Some(a) => gew::unary(ctx, UnaryOp::LeakyRelu(a), &z)?,
+            None => z,
+        }])
     }
 }
 
-/// GPU forward: `conv2d(x, w) + b` (`kernels/conv2d.wgsl`).
-fn gpu_forward(
-    ctx: &GpuContext,
-    s: &ConvShape,
-    x: &Tensor,
-    w: &Tensor,
-    b: Option<&Tensor>,
-) -> Result<GpuBuffer> {
-    const OP: &str = "conv2d";
-    let bias = b.map(|b| b.gbuf(OP)).transpose()?;
-    gconv::conv2d(ctx, &gshape(s), &x.gbuf(OP)?, &w.gbuf(OP)?, bias.as_ref())
+impl Backward for Conv2d {
+    // z = conv2d(x, w) + b, y = act(z):
+    // dz = dy act'(z) (leaky: 1 where y > 0, else slope; y and z share their sign)
+    // dx = conv(dz, w flipped in space, transposed in channels),
+    // dw[o,i,u,v] = sum_{n,p} dz[n,o,p] x[n,i,p+(u,v)-k/2], db[o] = sum_{n,p} dz[n,o,p]
+    fn backward(&self, s: &Saved, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        let k = ConvGrad {
+            s: self.s,
+            slope: self.slope,
+            need_dx: s.inputs[0].is_tracked(),
+            has_bias: s.inputs.len() > 2,
+        };
+        let mut inputs = vec![g, &s.inputs[0], &s.inputs[1]];
+        if self.slope.is_some() {
+            inputs.push(s.output);
+        }
+        let mut grads = Tensor::compute(&k, &inputs)?.into_iter();
+        let dx = if k.need_dx { grads.next() } else { None };
+        let mut out = vec![dx, grads.next()];
+        if k.has_bias {
+            out.push(grads.next());
+        }
+        Ok(out)
+    }
 }
 
-/// GPU VJP of a conv for upstream `gy` (a device buffer): dx (if x is tracked), dw, db.
-fn gpu_backward(
-    ctx: &GpuContext,
-    s: &ConvShape,
-    x: &Tensor,
-    w: &Tensor,
+/// The VJP kernel of [`Conv2d`]: inputs `(dy, x, w[, y])`, outputs `([dx,] dw[, db])`.
+struct ConvGrad {
+    s: ConvShape,
+    slope: Option<f32>,
+    need_dx: bool,
     has_bias: bool,
-    gy: &GpuBuffer,
-) -> Result<Vec<Option<Tensor>>> {
-    const OP: &str = "conv2d";
-    let gs = gshape(s);
-    let wrap = |shape: &[usize], b: GpuBuffer| {
-        Tensor::from_storage(shape.to_vec(), Storage::gpu(b, DType::F32))
-    };
-    let gx = if x.is_tracked() {
-        Some(wrap(
-            x.shape(),
-            gconv::conv2d_backward_input(ctx, &gs, gy, &w.gbuf(OP)?)?,
-        ))
-    } else {
-        None
-    };
-    let (dw, db) = gconv::conv2d_backward_weight(ctx, &gs, &x.gbuf(OP)?, gy)?;
-    let mut out = vec![gx, Some(wrap(w.shape(), dw))];
-    if has_bias {
-        out.push(Some(wrap(&[s.cout], db)));
-    } else {
-        ctx.recycle(db);
+}
+
+impl Kernel for ConvGrad {
+    fn name(&self) -> &'static str {
+        "conv2d_backward"
     }
-    Ok(out)
+    fn signature(&self, x: &[Meta]) -> Result<Vec<Out>> {
+        expect_real(self.name(), x)?;
+        let s = &self.s;
+        let mut out = Vec::new();
+        if self.need_dx {
+            out.push(Out::real(vec![s.n, s.cin, s.h, s.w]));
+        }
+        out.push(Out::real(vec![s.cout, s.cin, s.k, s.k]));
+        if self.has_bias {
+            out.push(Out::real(vec![s.cout]));
+        }
+        Ok(out)
+    }
+    fn cpu(&self, x: &Args<&CpuStorage>) -> Result<Vec<CpuStorage>> {
+        let s = &self.s;
+        let gz_owned;
+        let gy = match self.slope {
+            Some(a) => {
+                gz_owned = crate::backend::cpu::elementwise::unary_backward(
+                    UnaryOp::LeakyRelu(a),
+                    x.real(3)?,
+                    x.real(0)?,
+                );
+                &gz_owned[..]
+            }
+            None => x.real(0)?,
+        };
+        let mut out = Vec::new();
+        if self.need_dx {
+            let mut gx = vec![0f32; s.x_len()];
+            cpu::conv2d_backward_input(s, gy, x.real(2)?, &mut gx);
+            out.push(CpuStorage::F32(gx));
+        }
+        let mut gw = vec![0f32; s.w_len()];
+        let mut gb = vec![0f32; s.cout];
+        let gbias = self.has_bias.then_some(&mut gb[..]);
+        cpu::conv2d_backward_weight(s, x.real(1)?, gy, &mut gw, gbias);
+        out.push(CpuStorage::F32(gw));
+        if self.has_bias {
+            out.push(CpuStorage::F32(gb));
+        }
+        Ok(out)
+    }
+    fn gpu(&self, ctx: &GpuContext, x: &Args<&GpuBuffer>) -> Result<Vec<GpuBuffer>> {
+        let gz_owned;
+        let gy = match self.slope {
+            Some(a) => {
+                // dz = dy (y > 0 ? 1 : slope): leaky_relu's VJP evaluated at y
+                gz_owned = gew::unary_backward(ctx, UnaryOp::LeakyRelu(a), x.buf(3), x.buf(0))?;
+                &gz_owned
+            }
+            None => x.buf(0),
+        };
+        let mut out = Vec::new();
+        if self.need_dx {
+            out.push(gpu::conv2d_backward_input(ctx, &self.s, gy, x.buf(2))?);
+        }
+        let (dw, db) = gpu::conv2d_backward_weight(ctx, &self.s, x.buf(1), gy)?;
+        out.push(dw);
+        if self.has_bias {
+            out.push(db);
+        }
+        Ok(out)
+    }
 }
 
 fn conv_shape(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<ConvShape> {
@@ -98,60 +185,6 @@ fn conv_shape(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<ConvShape> {
     })
 }
 
-/// The weight/bias/input gradients of a conv for upstream `gy` (already through any activation).
-fn conv_backward(
-    s: &ConvShape,
-    x: &Tensor,
-    w: &Tensor,
-    has_bias: bool,
-    gy: &[f32],
-) -> Result<Vec<Option<Tensor>>> {
-    let gx = if x.is_tracked() {
-        let mut gx = vec![0f32; x.numel()];
-        conv2d_backward_input(s, gy, w.read().f32("conv2d")?, &mut gx);
-        Some(Tensor::from_shape_vec(x.shape(), gx)?)
-    } else {
-        None
-    };
-    let mut gw = vec![0f32; w.numel()];
-    let mut gb = vec![0f32; s.cout];
-    conv2d_backward_weight(
-        s,
-        x.read().f32("conv2d")?,
-        gy,
-        &mut gw,
-        has_bias.then_some(&mut gb[..]),
-    );
-    let mut out = vec![gx, Some(Tensor::from_shape_vec(w.shape(), gw)?)];
-    if has_bias {
-        out.push(Some(Tensor::from_shape_vec(&[s.cout], gb)?));
-    }
-    Ok(out)
-}
-
-/// CPU forward, optionally with the leaky-ReLU applied as the output is written.
-fn cpu_forward(
-    s: &ConvShape,
-    x: &Tensor,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    slope: Option<f32>,
-) -> Result<Storage> {
-    let mut y = vec![0f32; s.n * s.cout * s.h * s.w];
-    let bias_guard = bias.map(|b| b.read());
-    let bias_data = match &bias_guard {
-        Some(g) => Some(g.f32("conv2d")?),
-        None => None,
-    };
-    let (xs, ws) = (x.read(), w.read());
-    let (xd, wd) = (xs.f32("conv2d")?, ws.f32("conv2d")?);
-    match slope {
-        Some(a) => conv2d_forward_leaky(s, xd, wd, bias_data, a, &mut y),
-        None => conv2d_forward(s, xd, wd, bias_data, &mut y),
-    }
-    Ok(Storage::from_f32(y))
-}
-
 impl Tensor {
     /// `y[n,o] = b[o] + sum_i w[o,i] (*) x[n,i]` (cross-correlation, same size as x).
     ///
@@ -161,22 +194,7 @@ impl Tensor {
         let s = conv_shape(self, weight, bias)?;
         let mut inputs = vec![self, weight];
         inputs.extend(bias);
-        let storage = match gpu_of("conv2d", &inputs)? {
-            Some(ctx) => Storage::gpu(gpu_forward(ctx, &s, self, weight, bias)?, DType::F32),
-            None => cpu_forward(&s, self, weight, bias, None)?,
-        };
-        let (x, w) = (self.clone(), weight.clone());
-        let has_bias = bias.is_some();
-        Ok(Tensor::from_op(
-            vec![s.n, s.cout, s.h, s.w],
-            storage,
-            "conv2d",
-            &inputs,
-            move |g| match gpu_of("conv2d", &[g, &x, &w])? {
-                Some(ctx) => gpu_backward(ctx, &s, &x, &w, has_bias, &g.gbuf("conv2d")?),
-                None => conv_backward(&s, &x, &w, has_bias, g.read().f32("conv2d")?),
-            },
-        ))
+        Tensor::apply(Conv2d { s, slope: None }, &inputs)
     }
 
     /// `leaky_relu(conv2d(x, w) + b, slope)` in one pass (slope > 0), as in every autoencoder
@@ -193,53 +211,12 @@ impl Tensor {
         let s = conv_shape(self, weight, bias)?;
         let mut inputs = vec![self, weight];
         inputs.extend(bias);
-        let storage = match gpu_of("conv2d_leaky", &inputs)? {
-            Some(ctx) => {
-                // z = conv2d(x, w) + b, then y = leaky_relu(z) (z released right away)
-                let z = gpu_forward(ctx, &s, self, weight, bias)?;
-                let y = gew::unary(ctx, Unary::LeakyRelu(slope), &z)?;
-                ctx.recycle(z);
-                Storage::gpu(y, DType::F32)
-            }
-            None => cpu_forward(&s, self, weight, bias, Some(slope))?,
-        };
-        let (x, w) = (self.clone(), weight.clone());
-        let has_bias = bias.is_some();
-        Ok(Tensor::from_op_with_output(
-            vec![s.n, s.cout, s.h, s.w],
-            storage,
-            "conv2d_leaky",
-            &inputs,
-            move |out| {
-                move |g: &Tensor| {
-                    let y = out.get("conv2d_leaky")?;
-                    if let Some(ctx) = gpu_of("conv2d_leaky", &[g, &y, &x, &w])? {
-                        // dz = dy (y > 0 ? 1 : slope): leaky_relu's VJP evaluated at y
-                        let gz = gew::unary_backward(
-                            ctx,
-                            Unary::LeakyRelu(slope),
-                            &y.gbuf("conv2d_leaky")?,
-                            &g.gbuf("conv2d_leaky")?,
-                        )?;
-                        let r = gpu_backward(ctx, &s, &x, &w, has_bias, &gz);
-                        ctx.recycle(gz);
-                        return r;
-                    }
-                    let ys = y.read();
-                    let gz = super::par_zip(
-                        g.read().f32("conv2d_leaky")?,
-                        ys.f32("conv2d_leaky")?,
-                        |g, y| {
-                            if y > 0.0 {
-                                g
-                            } else {
-                                slope * g
-                            }
-                        },
-                    );
-                    conv_backward(&s, &x, &w, has_bias, &gz)
-                }
+        Tensor::apply(
+            Conv2d {
+                s,
+                slope: Some(slope),
             },
-        ))
+            &inputs,
+        )
     }
 }

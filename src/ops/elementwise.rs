@@ -1,124 +1,140 @@
-//! Elementwise ops: unary maths (real), scalar add/mul and neg (real and complex), and the four
-//! broadcasting binary ops (real with real, complex with complex), each with its VJP.
+//! Elementwise maps: the real unary functions (exp, log, sqrt, square, tanh, sigmoid, leaky
+//! ReLU, abs) and the affine map `a x + b` on real or complex tensors.
 
-use super::broadcast::{broadcast_binary, broadcast_shape, gpu_binary};
-use super::par_map;
-use crate::error::{Error, Result};
-use crate::gpu::elementwise::{self as gew, Unary};
-use crate::storage::{gpu_of, Storage};
-use crate::tensor::{DType, Tensor, C32};
+use crate::backend::cpu::elementwise as cpu;
+use crate::backend::gpu::{elementwise as gpu, GpuBuffer, GpuContext};
+use crate::backend::UnaryOp;
+use crate::engine::dispatch::{expect_real, Args, Kernel, Meta, Out};
+use crate::engine::storage::{CpuStorage, DType};
+use crate::engine::tensor::{Backward, Saved, Tensor};
+use crate::error::Result;
+
+/// `y = f(x)`, real.
+struct Unary(UnaryOp);
+
+impl Kernel for Unary {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+    fn signature(&self, x: &[Meta]) -> Result<Vec<Out>> {
+        expect_real(self.name(), x)?;
+        Ok(vec![Out::real(x[0].shape.to_vec())])
+    }
+    fn cpu(&self, x: &Args<&CpuStorage>) -> Result<Vec<CpuStorage>> {
+        Ok(vec![CpuStorage::F32(cpu::unary(self.0, x.real(0)?))])
+    }
+    fn gpu(&self, ctx: &GpuContext, x: &Args<&GpuBuffer>) -> Result<Vec<GpuBuffer>> {
+        Ok(vec![gpu::unary(ctx, self.0, x.buf(0))?])
+    }
+}
+
+impl Backward for Unary {
+    // y = f(x)  =>  dx = dy f'(x)
+    fn backward(&self, s: &Saved, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        let dx = Tensor::compute(&UnaryGrad(self.0), &[&s.inputs[0], g])?;
+        Ok(dx.into_iter().map(Some).collect())
+    }
+}
+
+/// `dx = dy f'(x)` from (x, dy).
+struct UnaryGrad(UnaryOp);
+
+impl Kernel for UnaryGrad {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+    fn signature(&self, x: &[Meta]) -> Result<Vec<Out>> {
+        expect_real(self.name(), x)?;
+        crate::engine::dispatch::same_shape(self.name(), x)?;
+        Ok(vec![Out::real(x[0].shape.to_vec())])
+    }
+    fn cpu(&self, x: &Args<&CpuStorage>) -> Result<Vec<CpuStorage>> {
+        let dx = cpu::unary_backward(self.0, x.real(0)?, x.real(1)?);
+        Ok(vec![CpuStorage::F32(dx)])
+    }
+    fn gpu(&self, ctx: &GpuContext, x: &Args<&GpuBuffer>) -> Result<Vec<GpuBuffer>> {
+        Ok(vec![gpu::unary_backward(ctx, self.0, x.buf(0), x.buf(1))?])
+    }
+}
+
+/// `y = a x + b` for real constants, on real or complex tensors (b adds to the real part).
+struct Affine {
+    name: &'static str,
+    a: f32,
+    b: f32,
+}
+
+impl Kernel for Affine {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn signature(&self, x: &[Meta]) -> Result<Vec<Out>> {
+        Ok(vec![Out::new(x[0].shape.to_vec(), x[0].dtype)])
+    }
+    fn cpu(&self, x: &Args<&CpuStorage>) -> Result<Vec<CpuStorage>> {
+        Ok(vec![match x.dtype(0) {
+            DType::F32 => CpuStorage::F32(cpu::affine(x.real(0)?, self.a, self.b)),
+            DType::C32 => CpuStorage::C32(cpu::affine_complex(x.complex(0)?, self.a, self.b)),
+        }])
+    }
+    fn gpu(&self, ctx: &GpuContext, x: &Args<&GpuBuffer>) -> Result<Vec<GpuBuffer>> {
+        Ok(vec![match x.dtype(0) {
+            DType::F32 => gpu::scale_shift(ctx, x.buf(0), self.a, self.b)?,
+            DType::C32 => gpu::affine_complex(ctx, x.buf(0), self.a, self.b)?,
+        }])
+    }
+}
+
+impl Backward for Affine {
+    // y = a x + b  =>  dx = a dy (a is real, so conj(a) = a)
+    fn backward(&self, _: &Saved, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(if self.a == 1.0 {
+            g.clone()
+        } else {
+            g.scale(self.a)?
+        })])
+    }
+}
 
 impl Tensor {
-    /// A real unary map `y = f(x)` whose VJP is `dx = dy * df(x)`; `gop` is the same map's
-    /// GPU kernel pair (`kernels/elementwise.wgsl`).
-    fn unary(
-        &self,
-        op: &'static str,
-        gop: Unary,
-        f: impl Fn(f32) -> f32 + Sync,
-        df: impl Fn(f32) -> f32 + Copy + Send + Sync + 'static,
-    ) -> Result<Tensor> {
-        let out = match gpu_of(op, &[self])? {
-            Some(ctx) => {
-                expect_real(op, self)?;
-                Storage::gpu(gew::unary(ctx, gop, &self.gbuf(op)?)?, DType::F32)
-            }
-            None => Storage::from_f32(par_map(self.read().f32(op)?, f)),
-        };
-        let x = self.clone();
-        Ok(Tensor::from_op(
-            self.shape().to_vec(),
-            out,
-            op,
-            &[self],
-            move |g| {
-                if let Some(ctx) = gpu_of(op, &[g, &x])? {
-                    let gx = gew::unary_backward(ctx, gop, &x.gbuf(op)?, &g.gbuf(op)?)?;
-                    let t = Tensor::from_storage(x.shape().to_vec(), Storage::gpu(gx, DType::F32));
-                    return Ok(vec![Some(t)]);
-                }
-                let gs = g.read();
-                let xs = x.read();
-                let gx = super::par_zip(gs.f32(op)?, xs.f32(op)?, |g, x| g * df(x));
-                Ok(vec![Some(Tensor::from_shape_vec(x.shape(), gx)?)])
-            },
-        ))
+    fn unary(&self, op: UnaryOp) -> Result<Tensor> {
+        Tensor::apply(Unary(op), &[self])
     }
-
     /// `e^x`. VJP: `dx = dy * e^x`.
     pub fn exp(&self) -> Result<Tensor> {
-        self.unary("exp", Unary::Exp, f32::exp, f32::exp)
+        self.unary(UnaryOp::Exp)
     }
     /// Natural logarithm. VJP: `dx = dy / x`.
     pub fn log(&self) -> Result<Tensor> {
-        self.unary("log", Unary::Log, f32::ln, |x| 1.0 / x)
+        self.unary(UnaryOp::Log)
     }
     /// Square root. VJP: `dx = dy / (2 sqrt x)`.
     pub fn sqrt(&self) -> Result<Tensor> {
-        self.unary("sqrt", Unary::Sqrt, f32::sqrt, |x| 0.5 / x.sqrt())
+        self.unary(UnaryOp::Sqrt)
     }
     /// `x^2`. VJP: `dx = 2 x dy`.
     pub fn square(&self) -> Result<Tensor> {
-        self.unary("square", Unary::Square, |x| x * x, |x| 2.0 * x)
+        self.unary(UnaryOp::Square)
     }
     /// Hyperbolic tangent. VJP: `dx = dy (1 - tanh^2 x)`.
     pub fn tanh(&self) -> Result<Tensor> {
-        self.unary("tanh", Unary::Tanh, f32::tanh, |x| {
-            let t = x.tanh();
-            1.0 - t * t
-        })
+        self.unary(UnaryOp::Tanh)
     }
     /// Logistic sigmoid `1/(1+e^-x)`. VJP: `dx = dy s (1 - s)`.
     pub fn sigmoid(&self) -> Result<Tensor> {
-        self.unary("sigmoid", Unary::Sigmoid, sigmoid, |x| {
-            let s = sigmoid(x);
-            s * (1.0 - s)
-        })
+        self.unary(UnaryOp::Sigmoid)
     }
     /// `x` for `x > 0`, else `slope * x`. VJP: `dx = dy` where `x > 0`, else `slope * dy`.
     pub fn leaky_relu(&self, slope: f32) -> Result<Tensor> {
-        self.unary(
-            "leaky_relu",
-            Unary::LeakyRelu(slope),
-            move |x| if x > 0.0 { x } else { slope * x },
-            move |x| if x > 0.0 { 1.0 } else { slope },
-        )
+        self.unary(UnaryOp::LeakyRelu(slope))
     }
     /// `|x|` (real). VJP: `dx = sign(x) dy`, 0 at x = 0.
     pub fn abs(&self) -> Result<Tensor> {
-        self.unary("abs", Unary::Abs, f32::abs, |x| {
-            if x > 0.0 {
-                1.0
-            } else if x < 0.0 {
-                -1.0
-            } else {
-                0.0
-            }
-        })
+        self.unary(UnaryOp::Abs)
     }
 
-    /// `y = a x + b` for real constants, on real or complex tensors (b adds to the real part).
-    /// VJP: `dx = a dy` (a is real, so conj(a) = a).
-    fn affine(&self, op: &'static str, a: f32, b: f32) -> Result<Tensor> {
-        let storage = match (gpu_of(op, &[self])?, self.dtype()) {
-            (Some(ctx), DType::F32) => {
-                Storage::gpu(gew::scale_shift(ctx, &self.gbuf(op)?, a, b)?, DType::F32)
-            }
-            (Some(ctx), DType::C32) => {
-                Storage::gpu(gew::affine_complex(ctx, &self.gbuf(op)?, a, b)?, DType::C32)
-            }
-            (None, DType::F32) => Storage::from_f32(par_map(self.read().f32(op)?, |x| a * x + b)),
-            (None, DType::C32) => Storage::from_c32(par_map(self.read().c32(op)?, |z| {
-                C32::new(a * z.re + b, a * z.im)
-            })),
-        };
-        Ok(Tensor::from_op(
-            self.shape().to_vec(),
-            storage,
-            op,
-            &[self],
-            move |g| Ok(vec![Some(if a == 1.0 { g.clone() } else { g.scale(a)? })]),
-        ))
+    fn affine(&self, name: &'static str, a: f32, b: f32) -> Result<Tensor> {
+        Tensor::apply(Affine { name, a, b }, &[self])
     }
     /// `-x`. VJP: `dx = -dy`.
     pub fn neg(&self) -> Result<Tensor> {
@@ -132,132 +148,4 @@ impl Tensor {
     pub fn add_scalar(&self, c: f32) -> Result<Tensor> {
         self.affine("add_scalar", 1.0, c)
     }
-
-    /// `self + rhs` with NumPy broadcasting. VJP: `da = sum_to(dy)`, `db = sum_to(dy)`.
-    pub fn add(&self, rhs: &Tensor) -> Result<Tensor> {
-        self.binary(rhs, BinOp::Add)
-    }
-    /// `self - rhs` with broadcasting. VJP: `da = sum_to(dy)`, `db = -sum_to(dy)`.
-    pub fn sub(&self, rhs: &Tensor) -> Result<Tensor> {
-        self.binary(rhs, BinOp::Sub)
-    }
-    /// `self * rhs` with broadcasting (complex: complex product).
-    /// VJP: `da = sum_to(dy conj(b))`, `db = sum_to(dy conj(a))`.
-    pub fn mul(&self, rhs: &Tensor) -> Result<Tensor> {
-        self.binary(rhs, BinOp::Mul)
-    }
-    /// `self / rhs` with broadcasting.
-    /// VJP: `da = sum_to(dy / conj(b))`, `db = -sum_to(dy / conj(b) * conj(y))`.
-    pub fn div(&self, rhs: &Tensor) -> Result<Tensor> {
-        self.binary(rhs, BinOp::Div)
-    }
-
-    fn binary(&self, rhs: &Tensor, op: BinOp) -> Result<Tensor> {
-        let name = op.name();
-        let (dt, dr) = (self.dtype(), rhs.dtype());
-        if dt != dr {
-            return Err(Error::DType {
-                op: name,
-                expected: dt.name(),
-                got: dr.name(),
-            });
-        }
-        let out_shape = broadcast_shape(name, self.shape(), rhs.shape())?;
-        let storage = if let Some(ctx) = gpu_of(name, &[self, rhs])? {
-            gpu_binary(ctx, op, self, rhs, &out_shape)?
-        } else {
-            let (a, b) = (self.read(), rhs.read());
-            let (ash, bsh) = (self.shape(), rhs.shape());
-            match dt {
-                DType::F32 => {
-                    let (a, b) = (a.f32(name)?, b.f32(name)?);
-                    Storage::from_f32(match op {
-                        BinOp::Add => broadcast_binary(a, ash, b, bsh, &out_shape, |x, y| x + y),
-                        BinOp::Sub => broadcast_binary(a, ash, b, bsh, &out_shape, |x, y| x - y),
-                        BinOp::Mul => broadcast_binary(a, ash, b, bsh, &out_shape, |x, y| x * y),
-                        BinOp::Div => broadcast_binary(a, ash, b, bsh, &out_shape, |x, y| x / y),
-                    })
-                }
-                DType::C32 => {
-                    let (a, b) = (a.c32(name)?, b.c32(name)?);
-                    Storage::from_c32(match op {
-                        BinOp::Add => broadcast_binary(a, ash, b, bsh, &out_shape, |x, y| x + y),
-                        BinOp::Sub => broadcast_binary(a, ash, b, bsh, &out_shape, |x, y| x - y),
-                        BinOp::Mul => broadcast_binary(a, ash, b, bsh, &out_shape, |x, y| x * y),
-                        BinOp::Div => broadcast_binary(a, ash, b, bsh, &out_shape, |x, y| x / y),
-                    })
-                }
-            }
-        };
-        let (a, b) = (self.clone(), rhs.clone());
-        let y_for_div = match op {
-            BinOp::Div if rhs.is_tracked() => {
-                Some(Tensor::from_storage(out_shape.clone(), storage.clone()))
-            }
-            _ => None,
-        };
-        Ok(Tensor::from_op(
-            out_shape,
-            storage,
-            name,
-            &[self, rhs],
-            move |g| {
-                let need = (a.is_tracked(), b.is_tracked());
-                let (ga, gb) = match op {
-                    BinOp::Add => (Some(g.clone()), Some(g.clone())),
-                    BinOp::Sub => (Some(g.clone()), Some(g.neg()?)),
-                    BinOp::Mul => (
-                        need.0.then(|| g.mul(&b.conj()?)).transpose()?,
-                        need.1.then(|| g.mul(&a.conj()?)).transpose()?,
-                    ),
-                    BinOp::Div => {
-                        let ga = g.div(&b.conj()?)?;
-                        let gb = match &y_for_div {
-                            Some(y) => Some(ga.mul(&y.conj()?)?.neg()?),
-                            None => None,
-                        };
-                        (Some(ga), gb)
-                    }
-                };
-                Ok(vec![
-                    ga.map(|t| t.sum_to(a.shape())).transpose()?,
-                    gb.map(|t| t.sum_to(b.shape())).transpose()?,
-                ])
-            },
-        ))
-    }
-}
-
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum BinOp {
-    Add,
-    Sub,
-    Mul,
-    Div,
-}
-
-impl BinOp {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            BinOp::Add => "add",
-            BinOp::Sub => "sub",
-            BinOp::Mul => "mul",
-            BinOp::Div => "div",
-        }
-    }
-}
-
-fn expect_real(op: &'static str, t: &Tensor) -> Result<()> {
-    if t.dtype() != DType::F32 {
-        return Err(Error::DType {
-            op,
-            expected: DType::F32.name(),
-            got: t.dtype().name(),
-        });
-    }
-    Ok(())
-}
-
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
 }

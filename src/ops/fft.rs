@@ -1,186 +1,92 @@
-//! 2-D discrete Fourier transforms over the last two axes, any sizes (rustfft; plans cached).
-//! Forward `X(k) = sum_r x(r) e^{-i k.r}` (NumPy's sign), unnormalised; inverse divides by n = H W.
+//! 2-D discrete Fourier transforms over the last two axes of complex tensors, any sizes.
+//! Forward `X(k) = sum_r x(r) e^{-i k.r}` (NumPy's sign), unnormalised; inverse divides by
+//! n = H W. Kernels: `backend/cpu/fft.rs` (rustfft), `backend/gpu/fft.rs`.
 
-use crate::error::{Error, Result};
-use crate::gpu::fft::{self as gfft, Direction};
-use crate::storage::{gpu_of, Storage};
-use crate::tensor::{DType, Tensor, C32};
-use rayon::prelude::*;
-use rustfft::{Fft, FftDirection, FftPlanner};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use crate::backend::cpu::fft::{self as cpu, FftDirection};
+use crate::backend::gpu::fft::{self as gpu, Direction};
+use crate::backend::gpu::{GpuBuffer, GpuContext};
+use crate::engine::dispatch::{expect_complex, Args, Kernel, Meta, Out};
+use crate::engine::storage::CpuStorage;
+use crate::engine::tensor::{hw_of, Backward, Saved, Tensor};
+use crate::error::Result;
 
-type Plan = Arc<dyn Fft<f32>>;
-type PlanCache = (FftPlanner<f32>, HashMap<(usize, bool), Plan>);
-
-fn plan(n: usize, dir: FftDirection) -> Plan {
-    static PLANS: OnceLock<Mutex<PlanCache>> = OnceLock::new();
-    let cell = PLANS.get_or_init(|| Mutex::new((FftPlanner::new(), HashMap::new())));
-    let mut guard = cell.lock().unwrap_or_else(|e| e.into_inner());
-    let (planner, cache) = &mut *guard;
-    cache
-        .entry((n, dir == FftDirection::Forward))
-        .or_insert_with(|| planner.plan_fft(n, dir))
-        .clone()
-}
-
-/// Length-`n` transforms of every contiguous run of `n` values, in parallel blocks.
-fn fft_rows(data: &mut [C32], n: usize, dir: FftDirection) {
-    if n <= 1 {
-        return;
-    }
-    let p = plan(n, dir);
-    let rows_per_task = (4096 / n).max(1);
-    data.par_chunks_mut(n * rows_per_task).for_each(|block| {
-        let mut scratch = vec![C32::new(0.0, 0.0); p.get_inplace_scratch_len()];
-        p.process_with_scratch(block, &mut scratch);
-    });
-}
-
-fn transpose_slices(src: &[C32], dst: &mut [C32], h: usize, w: usize) {
-    dst.par_chunks_mut(h * w)
-        .zip(src.par_chunks(h * w))
-        .for_each(|(d, s)| {
-            const B: usize = 32;
-            for r0 in (0..h).step_by(B) {
-                for c0 in (0..w).step_by(B) {
-                    for r in r0..(r0 + B).min(h) {
-                        for c in c0..(c0 + B).min(w) {
-                            d[c * h + r] = s[r * w + c];
-                        }
-                    }
-                }
-            }
-        });
-}
-
-/// Unnormalised 2-D transform of every (h, w) slice of `data`, then multiplied by `scale`.
-pub(crate) fn fft2_raw(data: &mut [C32], h: usize, w: usize, dir: FftDirection, scale: f32) {
-    fft2_raw_rows(data, h, w, dir, scale, RowsUsed::All);
-}
-
-/// Which rows of every (h, w) slice matter, so a zero-padded transform can skip work.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum RowsUsed {
-    /// Every row in and out.
-    All,
-    /// Only rows `0..k` of the input are non-zero (the rest are zero): their row transforms are
-    /// the only ones needed, then the columns.
-    Input(usize),
-    /// Only rows `0..k` of the output are wanted: columns first, then those rows (the other
-    /// output rows are left holding column transforms, not the 2-D result).
-    Output(usize),
-}
-
-/// [`fft2_raw`] that skips the row transforms of known-zero input rows or unwanted output rows
-/// (2-D transforms are separable, so rows and columns may go in either order).
-pub(crate) fn fft2_raw_rows(
-    data: &mut [C32],
-    h: usize,
-    w: usize,
-    dir: FftDirection,
+/// `scale * F^{+-}` over the last two axes: forward (sign -) or inverse (sign +, unscaled).
+struct Fft2 {
+    name: &'static str,
+    inverse: bool,
     scale: f32,
-    rows: RowsUsed,
-) {
-    let plane = (h * w).max(1);
-    let rows_of = |data: &mut [C32], k: usize| {
-        if k >= h {
-            fft_rows(data, w, dir);
-        } else {
-            for slice in data.chunks_mut(plane) {
-                fft_rows(&mut slice[..k * w], w, dir);
-            }
-        }
-    };
-    let columns = |data: &mut [C32]| {
-        let mut t = vec![C32::new(0.0, 0.0); data.len()];
-        transpose_slices(data, &mut t, h, w);
-        fft_rows(&mut t, h, dir);
-        transpose_slices(&t, data, w, h);
-    };
-    match rows {
-        RowsUsed::All => {
-            rows_of(data, h);
-            columns(data);
-        }
-        RowsUsed::Input(k) => {
-            rows_of(data, k);
-            columns(data);
-        }
-        RowsUsed::Output(k) => {
-            columns(data);
-            rows_of(data, k);
+}
+
+impl Fft2 {
+    fn forward(inverse: bool, n: f32) -> Fft2 {
+        Fft2 {
+            name: if inverse { "ifft2" } else { "fft2" },
+            inverse,
+            scale: if inverse { 1.0 / n } else { 1.0 },
         }
     }
-    if scale != 1.0 {
-        data.par_iter_mut().for_each(|z| *z *= scale);
+}
+
+impl Kernel for Fft2 {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn signature(&self, x: &[Meta]) -> Result<Vec<Out>> {
+        expect_complex(self.name, x)?;
+        hw_of(self.name, x[0].shape)?;
+        Ok(vec![Out::complex(x[0].shape.to_vec())])
+    }
+    fn cpu(&self, x: &Args<&CpuStorage>) -> Result<Vec<CpuStorage>> {
+        let (h, w) = hw_of(self.name, x.shape(0))?;
+        let mut data = x.complex(0)?.to_vec();
+        let dir = if self.inverse {
+            FftDirection::Inverse
+        } else {
+            FftDirection::Forward
+        };
+        cpu::fft2(&mut data, h, w, dir, self.scale);
+        Ok(vec![CpuStorage::C32(data)])
+    }
+    fn gpu(&self, ctx: &GpuContext, x: &Args<&GpuBuffer>) -> Result<Vec<GpuBuffer>> {
+        let (h, w) = hw_of(self.name, x.shape(0))?;
+        let batch = x.shape(0).iter().product::<usize>() / (h * w).max(1);
+        let dir = if self.inverse {
+            Direction::Inverse
+        } else {
+            Direction::Forward
+        };
+        Ok(vec![gpu::fft2_scaled(
+            ctx,
+            x.buf(0),
+            batch,
+            h,
+            w,
+            dir,
+            self.scale,
+        )?])
+    }
+}
+
+impl Backward for Fft2 {
+    // fft2:  y = F x        =>  dx = F^H dy = n ifft2(dy)   (the unnormalised inverse)
+    // ifft2: y = F^H x / n  =>  dx = F dy / n = fft2(dy) / n
+    fn backward(&self, s: &Saved, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        let (h, w) = s.inputs[0].hw(self.name)?;
+        let n = (h * w) as f32;
+        let adjoint = Fft2 {
+            name: self.name,
+            inverse: !self.inverse,
+            scale: if self.inverse { 1.0 / n } else { 1.0 },
+        };
+        Ok(vec![Some(Tensor::compute(&adjoint, &[g])?.remove(0))])
     }
 }
 
 impl Tensor {
-    fn fft2_op(&self, op: &'static str, inverse: bool) -> Result<Tensor> {
-        let (h, w) = self.hw(op)?;
-        let n = (h * w) as f32;
-        if let Some(ctx) = gpu_of(op, &[self])? {
-            if self.dtype() != DType::C32 {
-                return Err(Error::DType {
-                    op,
-                    expected: DType::C32.name(),
-                    got: self.dtype().name(),
-                });
-            }
-            let batch = self.numel() / (h * w).max(1);
-            let (dir, scale) = if inverse {
-                (Direction::Inverse, 1.0 / n)
-            } else {
-                (Direction::Forward, 1.0)
-            };
-            let y = gfft::fft2_scaled(ctx, &self.gbuf(op)?, batch, h, w, dir, scale)?;
-            return Ok(Tensor::from_op(
-                self.shape().to_vec(),
-                Storage::gpu(y, DType::C32),
-                op,
-                &[self],
-                move |g| {
-                    // as below: fft2 -> dx = n ifft2(dy); ifft2 -> dx = fft2(dy) / n
-                    let (gdir, gscale) = if inverse {
-                        (Direction::Forward, 1.0 / n)
-                    } else {
-                        (Direction::Inverse, 1.0)
-                    };
-                    let gx = gfft::fft2_scaled(ctx, &g.gbuf(op)?, batch, h, w, gdir, gscale)?;
-                    Ok(vec![Some(Tensor::from_storage(
-                        g.shape().to_vec(),
-                        Storage::gpu(gx, DType::C32),
-                    ))])
-                },
-            ));
-        }
-        let mut data = self.read().c32(op)?.to_vec();
-        let (dir, scale) = if inverse {
-            (FftDirection::Inverse, 1.0 / n)
-        } else {
-            (FftDirection::Forward, 1.0)
-        };
-        fft2_raw(&mut data, h, w, dir, scale);
-        Ok(Tensor::from_op(
-            self.shape().to_vec(),
-            Storage::from_c32(data),
-            op,
-            &[self],
-            move |g| {
-                // fft2:  y = F x        =>  dx = F^H dy = n ifft2(dy)   (unnormalised inverse)
-                // ifft2: y = F^H x / n  =>  dx = F dy / n = fft2(dy) / n
-                let mut gd = g.read().c32(op)?.to_vec();
-                let (gdir, gscale) = if inverse {
-                    (FftDirection::Forward, 1.0 / n)
-                } else {
-                    (FftDirection::Inverse, 1.0)
-                };
-                fft2_raw(&mut gd, h, w, gdir, gscale);
-                Ok(vec![Some(Tensor::from_shape_vec_c(g.shape(), gd)?)])
-            },
-        ))
+    fn fft2_op(&self, inverse: bool) -> Result<Tensor> {
+        let name = if inverse { "ifft2" } else { "fft2" };
+        let (h, w) = self.hw(name)?;
+        Tensor::apply(Fft2::forward(inverse, (h * w) as f32), &[self])
     }
 
     /// Forward 2-D FFT over the last two axes of a complex tensor (unnormalised, NumPy's sign).
@@ -192,59 +98,11 @@ impl Tensor {
     /// assert_eq!(y, vec![C32::new(3.0, 0.0), C32::new(-1.0, 0.0)]);
     /// ```
     pub fn fft2(&self) -> Result<Tensor> {
-        self.fft2_op("fft2", false)
+        self.fft2_op(false)
     }
 
     /// Inverse 2-D FFT over the last two axes (divides by H W).
     pub fn ifft2(&self) -> Result<Tensor> {
-        self.fft2_op("ifft2", true)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Skipping known-zero input rows or unwanted output rows changes nothing that is kept.
-    #[test]
-    fn row_skipping_transforms_agree_with_the_full_one() {
-        let (h, w, k) = (12, 10, 5);
-        let mut x = vec![C32::new(0.0, 0.0); 2 * h * w];
-        for (i, z) in x.iter_mut().enumerate() {
-            if (i % (h * w)) / w < k {
-                *z = C32::new((i as f32 * 0.37).sin(), (i as f32 * 0.11).cos());
-            }
-        }
-        let mut full = x.clone();
-        fft2_raw(&mut full, h, w, FftDirection::Forward, 1.0);
-        let mut part = x.clone();
-        fft2_raw_rows(
-            &mut part,
-            h,
-            w,
-            FftDirection::Forward,
-            1.0,
-            RowsUsed::Input(k),
-        );
-        let close = |a: &C32, b: &C32| (a - b).norm() <= 1e-5 * (1.0 + b.norm());
-        assert!(full.iter().zip(&part).all(|(a, b)| close(a, b)));
-        let mut inv_full = full.clone();
-        fft2_raw(&mut inv_full, h, w, FftDirection::Inverse, 0.5);
-        let mut inv_part = full.clone();
-        fft2_raw_rows(
-            &mut inv_part,
-            h,
-            w,
-            FftDirection::Inverse,
-            0.5,
-            RowsUsed::Output(k),
-        );
-        for s in 0..2 {
-            let r = s * h * w..s * h * w + k * w;
-            assert!(inv_full[r.clone()]
-                .iter()
-                .zip(&inv_part[r])
-                .all(|(a, b)| close(a, b)));
-        }
+        self.fft2_op(true)
     }
 }

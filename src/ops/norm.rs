@@ -1,64 +1,134 @@
 //! Instance normalisation: each (sample, channel) plane normalised over H, W (biased variance),
-//! then an optional per-channel affine map.
+//! then an optional per-channel affine map. The forward saves `(mean, rstd)` per plane.
 
+use crate::backend::cpu::norm as cpu;
+use crate::backend::gpu::norm as gpu;
+use crate::backend::gpu::{GpuBuffer, GpuContext};
+use crate::backend::NormShape;
+use crate::engine::dispatch::{expect_real, Args, Kernel, Meta, Out};
+use crate::engine::storage::CpuStorage;
+use crate::engine::tensor::{Backward, Saved, Tensor};
 use crate::error::{Error, Result};
-use crate::gpu::norm::{self as gnorm, NormShape};
-use crate::gpu::GpuContext;
-use crate::storage::{gpu_of, Storage};
-use crate::tensor::{DType, Tensor};
-use rayon::prelude::*;
 
-/// GPU branch: forward saving (mean, rstd) per plane; VJP from x, the stats and `w`.
-fn gpu_instance_norm(
-    ctx: &'static GpuContext,
-    x: &Tensor,
-    weight: Option<&Tensor>,
-    bias: Option<&Tensor>,
+const OP: &str = "instance_norm";
+
+/// Inputs `(x[, w][, b])`; outputs `(y, stats)`.
+struct InstanceNorm {
+    shape: NormShape,
+    has_w: bool,
+    has_b: bool,
     eps: f32,
-    inputs: &[&Tensor],
-) -> Result<Tensor> {
-    const OP: &str = "instance_norm";
-    let s = x.shape().to_vec();
-    let ns = NormShape {
-        n: s[0],
-        c: s[1],
-        m: s[2] * s[3],
-    };
-    let wb = weight.map(|t| t.gbuf(OP)).transpose()?;
-    let bb = bias.map(|t| t.gbuf(OP)).transpose()?;
-    let (y, stats) = gnorm::instance_norm(ctx, &ns, &x.gbuf(OP)?, wb.as_ref(), bb.as_ref(), eps)?;
-    let (xt, wt) = (x.clone(), weight.cloned());
-    let (has_w, has_b) = (weight.is_some(), bias.is_some());
-    Ok(Tensor::from_op(
-        s.clone(),
-        Storage::gpu(y, DType::F32),
-        OP,
-        inputs,
-        move |g| {
-            // dx = rstd (gh - mean(gh) - xh mean(gh xh)), gh = dy w[c];
-            // dw[c] = sum_{n,p} dy xh, db[c] = sum_{n,p} dy
-            let wb = wt.as_ref().map(|t| t.gbuf(OP)).transpose()?;
-            let (dx, dw, db) = gnorm::instance_norm_backward(
-                ctx,
-                &ns,
-                &xt.gbuf(OP)?,
-                wb.as_ref(),
-                &stats,
-                &g.gbuf(OP)?,
-            )?;
-            let wrap = |shape: &[usize], b| {
-                Tensor::from_storage(shape.to_vec(), Storage::gpu(b, DType::F32))
-            };
-            let mut out = vec![Some(wrap(&s, dx))];
-            if has_w {
-                out.push(Some(wrap(&[ns.c], dw)));
-            }
-            if has_b {
-                out.push(Some(wrap(&[ns.c], db)));
-            }
-            Ok(out)
-        },
-    ))
+}
+
+impl InstanceNorm {
+    /// The optional weight and bias among inputs starting at index 1.
+    fn affine<T: Copy>(&self, x: &[T]) -> (Option<T>, Option<T>) {
+        let w = self.has_w.then(|| x[1]);
+        let b = self.has_b.then(|| x[1 + self.has_w as usize]);
+        (w, b)
+    }
+}
+
+impl Kernel for InstanceNorm {
+    fn name(&self) -> &'static str {
+        OP
+    }
+    fn signature(&self, x: &[Meta]) -> Result<Vec<Out>> {
+        expect_real(OP, x)?;
+        let planes = self.shape.n * self.shape.c;
+        Ok(vec![
+            Out::real(x[0].shape.to_vec()),
+            Out::real(vec![planes, 2]),
+        ])
+    }
+    fn cpu(&self, x: &Args<&CpuStorage>) -> Result<Vec<CpuStorage>> {
+        let data = (0..x.len())
+            .map(|i| x.real(i))
+            .collect::<Result<Vec<_>>>()?;
+        let (w, b) = self.affine(&data);
+        let (y, stats) = cpu::instance_norm(data[0], &self.shape, w, b, self.eps);
+        Ok(vec![CpuStorage::F32(y), CpuStorage::F32(stats)])
+    }
+    fn gpu(&self, ctx: &GpuContext, x: &Args<&GpuBuffer>) -> Result<Vec<GpuBuffer>> {
+        let (w, b) = self.affine(&x.data);
+        let (y, stats) = gpu::instance_norm(ctx, &self.shape, x.buf(0), w, b, self.eps)?;
+        Ok(vec![y, stats])
+    }
+}
+
+impl Backward for InstanceNorm {
+    // With xh = (x - mean) rstd and gh = dy w[c] (means over a plane's m pixels):
+    // dx = rstd (gh - mean(gh) - xh mean(gh xh)), dw[c] = sum_{n,p} dy xh, db[c] = sum_{n,p} dy
+    fn backward(&self, s: &Saved, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        let k = NormGrad {
+            shape: self.shape,
+            has_w: self.has_w,
+            need_dx: s.inputs[0].is_tracked(),
+        };
+        let mut inputs = vec![g, &s.inputs[0], &s.extra[0]];
+        if self.has_w {
+            inputs.push(&s.inputs[1]);
+        }
+        let mut grads = Tensor::compute(&k, &inputs)?.into_iter();
+        let dx = if k.need_dx { grads.next() } else { None };
+        let (dw, db) = (grads.next(), grads.next());
+        let mut out = vec![dx];
+        if self.has_w {
+            out.push(dw);
+        }
+        if self.has_b {
+            out.push(db);
+        }
+        Ok(out)
+    }
+}
+
+/// The VJP kernel: inputs `(dy, x, stats[, w])`, outputs `([dx,] dw, db)`.
+struct NormGrad {
+    shape: NormShape,
+    has_w: bool,
+    need_dx: bool,
+}
+
+impl Kernel for NormGrad {
+    fn name(&self) -> &'static str {
+        "instance_norm_backward"
+    }
+    fn signature(&self, x: &[Meta]) -> Result<Vec<Out>> {
+        expect_real(self.name(), x)?;
+        let c = self.shape.c;
+        let mut out = Vec::new();
+        if self.need_dx {
+            out.push(Out::real(x[1].shape.to_vec()));
+        }
+        out.extend([Out::real(vec![c]), Out::real(vec![c])]);
+        Ok(out)
+    }
+    fn cpu(&self, x: &Args<&CpuStorage>) -> Result<Vec<CpuStorage>> {
+        let w = if self.has_w { Some(x.real(3)?) } else { None };
+        let (dx, dw, db) = cpu::instance_norm_backward(
+            x.real(1)?,
+            x.real(2)?,
+            x.real(0)?,
+            &self.shape,
+            w,
+            self.need_dx,
+        );
+        let mut out: Vec<CpuStorage> = dx.into_iter().map(CpuStorage::F32).collect();
+        out.extend([CpuStorage::F32(dw), CpuStorage::F32(db)]);
+        Ok(out)
+    }
+    fn gpu(&self, ctx: &GpuContext, x: &Args<&GpuBuffer>) -> Result<Vec<GpuBuffer>> {
+        let w = self.has_w.then(|| x.buf(3));
+        let (dx, dw, db) =
+            gpu::instance_norm_backward(ctx, &self.shape, x.buf(1), w, x.buf(2), x.buf(0))?;
+        let mut out = Vec::new();
+        if self.need_dx {
+            out.push(dx);
+        }
+        out.extend([dw, db]);
+        Ok(out)
+    }
 }
 
 impl Tensor {
@@ -72,15 +142,21 @@ impl Tensor {
         bias: Option<&Tensor>,
         eps: f32,
     ) -> Result<Tensor> {
-        const OP: &str = "instance_norm";
         self.expect_rank(OP, 4)?;
-        let s = self.shape().to_vec();
-        let (n, c, m) = (s[0], s[1], s[2] * s[3]);
+        let s = self.shape();
+        let shape = NormShape {
+            n: s[0],
+            c: s[1],
+            m: s[2] * s[3],
+        };
+        if shape.m * shape.n * shape.c == 0 {
+            return Err(Error::shape(OP, s, "empty planes"));
+        }
         for p in [weight, bias].into_iter().flatten() {
-            if p.shape() != [c] {
+            if p.shape() != [shape.c] {
                 return Err(Error::ShapeMismatch {
                     op: OP,
-                    lhs: s.clone(),
+                    lhs: s.to_vec(),
                     rhs: p.shape().to_vec(),
                 });
             }
@@ -88,122 +164,12 @@ impl Tensor {
         let mut inputs = vec![self];
         inputs.extend(weight);
         inputs.extend(bias);
-        if let Some(ctx) = gpu_of(OP, &inputs)? {
-            if s[2] * s[3] == 0 || n * c == 0 {
-                return Err(Error::shape(OP, &s, "empty planes"));
-            }
-            return gpu_instance_norm(ctx, self, weight, bias, eps, &inputs);
-        }
-        let wv = weight.map(|t| t.to_vec()).transpose()?;
-        let bv = bias.map(|t| t.to_vec()).transpose()?;
-        let xs = self.read();
-        let x = xs.f32(OP)?;
-        let mut xhat = vec![0f32; x.len()];
-        let mut y = vec![0f32; x.len()];
-        let mut rstd = vec![0f32; n * c];
-        if m > 0 {
-            xhat.par_chunks_mut(m)
-                .zip(y.par_chunks_mut(m))
-                .zip(x.par_chunks(m))
-                .zip(rstd.par_iter_mut())
-                .enumerate()
-                .for_each(|(plane, (((xh, yv), xv), r))| {
-                    let mean = lane_sum(xv.iter().map(|&v| v as f64)) / m as f64;
-                    let var = lane_sum(xv.iter().map(|&v| (v as f64 - mean).powi(2))) / m as f64;
-                    let rs = 1.0 / (var + eps as f64).sqrt();
-                    *r = rs as f32;
-                    let (mean, rs) = (mean as f32, rs as f32);
-                    let ch = plane % c;
-                    let (a, b) = (
-                        wv.as_ref().map_or(1.0, |w| w[ch]),
-                        bv.as_ref().map_or(0.0, |b| b[ch]),
-                    );
-                    for ((h, o), &v) in xh.iter_mut().zip(yv.iter_mut()).zip(xv) {
-                        *h = (v - mean) * rs;
-                        *o = *h * a + b;
-                    }
-                });
-        }
-        drop(xs);
-        let (has_w, has_b) = (weight.is_some(), bias.is_some());
-        let x_tracked = self.is_tracked();
-        Ok(Tensor::from_op(
-            s.clone(),
-            Storage::from_f32(y),
-            OP,
-            &inputs,
-            move |g| {
-                let gs = g.read();
-                let gy = gs.f32(OP)?;
-                // per plane: sum(dy), sum(dy xh)
-                let sums: Vec<(f64, f64)> = gy
-                    .par_chunks(m.max(1))
-                    .zip(xhat.par_chunks(m.max(1)))
-                    .map(|(g, h)| {
-                        (
-                            lane_sum(g.iter().map(|&g| g as f64)),
-                            lane_sum(g.iter().zip(h).map(|(&g, &h)| (g * h) as f64)),
-                        )
-                    })
-                    .collect();
-                let mut out = Vec::new();
-                if x_tracked {
-                    let mut gx = vec![0f32; gy.len()];
-                    gx.par_chunks_mut(m.max(1))
-                        .zip(gy.par_chunks(m.max(1)))
-                        .zip(xhat.par_chunks(m.max(1)))
-                        .enumerate()
-                        .for_each(|(plane, ((gxv, g), h))| {
-                            let a = wv.as_ref().map_or(1.0, |w| w[plane % c]) as f64;
-                            let (sg, sgh) = sums[plane];
-                            let r = rstd[plane] as f64;
-                            // dx = r a g - r mean(a g) - h r mean(a g h), in f32 per pixel
-                            let (ra, c0, c1) = (
-                                (r * a) as f32,
-                                (r * a * sg / m as f64) as f32,
-                                (r * a * sgh / m as f64) as f32,
-                            );
-                            for ((o, &g), &h) in gxv.iter_mut().zip(g).zip(h) {
-                                *o = ra * g - c0 - h * c1;
-                            }
-                        });
-                    out.push(Some(Tensor::from_shape_vec(&s, gx)?));
-                } else {
-                    out.push(None);
-                }
-                let per_channel = |k: usize| -> Vec<f32> {
-                    (0..c)
-                        .map(|ch| {
-                            (0..n)
-                                .map(|i| {
-                                    let p = sums[i * c + ch];
-                                    if k == 0 {
-                                        p.1
-                                    } else {
-                                        p.0
-                                    }
-                                })
-                                .sum::<f64>() as f32
-                        })
-                        .collect()
-                };
-                if has_w {
-                    out.push(Some(Tensor::from_shape_vec(&[c], per_channel(0))?));
-                }
-                if has_b {
-                    out.push(Some(Tensor::from_shape_vec(&[c], per_channel(1))?));
-                }
-                Ok(out)
-            },
-        ))
+        let op = InstanceNorm {
+            shape,
+            has_w: weight.is_some(),
+            has_b: bias.is_some(),
+            eps,
+        };
+        Tensor::apply(op, &inputs)
     }
-}
-
-/// Sum in f64 over 8 independent lanes (keeps the adds pipelined; order fixed, so deterministic).
-fn lane_sum(it: impl Iterator<Item = f64>) -> f64 {
-    let mut lanes = [0f64; 8];
-    for (i, v) in it.enumerate() {
-        lanes[i & 7] += v;
-    }
-    lanes.iter().sum()
 }

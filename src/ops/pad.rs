@@ -1,153 +1,152 @@
-//! Zero padding and cropping of the last two axes (real and complex); each is the other's adjoint.
+//! Zero padding and cropping of the last two axes (real and complex); each is the other's
+//! adjoint. Kernels: `backend/cpu/strided.rs` (window copies), `backend/gpu/pad.rs`.
 
+use crate::backend::cpu::strided::copy_window;
+use crate::backend::gpu::pad::{self as gpu, Planes};
+use crate::backend::gpu::{GpuBuffer, GpuContext};
+use crate::backend::C32;
+use crate::engine::dispatch::{Args, Kernel, Meta, Out};
+use crate::engine::storage::{CpuStorage, DType};
+use crate::engine::tensor::{hw_of, Backward, Saved, Tensor};
 use crate::error::{Error, Result};
-use crate::gpu::pad::{self as gpad, Planes};
-use crate::storage::{gpu_of, Storage};
-use crate::tensor::{DType, Tensor, C32};
 
-/// Copies the window `[r0, r0+rows) x [c0, c0+cols)` of every (h, w) slice of `src` into the
-/// window at `(dr0, dc0)` of every (dh, dw) slice of `dst`.
-#[allow(clippy::too_many_arguments)]
-fn copy_window<T: Copy>(
-    src: &[T],
-    (h, w): (usize, usize),
-    (r0, c0): (usize, usize),
-    dst: &mut [T],
-    (dh, dw): (usize, usize),
-    (dr0, dc0): (usize, usize),
-    (rows, cols): (usize, usize),
-) {
-    if h * w == 0 || dh * dw == 0 {
-        return;
-    }
-    for (s, d) in src.chunks(h * w).zip(dst.chunks_mut(dh * dw)) {
-        for r in 0..rows {
-            let so = (r0 + r) * w + c0;
-            let do_ = (dr0 + r) * dw + dc0;
-            d[do_..do_ + cols].copy_from_slice(&s[so..so + cols]);
+/// Pad (`crop == false`): the input lands at `(top, left)` of a zero `(oh, ow)` image. Crop:
+/// the window of `(oh, ow)` at `(top, left)` of the input is kept.
+struct Window {
+    crop: bool,
+    top: usize,
+    left: usize,
+    oh: usize,
+    ow: usize,
+}
+
+impl Window {
+    fn name_of(crop: bool) -> &'static str {
+        if crop {
+            "crop2d"
+        } else {
+            "pad2d"
         }
     }
 }
 
-impl Tensor {
-    /// Window copy into a zero tensor of the last-two-axes size `out_hw`.
-    fn window(
-        &self,
-        op: &'static str,
-        src_at: (usize, usize),
-        out_hw: (usize, usize),
-        dst_at: (usize, usize),
-        size: (usize, usize),
-    ) -> Result<Storage> {
-        let hw = self.hw(op)?;
-        let batch = self.numel() / (hw.0 * hw.1).max(1);
-        let n = batch * out_hw.0 * out_hw.1;
-        if let Some(ctx) = gpu_of(op, &[self])? {
-            let planes = Planes {
-                planes: batch,
-                h: hw.0,
-                w: hw.1,
-                complex: self.dtype() == DType::C32,
-            };
-            let x = self.gbuf(op)?;
-            // pad: the whole input lands at dst_at; crop: the window at src_at fills the output
-            let buf = if src_at == (0, 0) && size == hw {
-                gpad::pad2d(
-                    ctx,
-                    &x,
-                    planes,
-                    dst_at.0,
-                    out_hw.0 - dst_at.0 - size.0,
-                    dst_at.1,
-                    out_hw.1 - dst_at.1 - size.1,
-                )?
-            } else {
-                gpad::crop2d(ctx, &x, planes, src_at.0, size.0, src_at.1, size.1)?
-            };
-            return Ok(Storage::gpu(buf, self.dtype()));
+impl Kernel for Window {
+    fn name(&self) -> &'static str {
+        Window::name_of(self.crop)
+    }
+    fn signature(&self, x: &[Meta]) -> Result<Vec<Out>> {
+        let s = x[0].shape;
+        let (h, w) = hw_of(self.name(), s)?;
+        if self.crop && (self.top + self.oh > h || self.left + self.ow > w) {
+            return Err(Error::shape(
+                "crop2d",
+                s,
+                format!(
+                    "window rows {}..{} cols {}..{} outside",
+                    self.top,
+                    self.top + self.oh,
+                    self.left,
+                    self.left + self.ow
+                ),
+            ));
         }
-        Ok(match self.dtype() {
+        let mut out = s.to_vec();
+        let r = out.len();
+        out[r - 2] = self.oh;
+        out[r - 1] = self.ow;
+        Ok(vec![Out::new(out, x[0].dtype)])
+    }
+    fn cpu(&self, x: &Args<&CpuStorage>) -> Result<Vec<CpuStorage>> {
+        let s = x.shape(0);
+        let hw = hw_of(self.name(), s)?;
+        let batch = s.iter().product::<usize>() / (hw.0 * hw.1).max(1);
+        let n = batch * self.oh * self.ow;
+        let out_hw = (self.oh, self.ow);
+        let (src_at, dst_at, size) = if self.crop {
+            ((self.top, self.left), (0, 0), out_hw)
+        } else {
+            ((0, 0), (self.top, self.left), hw)
+        };
+        Ok(vec![match x.dtype(0) {
             DType::F32 => {
                 let mut out = vec![0f32; n];
-                copy_window(
-                    self.read().f32(op)?,
-                    hw,
-                    src_at,
-                    &mut out,
-                    out_hw,
-                    dst_at,
-                    size,
-                );
-                Storage::from_f32(out)
+                copy_window(x.real(0)?, hw, src_at, &mut out, out_hw, dst_at, size);
+                CpuStorage::F32(out)
             }
             DType::C32 => {
                 let mut out = vec![C32::new(0.0, 0.0); n];
-                copy_window(
-                    self.read().c32(op)?,
-                    hw,
-                    src_at,
-                    &mut out,
-                    out_hw,
-                    dst_at,
-                    size,
-                );
-                Storage::from_c32(out)
+                copy_window(x.complex(0)?, hw, src_at, &mut out, out_hw, dst_at, size);
+                CpuStorage::C32(out)
             }
-        })
+        }])
     }
+    fn gpu(&self, ctx: &GpuContext, x: &Args<&GpuBuffer>) -> Result<Vec<GpuBuffer>> {
+        let s = x.shape(0);
+        let (h, w) = hw_of(self.name(), s)?;
+        let planes = Planes {
+            planes: s.iter().product::<usize>() / (h * w).max(1),
+            h,
+            w,
+            complex: x.dtype(0) == DType::C32,
+        };
+        let (t, l) = (self.top, self.left);
+        Ok(vec![if self.crop {
+            gpu::crop2d(ctx, x.buf(0), planes, t, self.oh, l, self.ow)?
+        } else {
+            gpu::pad2d(
+                ctx,
+                x.buf(0),
+                planes,
+                t,
+                self.oh - h - t,
+                l,
+                self.ow - w - l,
+            )?
+        }])
+    }
+}
 
+impl Backward for Window {
+    // pad:  dx = crop(dy) (the padded region's gradient is dropped)
+    // crop: dx = zero-pad(dy) back to the input size
+    fn backward(&self, s: &Saved, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        let (h, w) = s.inputs[0].hw(self.name())?;
+        let adjoint = Window {
+            crop: !self.crop,
+            top: self.top,
+            left: self.left,
+            oh: h,
+            ow: w,
+        };
+        Ok(vec![Some(Tensor::apply(adjoint, &[g])?)])
+    }
+}
+
+impl Tensor {
     /// Zero padding of the last two axes by `(top, bottom, left, right)`.
     /// VJP: `dx = crop(dy)` (the padded region's gradient is dropped).
     pub fn pad2d(&self, top: usize, bottom: usize, left: usize, right: usize) -> Result<Tensor> {
         let (h, w) = self.hw("pad2d")?;
-        let out_hw = (h + top + bottom, w + left + right);
-        let storage = self.window("pad2d", (0, 0), out_hw, (top, left), (h, w))?;
-        let mut shape = self.shape().to_vec();
-        let r = shape.len();
-        shape[r - 2] = out_hw.0;
-        shape[r - 1] = out_hw.1;
-        Ok(Tensor::from_op(
-            shape,
-            storage,
-            "pad2d",
-            &[self],
-            move |g| Ok(vec![Some(g.crop2d(top, h, left, w)?)]),
-        ))
+        let op = Window {
+            crop: false,
+            top,
+            left,
+            oh: h + top + bottom,
+            ow: w + left + right,
+        };
+        Tensor::apply(op, &[self])
     }
 
     /// Keeps rows `[row0, row0+rows)` and columns `[col0, col0+cols)` of the last two axes.
     /// VJP: `dx = zero-pad(dy)` back to the input size.
     pub fn crop2d(&self, row0: usize, rows: usize, col0: usize, cols: usize) -> Result<Tensor> {
-        let (h, w) = self.hw("crop2d")?;
-        if row0 + rows > h || col0 + cols > w {
-            return Err(Error::shape(
-                "crop2d",
-                self.shape(),
-                format!(
-                    "window rows {row0}..{} cols {col0}..{} outside",
-                    row0 + rows,
-                    col0 + cols
-                ),
-            ));
-        }
-        let storage = self.window("crop2d", (row0, col0), (rows, cols), (0, 0), (rows, cols))?;
-        let mut shape = self.shape().to_vec();
-        let r = shape.len();
-        shape[r - 2] = rows;
-        shape[r - 1] = cols;
-        Ok(Tensor::from_op(
-            shape,
-            storage,
-            "crop2d",
-            &[self],
-            move |g| {
-                Ok(vec![Some(g.pad2d(
-                    row0,
-                    h - row0 - rows,
-                    col0,
-                    w - col0 - cols,
-                )?)])
-            },
-        ))
+        let op = Window {
+            crop: true,
+            top: row0,
+            left: col0,
+            oh: rows,
+            ow: cols,
+        };
+        Tensor::apply(op, &[self])
     }
 }

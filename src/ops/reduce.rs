@@ -1,55 +1,50 @@
 //! Reductions: sum and mean over everything or over given axes (real and complex).
 
+use crate::backend::cpu::{sum_c64, sum_f64};
+use crate::backend::gpu::{broadcast as gstrided, reduce, GpuBuffer, GpuContext};
+use crate::engine::dispatch::{Args, Kernel, Meta, Out};
+use crate::engine::storage::{CpuStorage, DType};
+use crate::engine::tensor::{Backward, Saved, Tensor};
 use crate::error::{Error, Result};
-use crate::gpu::reduce as greduce;
-use crate::storage::{gpu_of, Storage};
-use crate::tensor::{DType, Tensor, C32};
-use rayon::prelude::*;
 
-/// Deterministic parallel sum in f64: fixed chunks, partial sums combined in order.
-pub(crate) fn sum_f64(x: &[f32]) -> f64 {
-    const CHUNK: usize = 1 << 14;
-    let partial: Vec<f64> = x
-        .par_chunks(CHUNK)
-        .map(|c| c.iter().map(|&v| v as f64).sum())
-        .collect();
-    partial.iter().sum()
+/// The sum of all elements, shape `[]` (f64 accumulation on the CPU, fixed-order trees on the
+/// GPU).
+struct SumAll;
+
+impl Kernel for SumAll {
+    fn name(&self) -> &'static str {
+        "sum_all"
+    }
+    fn signature(&self, x: &[Meta]) -> Result<Vec<Out>> {
+        Ok(vec![Out::new(vec![], x[0].dtype)])
+    }
+    fn cpu(&self, x: &Args<&CpuStorage>) -> Result<Vec<CpuStorage>> {
+        Ok(vec![match x.dtype(0) {
+            DType::F32 => CpuStorage::F32(vec![sum_f64(x.real(0)?) as f32]),
+            DType::C32 => CpuStorage::C32(vec![sum_c64(x.complex(0)?)]),
+        }])
+    }
+    fn gpu(&self, ctx: &GpuContext, x: &Args<&GpuBuffer>) -> Result<Vec<GpuBuffer>> {
+        let n: usize = x.shape(0).iter().product();
+        Ok(vec![match x.dtype(0) {
+            DType::F32 => reduce::sum_all(ctx, x.buf(0), 1.0)?,
+            // complex: the general reduction kernel, one output of n terms
+            DType::C32 => gstrided::sum_to(ctx, x.buf(0), (&[], &[]), (&[n], &[1]), true)?,
+        }])
+    }
 }
 
-fn sum_c64(x: &[C32]) -> C32 {
-    let (mut re, mut im) = (0f64, 0f64);
-    for z in x {
-        re += z.re as f64;
-        im += z.im as f64;
+impl Backward for SumAll {
+    // y = sum(x)  =>  dx = dy broadcast to x's shape
+    fn backward(&self, s: &Saved, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(g.broadcast_to(s.inputs[0].shape())?)])
     }
-    C32::new(re as f32, im as f32)
 }
 
 impl Tensor {
     /// Sum of all elements, shape `[]`. VJP: `dx = dy` broadcast to x's shape.
     pub fn sum_all(&self) -> Result<Tensor> {
-        let shape = self.shape().to_vec();
-        let storage = match (gpu_of("sum_all", &[self])?, self.dtype()) {
-            (Some(ctx), DType::F32) => Storage::gpu(
-                greduce::sum_all(ctx, &self.gbuf("sum_all")?, 1.0)?,
-                DType::F32,
-            ),
-            // complex: the general reduction kernel, to shape []
-            (Some(_), DType::C32) => {
-                return self.reshape(&[self.numel()])?.sum_to(&[1])?.reshape(&[]);
-            }
-            (None, DType::F32) => {
-                Storage::from_f32(vec![sum_f64(self.read().f32("sum_all")?) as f32])
-            }
-            (None, DType::C32) => Storage::from_c32(vec![sum_c64(self.read().c32("sum_all")?)]),
-        };
-        Ok(Tensor::from_op(
-            vec![],
-            storage,
-            "sum_all",
-            &[self],
-            move |g| Ok(vec![Some(g.broadcast_to(&shape)?)]),
-        ))
+        Tensor::apply(SumAll, &[self])
     }
 
     /// Mean of all elements, shape `[]`. VJP: `dx = dy / n`.

@@ -1,44 +1,15 @@
-//! Concatenation and slicing along one axis (real and complex); each is the other's adjoint.
+//! Shape ops: concatenation and slicing along one axis (each the other's adjoint), reshape (a
+//! view: the storage is shared) and moves between devices.
 
-use super::broadcast::word_walk;
+use crate::backend::cpu::strided::gather;
+use crate::backend::gpu::broadcast::copy_strided;
+use crate::backend::gpu::{GpuBuffer, GpuContext};
+use crate::backend::layout::{word_walk, Walk};
+use crate::engine::device::Device;
+use crate::engine::dispatch::{same_dtype, Args, Kernel, Meta, Out};
+use crate::engine::storage::{CpuStorage, DType};
+use crate::engine::tensor::{numel_of, Backward, Saved, Tensor};
 use crate::error::{Error, Result};
-use crate::gpu::broadcast::{copy_strided, Walk};
-use crate::gpu::GpuContext;
-use crate::storage::{gpu_of, Storage};
-use crate::tensor::{DType, Tensor, C32};
-
-/// GPU copy of `outer` blocks of `block` elements: from `src` (blocks `src_pitch` apart, from
-/// `src_off`) into `dst` (blocks `dst_pitch` apart, from `dst_off`); all in elements.
-#[allow(clippy::too_many_arguments)]
-fn gpu_blocks(
-    ctx: &GpuContext,
-    src: &Tensor,
-    src_off: usize,
-    src_pitch: usize,
-    dst: &crate::gpu::GpuBuffer,
-    dst_off: usize,
-    dst_pitch: usize,
-    (outer, block): (usize, usize),
-) -> Result<()> {
-    let complex = src.dtype() == DType::C32;
-    let k = if complex { 2 } else { 1 };
-    let walk = word_walk(
-        Walk {
-            dims: vec![outer, block],
-            sa: vec![src_pitch, 1],
-            sb: vec![dst_pitch, 1],
-        },
-        complex,
-    );
-    copy_strided(
-        ctx,
-        &src.gbuf("copy")?,
-        k * src_off,
-        dst,
-        k * dst_off,
-        &walk,
-    )
-}
 
 /// `(outer, inner)` sizes around `axis`.
 fn around(shape: &[usize], axis: usize) -> (usize, usize) {
@@ -48,102 +19,236 @@ fn around(shape: &[usize], axis: usize) -> (usize, usize) {
     )
 }
 
-fn gather<T: Copy>(parts: &[&[T]], lens: &[usize], outer: usize, inner: usize) -> Vec<T> {
-    let mut out = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
-    for o in 0..outer {
-        for (p, &l) in parts.iter().zip(lens) {
-            out.extend_from_slice(&p[o * l * inner..(o + 1) * l * inner]);
-        }
+/// GPU copy of `outer` blocks of `block` elements: from `src` (blocks `src_pitch` apart, from
+/// `src_off`) into `dst` (blocks `dst_pitch` apart, from `dst_off`); all in elements.
+#[allow(clippy::too_many_arguments)]
+fn gpu_blocks(
+    ctx: &GpuContext,
+    complex: bool,
+    src: &GpuBuffer,
+    (src_off, src_pitch): (usize, usize),
+    dst: &GpuBuffer,
+    (dst_off, dst_pitch): (usize, usize),
+    (outer, block): (usize, usize),
+) -> Result<()> {
+    let k = if complex { 2 } else { 1 };
+    let walk = Walk {
+        dims: vec![outer, block],
+        sa: vec![src_pitch, 1],
+        sb: vec![dst_pitch, 1],
+    };
+    copy_strided(
+        ctx,
+        src,
+        k * src_off,
+        dst,
+        k * dst_off,
+        &word_walk(walk, complex),
+    )
+}
+
+/// Concatenation of the inputs along `axis`.
+struct Cat {
+    axis: usize,
+}
+
+impl Kernel for Cat {
+    fn name(&self) -> &'static str {
+        "cat"
     }
-    out
+    fn signature(&self, x: &[Meta]) -> Result<Vec<Out>> {
+        let dtype = same_dtype("cat", x)?;
+        let first = x[0].shape;
+        if self.axis >= first.len() {
+            return Err(Error::shape("cat", first, format!("no axis {}", self.axis)));
+        }
+        let mut shape = first.to_vec();
+        shape[self.axis] = 0;
+        for m in x {
+            let mut s = m.shape.to_vec();
+            let ok = s.len() == shape.len() && {
+                s[self.axis] = 0;
+                s == shape
+            };
+            if !ok {
+                return Err(Error::ShapeMismatch {
+                    op: "cat",
+                    lhs: first.to_vec(),
+                    rhs: m.shape.to_vec(),
+                });
+            }
+        }
+        shape[self.axis] = x.iter().map(|m| m.shape[self.axis]).sum();
+        Ok(vec![Out::new(shape, dtype)])
+    }
+    fn cpu(&self, x: &Args<&CpuStorage>) -> Result<Vec<CpuStorage>> {
+        let lens: Vec<usize> = (0..x.len()).map(|i| x.shape(i)[self.axis]).collect();
+        let (outer, inner) = around(x.shape(0), self.axis);
+        Ok(vec![match x.dtype(0) {
+            DType::F32 => {
+                let parts = (0..x.len())
+                    .map(|i| x.real(i))
+                    .collect::<Result<Vec<_>>>()?;
+                CpuStorage::F32(gather(&parts, &lens, outer, inner))
+            }
+            DType::C32 => {
+                let parts = (0..x.len())
+                    .map(|i| x.complex(i))
+                    .collect::<Result<Vec<_>>>()?;
+                CpuStorage::C32(gather(&parts, &lens, outer, inner))
+            }
+        }])
+    }
+    fn gpu(&self, ctx: &GpuContext, x: &Args<&GpuBuffer>) -> Result<Vec<GpuBuffer>> {
+        let lens: Vec<usize> = (0..x.len()).map(|i| x.shape(i)[self.axis]).collect();
+        let (outer, inner) = around(x.shape(0), self.axis);
+        let complex = x.dtype(0) == DType::C32;
+        let total = lens.iter().sum::<usize>() * inner;
+        let out = ctx.alloc(outer * total * x.dtype(0).words())?;
+        let mut off = 0;
+        for (i, &l) in lens.iter().enumerate() {
+            let block = l * inner;
+            gpu_blocks(
+                ctx,
+                complex,
+                x.buf(i),
+                (0, block),
+                &out,
+                (off, total),
+                (outer, block),
+            )?;
+            off += block;
+        }
+        Ok(vec![out])
+    }
+}
+
+impl Backward for Cat {
+    // y = cat(x_i)  =>  dx_i = narrow(dy, axis, offset_i, len_i)
+    fn backward(&self, s: &Saved, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        let mut off = 0;
+        let mut out = Vec::new();
+        for t in s.inputs {
+            let l = t.shape()[self.axis];
+            out.push(Some(g.narrow(self.axis, off, l)?));
+            off += l;
+        }
+        Ok(out)
+    }
+}
+
+/// Elements `start..start+len` along `axis`.
+struct Narrow {
+    axis: usize,
+    start: usize,
+    len: usize,
+}
+
+impl Kernel for Narrow {
+    fn name(&self) -> &'static str {
+        "narrow"
+    }
+    fn signature(&self, x: &[Meta]) -> Result<Vec<Out>> {
+        let s = x[0].shape;
+        if self.axis >= s.len() || self.start + self.len > s[self.axis] {
+            return Err(Error::shape(
+                "narrow",
+                s,
+                format!(
+                    "axis {} range {}..{} out of bounds",
+                    self.axis,
+                    self.start,
+                    self.start + self.len
+                ),
+            ));
+        }
+        let mut shape = s.to_vec();
+        shape[self.axis] = self.len;
+        Ok(vec![Out::new(shape, x[0].dtype)])
+    }
+    fn cpu(&self, x: &Args<&CpuStorage>) -> Result<Vec<CpuStorage>> {
+        let s = x.shape(0);
+        let (outer, inner) = around(s, self.axis);
+        let n = s[self.axis];
+        let pick = |o: usize| (o * n + self.start) * inner..(o * n + self.start + self.len) * inner;
+        Ok(vec![match x.dtype(0) {
+            DType::F32 => {
+                let v = x.real(0)?;
+                CpuStorage::F32((0..outer).flat_map(|o| v[pick(o)].to_vec()).collect())
+            }
+            DType::C32 => {
+                let v = x.complex(0)?;
+                CpuStorage::C32((0..outer).flat_map(|o| v[pick(o)].to_vec()).collect())
+            }
+        }])
+    }
+    fn gpu(&self, ctx: &GpuContext, x: &Args<&GpuBuffer>) -> Result<Vec<GpuBuffer>> {
+        let s = x.shape(0);
+        let (outer, inner) = around(s, self.axis);
+        let block = self.len * inner;
+        let out = ctx.alloc(outer * block * x.dtype(0).words())?;
+        gpu_blocks(
+            ctx,
+            x.dtype(0) == DType::C32,
+            x.buf(0),
+            (self.start * inner, s[self.axis] * inner),
+            &out,
+            (0, block),
+            (outer, block),
+        )?;
+        Ok(vec![out])
+    }
+}
+
+impl Backward for Narrow {
+    // y = x[start..start+len along axis]  =>  dx = dy placed back, zeros elsewhere
+    fn backward(&self, s: &Saved, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        let full = s.inputs[0].shape();
+        let n = full[self.axis];
+        let mut parts = Vec::new();
+        let mut zshape = full.to_vec();
+        if self.start > 0 {
+            zshape[self.axis] = self.start;
+            parts.push(g.zeros_of(&zshape)?);
+        }
+        parts.push(g.clone());
+        if self.start + self.len < n {
+            zshape[self.axis] = n - self.start - self.len;
+            parts.push(g.zeros_of(&zshape)?);
+        }
+        Ok(vec![Some(Tensor::cat(&parts, self.axis)?)])
+    }
+}
+
+/// The VJP of a view: the gradient reshaped back.
+struct Reshape;
+
+impl Backward for Reshape {
+    // y = reshape(x)  =>  dx = reshape(dy)
+    fn backward(&self, s: &Saved, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(g.reshape(s.inputs[0].shape())?)])
+    }
+}
+
+/// The VJP of a move between devices: the gradient moved back.
+struct ToDevice(Device);
+
+impl Backward for ToDevice {
+    // y = x on another device  =>  dx = dy moved to x's device
+    fn backward(&self, _: &Saved, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(g.to_device(self.0)?)])
+    }
 }
 
 impl Tensor {
     /// Concatenates tensors of one dtype along `axis` (all other sizes equal).
     /// VJP: each input gets its slice `narrow(axis, offset, len)` of `dy`.
     pub fn cat(tensors: &[Tensor], axis: usize) -> Result<Tensor> {
-        let first = tensors
-            .first()
-            .ok_or_else(|| Error::arg("cat", "no tensors"))?;
-        if axis >= first.rank() {
-            return Err(Error::shape(
-                "cat",
-                first.shape(),
-                format!("no axis {axis}"),
-            ));
+        if tensors.is_empty() {
+            return Err(Error::arg("cat", "no tensors"));
         }
-        let mut shape = first.shape().to_vec();
-        shape[axis] = 0;
-        let mut lens = Vec::new();
-        for t in tensors {
-            let mut s = t.shape().to_vec();
-            if s.len() != shape.len() || t.dtype() != first.dtype() {
-                return Err(Error::ShapeMismatch {
-                    op: "cat",
-                    lhs: first.shape().to_vec(),
-                    rhs: s,
-                });
-            }
-            lens.push(s[axis]);
-            s[axis] = 0;
-            if s != shape {
-                return Err(Error::ShapeMismatch {
-                    op: "cat",
-                    lhs: first.shape().to_vec(),
-                    rhs: t.shape().to_vec(),
-                });
-            }
-        }
-        shape[axis] = lens.iter().sum();
-        let (outer, inner) = around(&shape, axis);
         let inputs: Vec<&Tensor> = tensors.iter().collect();
-        if let Some(ctx) = gpu_of("cat", &inputs)? {
-            let total = shape[axis] * inner;
-            let words = outer * total * if first.dtype() == DType::C32 { 2 } else { 1 };
-            let out = ctx.alloc(words)?;
-            let mut off = 0;
-            for (t, &l) in tensors.iter().zip(&lens) {
-                gpu_blocks(ctx, t, 0, l * inner, &out, off, total, (outer, l * inner))?;
-                off += l * inner;
-            }
-            let storage = Storage::gpu(out, first.dtype());
-            return Ok(Tensor::from_op(shape, storage, "cat", &inputs, move |g| {
-                let mut off = 0;
-                let mut out = Vec::new();
-                for &l in &lens {
-                    out.push(Some(g.narrow(axis, off, l)?));
-                    off += l;
-                }
-                Ok(out)
-            }));
-        }
-        let guards: Vec<_> = tensors.iter().map(|t| t.read()).collect();
-        let storage = match first.dtype() {
-            DType::F32 => {
-                let parts = guards
-                    .iter()
-                    .map(|g| g.f32("cat"))
-                    .collect::<Result<Vec<_>>>()?;
-                Storage::from_f32(gather(&parts, &lens, outer, inner))
-            }
-            DType::C32 => {
-                let parts = guards
-                    .iter()
-                    .map(|g| g.c32("cat"))
-                    .collect::<Result<Vec<_>>>()?;
-                Storage::from_c32(gather::<C32>(&parts, &lens, outer, inner))
-            }
-        };
-        drop(guards);
-        Ok(Tensor::from_op(shape, storage, "cat", &inputs, move |g| {
-            let mut off = 0;
-            let mut out = Vec::new();
-            for &l in &lens {
-                out.push(Some(g.narrow(axis, off, l)?));
-                off += l;
-            }
-            Ok(out)
-        }))
+        Tensor::apply(Cat { axis }, &inputs)
     }
 
     /// Concatenation along the channel axis (1).
@@ -153,71 +258,45 @@ impl Tensor {
 
     /// Elements `start..start+len` along `axis`. VJP: `dy` placed back, zeros elsewhere.
     pub fn narrow(&self, axis: usize, start: usize, len: usize) -> Result<Tensor> {
-        let s = self.shape().to_vec();
-        if axis >= s.len() || start + len > s[axis] {
-            return Err(Error::shape(
-                "narrow",
-                &s,
-                format!("axis {axis} range {start}..{} out of bounds", start + len),
-            ));
+        Tensor::apply(Narrow { axis, start, len }, &[self])
+    }
+
+    /// A view with another shape of the same number of elements (shares the data).
+    /// VJP: `dx = reshape(dy)`.
+    pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
+        if numel_of(shape) != self.numel() {
+            return Err(Error::ShapeMismatch {
+                op: "reshape",
+                lhs: self.shape().to_vec(),
+                rhs: shape.to_vec(),
+            });
         }
-        let (outer, inner) = around(&s, axis);
-        let n = s[axis];
-        let pick = |o: usize| (o * n + start) * inner..(o * n + start + len) * inner;
-        let storage = match self.dtype() {
-            _ if self.device() == crate::Device::Gpu => {
-                let ctx = crate::device::gpu_context()?;
-                let k = if self.dtype() == DType::C32 { 2 } else { 1 };
-                let out = ctx.alloc(k * outer * len * inner)?;
-                let (src_pitch, block) = (n * inner, len * inner);
-                gpu_blocks(
-                    ctx,
-                    self,
-                    start * inner,
-                    src_pitch,
-                    &out,
-                    0,
-                    block,
-                    (outer, block),
-                )?;
-                Storage::gpu(out, self.dtype())
-            }
-            DType::F32 => {
-                let g = self.read();
-                let x = g.f32("narrow")?;
-                Storage::from_f32((0..outer).flat_map(|o| x[pick(o)].to_vec()).collect())
-            }
-            DType::C32 => {
-                let g = self.read();
-                let x = g.c32("narrow")?;
-                Storage::from_c32((0..outer).flat_map(|o| x[pick(o)].to_vec()).collect())
-            }
-        };
-        let mut shape = s.clone();
-        shape[axis] = len;
-        Ok(Tensor::from_op(
-            shape,
+        let storage = self.read().clone();
+        Ok(Tensor::record(
+            "reshape",
+            shape.to_vec(),
             storage,
-            "narrow",
             &[self],
-            move |g| {
-                let mut parts = Vec::new();
-                let mut zshape = s.clone();
-                if start > 0 {
-                    zshape[axis] = start;
-                    parts.push(zeros_of(g, &zshape));
-                }
-                parts.push(g.clone());
-                if start + len < n {
-                    zshape[axis] = n - start - len;
-                    parts.push(zeros_of(g, &zshape));
-                }
-                Ok(vec![Some(Tensor::cat(&parts, axis)?)])
-            },
+            vec![],
+            Reshape,
         ))
     }
-}
 
-fn zeros_of(like: &Tensor, shape: &[usize]) -> Tensor {
-    like.zeros_of(shape)
+    /// This tensor on `device`: the same handle when already there, else a copy (an upload or
+    /// a download). Differentiable: the gradient is moved back (`dx = to_device(dy, x's device)`).
+    pub fn to_device(&self, device: Device) -> Result<Tensor> {
+        let src = self.device();
+        if src == device {
+            return Ok(self.clone());
+        }
+        let storage = self.read().to_device(device)?;
+        Ok(Tensor::record(
+            "to_device",
+            self.shape().to_vec(),
+            storage,
+            &[self],
+            vec![],
+            ToDevice(src),
+        ))
+    }
 }

@@ -193,10 +193,13 @@ static GPU_TESTS_RAN: std::sync::atomic::AtomicUsize = std::sync::atomic::Atomic
 /// printed `SKIP: no GPU adapter (...)` when none opens, or a panic when
 /// `MAGPRIOR_REQUIRE_GPU_TESTS` is set (CI, where the GPU tests must run).
 pub fn gpu(name: &str) -> bool {
-    match magprior::device::gpu_context() {
-        Ok(c) => {
+    match magprior::Device::select(magprior::DeviceChoice::Gpu) {
+        Ok(_) => {
             let k = GPU_TESTS_RAN.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-            println!("GPU test {name} ran ({k} so far) on {}", c.adapter());
+            let adapter = magprior::Device::Gpu
+                .adapter()
+                .map_or("?".to_string(), |a| a.to_string());
+            println!("GPU test {name} ran ({k} so far) on {adapter}");
             true
         }
         Err(e) => {

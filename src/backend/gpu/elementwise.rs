@@ -4,6 +4,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::{check_len, grid_1d, u32_of, Arg, GpuBuffer, GpuContext, Kernel};
+use crate::backend::{BinOp, UnaryOp};
 use crate::error::{Error, Result};
 
 const K: Kernel = crate::gpu_kernel!("elementwise");
@@ -62,39 +63,17 @@ impl Broadcast {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Binary {
-    Add,
-    Sub,
-    Mul,
-    Div,
-}
-
-/// Unary maps; `LeakyRelu(slope)`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Unary {
-    Exp,
-    Log,
-    Sqrt,
-    Square,
-    Tanh,
-    Sigmoid,
-    LeakyRelu(f32),
-    Abs,
-}
-
-impl Unary {
-    fn entries(self) -> (&'static str, &'static str, f32) {
-        match self {
-            Unary::Exp => ("exp_forward", "exp_backward", 0.0),
-            Unary::Log => ("log_forward", "log_backward", 0.0),
-            Unary::Sqrt => ("sqrt_forward", "sqrt_backward", 0.0),
-            Unary::Square => ("square_forward", "square_backward", 0.0),
-            Unary::Tanh => ("tanh_forward", "tanh_backward", 0.0),
-            Unary::Sigmoid => ("sigmoid_forward", "sigmoid_backward", 0.0),
-            Unary::LeakyRelu(s) => ("leaky_relu_forward", "leaky_relu_backward", s),
-            Unary::Abs => ("abs_forward", "abs_backward", 0.0),
-        }
+/// The forward and backward entry points of a unary map, and its parameter.
+fn entries(op: UnaryOp) -> (&'static str, &'static str, f32) {
+    match op {
+        UnaryOp::Exp => ("exp_forward", "exp_backward", 0.0),
+        UnaryOp::Log => ("log_forward", "log_backward", 0.0),
+        UnaryOp::Sqrt => ("sqrt_forward", "sqrt_backward", 0.0),
+        UnaryOp::Square => ("square_forward", "square_backward", 0.0),
+        UnaryOp::Tanh => ("tanh_forward", "tanh_backward", 0.0),
+        UnaryOp::Sigmoid => ("sigmoid_forward", "sigmoid_backward", 0.0),
+        UnaryOp::LeakyRelu(s) => ("leaky_relu_forward", "leaky_relu_backward", s),
+        UnaryOp::Abs => ("abs_forward", "abs_backward", 0.0),
     }
 }
 
@@ -139,18 +118,13 @@ fn params(
 /// `a (op) b` with `b` broadcast as `bc`.
 pub fn binary(
     ctx: &GpuContext,
-    op: Binary,
+    op: BinOp,
     a: &GpuBuffer,
     b: &GpuBuffer,
     bc: Broadcast,
 ) -> Result<GpuBuffer> {
     let (div, modulo) = bc.div_mod("binary", a, b)?;
-    let entry = match op {
-        Binary::Add => "add",
-        Binary::Sub => "sub",
-        Binary::Mul => "mul",
-        Binary::Div => "div",
-    };
+    let entry = op.name();
     run(
         ctx,
         entry,
@@ -210,8 +184,8 @@ pub fn affine_complex(ctx: &GpuContext, z: &GpuBuffer, alpha: f32, beta: f32) ->
 }
 
 /// `y = f(x)`.
-pub fn unary(ctx: &GpuContext, op: Unary, x: &GpuBuffer) -> Result<GpuBuffer> {
-    let (fwd, _, alpha) = op.entries();
+pub fn unary(ctx: &GpuContext, op: UnaryOp, x: &GpuBuffer) -> Result<GpuBuffer> {
+    let (fwd, _, alpha) = entries(op);
     let n = x.len.max(1) as u32;
     run(ctx, fwd, params("unary", x.len, 1, n, alpha, 0.0)?, x, x, x)
 }
@@ -219,11 +193,11 @@ pub fn unary(ctx: &GpuContext, op: Unary, x: &GpuBuffer) -> Result<GpuBuffer> {
 /// `dx = gy * f'(x)`.
 pub fn unary_backward(
     ctx: &GpuContext,
-    op: Unary,
+    op: UnaryOp,
     x: &GpuBuffer,
     gy: &GpuBuffer,
 ) -> Result<GpuBuffer> {
-    let (_, bwd, alpha) = op.entries();
+    let (_, bwd, alpha) = entries(op);
     check_len("unary_backward", gy, x.len, &[x.len])?;
     let n = x.len.max(1) as u32;
     run(

@@ -4,6 +4,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::{check_len, grid_groups, reduce, u32_of, Arg, GpuBuffer, GpuContext, Kernel};
+pub use crate::backend::ConvShape;
 use crate::error::{Error, Result};
 
 const K: Kernel = crate::gpu_kernel!("conv2d");
@@ -12,27 +13,13 @@ const COB: usize = 4;
 /// Pixels per partial in `backward_weight_partial` (must match the WGSL `CHUNK`).
 const CHUNK: usize = 4096;
 
-/// x: (n, cin, h, w); weight: (cout, cin, k, k); bias: (cout); y: (n, cout, h, w).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConvShape {
-    pub n: usize,
-    pub cin: usize,
-    pub cout: usize,
-    pub h: usize,
-    pub w: usize,
-    pub k: usize,
+trait Check {
+    fn check(&self, op: &'static str) -> Result<()>;
+    fn params(&self, op: &'static str, co_blocks: usize, chunks: usize) -> Result<Params>;
+    fn sweep_groups(&self, c_dst: usize) -> [u32; 3];
 }
 
-impl ConvShape {
-    pub fn x_len(&self) -> usize {
-        self.n * self.cin * self.h * self.w
-    }
-    pub fn y_len(&self) -> usize {
-        self.n * self.cout * self.h * self.w
-    }
-    pub fn w_len(&self) -> usize {
-        self.cout * self.cin * self.k * self.k
-    }
+impl Check for ConvShape {
     fn check(&self, op: &'static str) -> Result<()> {
         if !matches!(self.k, 1 | 3 | 5) {
             return Err(Error::arg(
@@ -185,7 +172,7 @@ pub fn conv2d_backward_weight(
         groups,
     )?;
     let dw = reduce::sum_strided(ctx, &partial, chunks, s.w_len(), 1.0)?;
-    ctx.recycle(partial);
+    drop(partial);
     let db = reduce::channel_sums(ctx, gy, s.n, s.cout, s.h * s.w)?;
     Ok((dw, db))
 }

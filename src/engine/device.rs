@@ -7,15 +7,16 @@
 
 use std::sync::OnceLock;
 
+pub use crate::backend::gpu::AdapterSummary;
+use crate::backend::gpu::{GpuContext, Opened};
 use crate::error::{Error, Result};
-use crate::gpu::{AdapterSummary, GpuContext, Opened};
 
 /// Where tensors live and ops run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Device {
     /// Host memory, rayon + rustfft kernels.
     Cpu,
-    /// The process-wide GPU context ([`gpu_context`]).
+    /// The process-wide GPU context, opened on first use.
     Gpu,
 }
 
@@ -50,14 +51,13 @@ static GPU: OnceLock<std::result::Result<GpuContext, String>> = OnceLock::new();
 
 /// The process-wide GPU context, opened on first use (any adapter type, the best ranked first:
 /// discrete, integrated, virtual, other, CPU). An error says why none is usable.
-pub fn gpu_context() -> Result<&'static GpuContext> {
+pub(crate) fn gpu_context() -> Result<&'static GpuContext> {
     let c = GPU.get_or_init(|| match GpuContext::open(true) {
         Ok(Opened::Ready(c)) => Ok(c),
         Ok(Opened::Unavailable(why)) => Err(why),
         Err(e) => Err(e.to_string()),
     });
-    c.as_ref()
-        .map_err(|why| Error::Backend(format!("no GPU adapter ({why})")))
+    c.as_ref().map_err(|why| Error::NoGpu(why.clone()))
 }
 
 impl Device {
@@ -67,11 +67,12 @@ impl Device {
         match choice {
             DeviceChoice::Cpu => Ok((Device::Cpu, None)),
             DeviceChoice::Gpu => {
-                gpu_context().map_err(|e| {
-                    Error::Backend(format!(
-                        "--device gpu: {e}; install a Vulkan/Metal/DX12 driver (or Mesa lavapipe) \
-                         or use --device cpu"
-                    ))
+                gpu_context().map_err(|e| match e {
+                    Error::NoGpu(why) => Error::NoGpu(format!(
+                        "{why}; install a Vulkan/Metal/DX12 driver (or Mesa lavapipe) or use \
+                         --device cpu"
+                    )),
+                    other => other,
                 })?;
                 Ok((Device::Gpu, None))
             }
@@ -99,6 +100,12 @@ impl Device {
             Ok(v) if !v.trim().is_empty() => v.parse(),
             _ => Ok(DeviceChoice::Auto),
         }
+    }
+
+    /// Every GPU adapter the environment's backends offer (`WGPU_BACKEND` selects them), one
+    /// line each; empty when there is none.
+    pub fn list_adapters() -> Vec<String> {
+        GpuContext::list_adapters()
     }
 
     /// `"cpu"` or `"gpu"`.

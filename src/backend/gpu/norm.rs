@@ -4,26 +4,10 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::{check_len, grid_groups, reduce, u32_of, Arg, GpuBuffer, GpuContext, Kernel};
+pub use crate::backend::NormShape;
 use crate::error::{Error, Result};
 
 const K: Kernel = crate::gpu_kernel!("instance_norm");
-
-/// x: (n, c, m) with m = H*W pixels per plane.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct NormShape {
-    pub n: usize,
-    pub c: usize,
-    pub m: usize,
-}
-
-impl NormShape {
-    fn len(&self) -> usize {
-        self.n * self.c * self.m
-    }
-    fn planes(&self) -> usize {
-        self.n * self.c
-    }
-}
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -69,12 +53,12 @@ pub fn instance_norm(
     eps: f32,
 ) -> Result<(GpuBuffer, GpuBuffer)> {
     const OP: &str = "instance_norm";
-    check_len(OP, x, s.len(), &[s.n, s.c, s.m])?;
+    check_len(OP, x, s.numel(), &[s.n, s.c, s.m])?;
     for b in [weight, bias].into_iter().flatten() {
         check_len(OP, b, s.c, &[s.c])?;
     }
     let p = params(OP, s, weight.is_some(), bias.is_some(), eps)?;
-    let y = ctx.alloc(s.len())?;
+    let y = ctx.alloc(s.numel())?;
     let stats = ctx.alloc(2 * s.planes())?;
     let args = [
         Arg::Read(x),
@@ -98,14 +82,14 @@ pub fn instance_norm_backward(
     gy: &GpuBuffer,
 ) -> Result<(GpuBuffer, GpuBuffer, GpuBuffer)> {
     const OP: &str = "instance_norm_backward";
-    check_len(OP, x, s.len(), &[s.n, s.c, s.m])?;
-    check_len(OP, gy, s.len(), &[s.n, s.c, s.m])?;
+    check_len(OP, x, s.numel(), &[s.n, s.c, s.m])?;
+    check_len(OP, gy, s.numel(), &[s.n, s.c, s.m])?;
     check_len(OP, stats, 2 * s.planes(), &[s.planes(), 2])?;
     if let Some(w) = weight {
         check_len(OP, w, s.c, &[s.c])?;
     }
     let p = params(OP, s, weight.is_some(), false, 0.0)?;
-    let dx = ctx.alloc(s.len())?;
+    let dx = ctx.alloc(s.numel())?;
     let partial = ctx.alloc(2 * s.planes())?;
     let args = [
         Arg::Read(x),
@@ -118,6 +102,6 @@ pub fn instance_norm_backward(
     ctx.launch(&K, "backward", &p, &args, grid_groups(s.planes()))?;
     let dw = reduce::sum_strided_at(ctx, &partial, 0, s.n, s.c, 1.0)?;
     let db = reduce::sum_strided_at(ctx, &partial, s.planes(), s.n, s.c, 1.0)?;
-    ctx.recycle(partial);
+    drop(partial);
     Ok((dx, dw, db))
 }

@@ -128,6 +128,6 @@ pub fn expi_backward(ctx: &GpuContext, y: &GpuBuffer, gy: &GpuBuffer) -> Result<
     check_len("expi_backward", gy, y.len, &[y.len / 2, 2])?;
     let t = cmul_conj(ctx, gy, y)?;
     let out = im(ctx, &t)?;
-    ctx.recycle(t);
+    drop(t);
     Ok(out)
 }

@@ -1,37 +1,14 @@
-//! The tensor: a cheap `Arc` handle to an NCHW, contiguous, real (f32) or complex (2 x f32) array,
-//! plus the autodiff node that produced it (see `autograd.rs`).
+//! The tensor: a cheap `Arc` handle to an NCHW, contiguous, real (f32) or complex (2 x f32)
+//! array, plus the tape record (`Node`) of the op that made it. The record and the VJP trait
+//! live here, beside the type that holds them; the walk over them is `autograd.rs`, the op
+//! dispatch that creates them `dispatch.rs`.
 
-use crate::autograd::{self, BackwardFn, Node};
-use crate::device::Device;
+use crate::engine::device::Device;
+use crate::engine::storage::{CpuStorage, DType, Storage, C32};
 use crate::error::{Error, Result};
-use crate::gpu::GpuBuffer;
 use crate::rng::Rng;
-use crate::storage::Storage;
-use num_complex::Complex32;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
-
-/// Complex single precision, `re, im`.
-pub type C32 = Complex32;
-
-/// Element type of a tensor.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DType {
-    /// Real, f32.
-    F32,
-    /// Complex, two f32 (`re, im`).
-    C32,
-}
-
-impl DType {
-    /// Lower-case name, for messages.
-    pub fn name(self) -> &'static str {
-        match self {
-            DType::F32 => "real f32",
-            DType::C32 => "complex c32",
-        }
-    }
-}
 
 /// Identifies a tensor for the gradient store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -42,6 +19,29 @@ impl TensorId {
         static COUNTER: AtomicUsize = AtomicUsize::new(1);
         TensorId(COUNTER.fetch_add(1, Ordering::Relaxed))
     }
+}
+
+/// What a VJP sees: the op's inputs, its output (the tensor being differentiated, alive for
+/// the whole backward walk) and any extra outputs the forward saved for it.
+pub(crate) struct Saved<'a> {
+    pub(crate) inputs: &'a [Tensor],
+    pub(crate) output: &'a Tensor,
+    pub(crate) extra: &'a [Tensor],
+}
+
+/// The vector-Jacobian product of a recorded op: the gradients of its inputs (one per input,
+/// `None` where none is needed) from the gradient `g` of its output. Written with device-agnostic
+/// tensor ops or backward kernels (`Tensor::compute`), so it runs wherever the data lives.
+pub(crate) trait Backward: Send + Sync + 'static {
+    fn backward(&self, s: &Saved, g: &Tensor) -> Result<Vec<Option<Tensor>>>;
+}
+
+/// How an op result was made: the op's name, its inputs, saved extra outputs and its VJP.
+pub(crate) struct Node {
+    pub(crate) op: &'static str,
+    pub(crate) inputs: Vec<Tensor>,
+    pub(crate) extra: Vec<Tensor>,
+    pub(crate) backward: Box<dyn Backward>,
 }
 
 pub(crate) struct Inner {
@@ -78,24 +78,13 @@ impl std::fmt::Debug for Tensor {
     }
 }
 
-/// A non-owning handle to an op's own output, for VJPs that reuse the forward result.
-pub(crate) struct WeakTensor(std::sync::Weak<Inner>);
-
-impl WeakTensor {
-    /// The output tensor; an error if it no longer exists (cannot happen during `backward`).
-    pub(crate) fn get(&self, op: &'static str) -> Result<Tensor> {
-        self.0.upgrade().map(Tensor).ok_or_else(|| {
-            Error::Backend(format!("{op}: output released before its backward pass"))
-        })
-    }
-}
-
 pub(crate) fn numel_of(shape: &[usize]) -> usize {
     shape.iter().product()
 }
 
 impl Tensor {
     // ---------------------------------------------------------------- construction
+    /// A constant (untracked leaf) holding `storage`.
     pub(crate) fn from_storage(shape: Vec<usize>, storage: Storage) -> Tensor {
         debug_assert_eq!(numel_of(&shape), storage.len());
         Tensor(Arc::new(Inner {
@@ -107,24 +96,9 @@ impl Tensor {
         }))
     }
 
-    /// The result of an operation: records `backward` on the tape when autodiff is on and an input
-    /// requires a gradient; otherwise a plain constant.
-    pub(crate) fn from_op(
-        shape: Vec<usize>,
-        storage: Storage,
-        op: &'static str,
-        inputs: &[&Tensor],
-        backward: impl Fn(&Tensor) -> Result<Vec<Option<Tensor>>> + Send + Sync + 'static,
-    ) -> Tensor {
-        let track = autograd::is_grad_enabled() && inputs.iter().any(|t| t.0.requires_grad);
-        if !track {
-            return Tensor::from_storage(shape, storage);
-        }
-        let node = Node {
-            op,
-            inputs: inputs.iter().map(|t| (*t).clone()).collect(),
-            backward: Box::new(backward) as BackwardFn,
-        };
+    /// A tracked op result: `storage` with its tape record.
+    pub(crate) fn from_node(shape: Vec<usize>, storage: Storage, node: Node) -> Tensor {
+        debug_assert_eq!(numel_of(&shape), storage.len());
         Tensor(Arc::new(Inner {
             id: TensorId::new(),
             shape,
@@ -134,35 +108,8 @@ impl Tensor {
         }))
     }
 
-    /// Like [`Tensor::from_op`], but the VJP is built from a weak handle to the output itself,
-    /// so it can read the forward result (e.g. `y` of a fused activation) without copying it.
-    /// The handle is valid whenever the VJP runs (the backward walk holds the output).
-    pub(crate) fn from_op_with_output<F>(
-        shape: Vec<usize>,
-        storage: Storage,
-        op: &'static str,
-        inputs: &[&Tensor],
-        make_backward: impl FnOnce(WeakTensor) -> F,
-    ) -> Tensor
-    where
-        F: Fn(&Tensor) -> Result<Vec<Option<Tensor>>> + Send + Sync + 'static,
-    {
-        let track = autograd::is_grad_enabled() && inputs.iter().any(|t| t.0.requires_grad);
-        if !track {
-            return Tensor::from_storage(shape, storage);
-        }
-        let inputs: Vec<Tensor> = inputs.iter().map(|t| (*t).clone()).collect();
-        Tensor(Arc::new_cyclic(|weak| Inner {
-            id: TensorId::new(),
-            shape,
-            storage: RwLock::new(storage),
-            requires_grad: true,
-            node: Some(Node {
-                op,
-                inputs,
-                backward: Box::new(make_backward(WeakTensor(weak.clone()))) as BackwardFn,
-            }),
-        }))
+    fn host(shape: &[usize], data: CpuStorage) -> Tensor {
+        Tensor::from_storage(shape.to_vec(), Storage::Cpu(data))
     }
 
     /// A real tensor from data in row-major order.
@@ -174,10 +121,7 @@ impl Tensor {
                 shape: shape.to_vec(),
             });
         }
-        Ok(Tensor::from_storage(
-            shape.to_vec(),
-            Storage::from_f32(data),
-        ))
+        Ok(Tensor::host(shape, CpuStorage::F32(data)))
     }
 
     /// A complex tensor from data in row-major order.
@@ -189,18 +133,12 @@ impl Tensor {
                 shape: shape.to_vec(),
             });
         }
-        Ok(Tensor::from_storage(
-            shape.to_vec(),
-            Storage::from_c32(data),
-        ))
+        Ok(Tensor::host(shape, CpuStorage::C32(data)))
     }
 
     /// A real tensor filled with `value`.
     pub fn full(shape: &[usize], value: f32) -> Tensor {
-        Tensor::from_storage(
-            shape.to_vec(),
-            Storage::from_f32(vec![value; numel_of(shape)]),
-        )
+        Tensor::host(shape, CpuStorage::F32(vec![value; numel_of(shape)]))
     }
 
     /// A real tensor of zeros.
@@ -215,71 +153,26 @@ impl Tensor {
 
     /// A complex tensor of zeros.
     pub fn zeros_c(shape: &[usize]) -> Tensor {
-        Tensor::from_storage(
-            shape.to_vec(),
-            Storage::from_c32(vec![C32::new(0.0, 0.0); numel_of(shape)]),
+        Tensor::host(
+            shape,
+            CpuStorage::C32(vec![C32::new(0.0, 0.0); numel_of(shape)]),
         )
     }
 
     /// A zero tensor of the same shape, dtype and device.
-    pub fn zeros_like(&self) -> Tensor {
+    pub fn zeros_like(&self) -> Result<Tensor> {
         self.zeros_of(self.shape())
     }
 
-    /// Zeros of `shape` with this tensor's dtype, on its device (on the CPU should the GPU
-    /// allocation fail; the op using them then reports the device mismatch).
-    pub(crate) fn zeros_of(&self, shape: &[usize]) -> Tensor {
-        let n = numel_of(shape);
-        let storage = Storage::zeros(n, self.dtype(), self.device())
-            .or_else(|_| Storage::zeros(n, self.dtype(), Device::Cpu));
-        match storage {
-            Ok(s) => Tensor::from_storage(shape.to_vec(), s),
-            Err(_) => Tensor::zeros(shape), // unreachable: CPU zeros cannot fail
-        }
+    /// Zeros of `shape` with this tensor's dtype, on its device.
+    pub(crate) fn zeros_of(&self, shape: &[usize]) -> Result<Tensor> {
+        let storage = Storage::zeros(numel_of(shape), self.dtype(), self.device())?;
+        Ok(Tensor::from_storage(shape.to_vec(), storage))
     }
 
     /// A real tensor filled with `value` on `device`.
     pub fn full_on(shape: &[usize], value: f32, device: Device) -> Result<Tensor> {
         Tensor::full(shape, value).to_device(device)
-    }
-
-    // ---------------------------------------------------------------- devices
-    /// Where the data lives.
-    pub fn device(&self) -> Device {
-        self.read().device()
-    }
-
-    /// This tensor on `device`: the same handle when already there, else a copy (an upload or
-    /// a download). Differentiable: the gradient is moved back (`dx = to_device(dy, x's device)`).
-    pub fn to_device(&self, device: Device) -> Result<Tensor> {
-        let src = self.device();
-        if src == device {
-            return Ok(self.clone());
-        }
-        let storage = self.read().to_device(device)?;
-        Ok(Tensor::from_op(
-            self.shape().to_vec(),
-            storage,
-            "to_device",
-            &[self],
-            move |g| Ok(vec![Some(g.to_device(src)?)]),
-        ))
-    }
-
-    /// Moves this tensor's data to `device` in place, keeping its identity (id, gradient flag):
-    /// how a model's parameters are moved after creation (`Cae::to_device`).
-    pub fn move_to(&self, device: Device) -> Result<()> {
-        if self.device() == device {
-            return Ok(());
-        }
-        let moved = self.read().to_device(device)?;
-        *self.write() = moved;
-        Ok(())
-    }
-
-    /// The device buffer of a GPU tensor (an error naming `op` for a CPU tensor).
-    pub(crate) fn gbuf(&self, op: &'static str) -> Result<GpuBuffer> {
-        self.read().gbuf(op)
     }
 
     /// A real scalar (shape `[]`).
@@ -290,7 +183,7 @@ impl Tensor {
     /// Standard normal samples from a seeded generator.
     pub fn randn(shape: &[usize], rng: &mut Rng) -> Tensor {
         let data = (0..numel_of(shape)).map(|_| rng.normal() as f32).collect();
-        Tensor::from_storage(shape.to_vec(), Storage::from_f32(data))
+        Tensor::host(shape, CpuStorage::F32(data))
     }
 
     /// Uniform samples in `[lo, hi)` from a seeded generator.
@@ -298,7 +191,7 @@ impl Tensor {
         let data = (0..numel_of(shape))
             .map(|_| rng.uniform_range(lo as f64, hi as f64) as f32)
             .collect();
-        Tensor::from_storage(shape.to_vec(), Storage::from_f32(data))
+        Tensor::host(shape, CpuStorage::F32(data))
     }
 
     /// Marks this tensor as a leaf variable (a parameter) whose gradient `backward` computes.
@@ -317,6 +210,23 @@ impl Tensor {
     /// The same data without autodiff history (a constant).
     pub fn detach(&self) -> Tensor {
         Tensor::from_storage(self.0.shape.clone(), self.read().clone())
+    }
+
+    // ---------------------------------------------------------------- devices
+    /// Where the data lives.
+    pub fn device(&self) -> Device {
+        self.read().device()
+    }
+
+    /// Moves this tensor's data to `device` in place, keeping its identity (id, gradient flag):
+    /// how a model's parameters are moved after creation (`Cae::to_device`).
+    pub fn move_to(&self, device: Device) -> Result<()> {
+        if self.device() == device {
+            return Ok(());
+        }
+        let moved = self.read().to_device(device)?;
+        *self.write() = moved;
+        Ok(())
     }
 
     // ---------------------------------------------------------------- queries
@@ -350,11 +260,7 @@ impl Tensor {
     }
     /// The last two dimensions `(h, w)` of a tensor of rank >= 2.
     pub fn hw(&self, op: &'static str) -> Result<(usize, usize)> {
-        let s = self.shape();
-        if s.len() < 2 {
-            return Err(Error::shape(op, s, "needs at least two dimensions"));
-        }
-        Ok((s[s.len() - 2], s[s.len() - 1]))
+        hw_of(op, self.shape())
     }
 
     // ---------------------------------------------------------------- data access
@@ -365,7 +271,7 @@ impl Tensor {
         self.0.storage.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Copies a real tensor's data out (row-major).
+    /// Copies a real tensor's data out (row-major; a download for GPU data).
     pub fn to_vec(&self) -> Result<Vec<f32>> {
         self.read().to_f32_vec("to_vec")
     }
@@ -382,7 +288,7 @@ impl Tensor {
     }
 
     /// Overwrites the data in place (same shape and dtype; the data is moved to this tensor's
-    /// device); used by optimisers on parameters.
+    /// device); used on parameters, e.g. to clamp them.
     pub fn assign(&self, src: &Tensor) -> Result<()> {
         if src.shape() != self.shape() {
             return Err(Error::ShapeMismatch {
@@ -406,26 +312,6 @@ impl Tensor {
         Ok(())
     }
 
-    /// A view with another shape of the same number of elements (copies the handle's data).
-    pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
-        if numel_of(shape) != self.numel() {
-            return Err(Error::ShapeMismatch {
-                op: "reshape",
-                lhs: self.shape().to_vec(),
-                rhs: shape.to_vec(),
-            });
-        }
-        let old = self.shape().to_vec();
-        Ok(Tensor::from_op(
-            shape.to_vec(),
-            self.read().clone(),
-            "reshape",
-            &[self],
-            // y = reshape(x)  =>  dx = reshape(dy)
-            move |g| Ok(vec![Some(g.reshape(&old)?)]),
-        ))
-    }
-
     pub(crate) fn expect_rank(&self, op: &'static str, rank: usize) -> Result<()> {
         if self.rank() != rank {
             return Err(Error::shape(
@@ -438,25 +324,27 @@ impl Tensor {
     }
 }
 
+/// The last two dimensions of `shape` (rank >= 2), or an error naming `op`.
+pub(crate) fn hw_of(op: &'static str, s: &[usize]) -> Result<(usize, usize)> {
+    if s.len() < 2 {
+        return Err(Error::shape(op, s, "needs at least two dimensions"));
+    }
+    Ok((s[s.len() - 2], s[s.len() - 1]))
+}
+
 /// Long tapes would otherwise drop recursively (one stack frame per op); unlink them iteratively.
 impl Drop for Inner {
     fn drop(&mut self) {
         let Some(node) = self.node.take() else { return };
-        let mut stack = node_into_inputs(node);
+        let mut stack = node.inputs;
+        stack.extend(node.extra);
         while let Some(t) = stack.pop() {
             if let Ok(mut inner) = Arc::try_unwrap(t.0) {
                 if let Some(node) = inner.node.take() {
-                    stack.extend(node_into_inputs(node));
+                    stack.extend(node.inputs);
+                    stack.extend(node.extra);
                 }
             }
         }
     }
-}
-
-fn node_into_inputs(node: Node) -> Vec<Tensor> {
-    let Node {
-        inputs, backward, ..
-    } = node;
-    drop(backward); // its captures are inputs (still held below) or untracked constants
-    inputs
 }

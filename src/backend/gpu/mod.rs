@@ -1,8 +1,11 @@
-//! GPU backend (wgpu compute): device context, buffers and one launcher file per op family;
-//! each launches the entry points of `kernels/<family>.wgsl`. Everything stays on the device
-//! until [`GpuContext::download`]; launches are batched into one command encoder per `flush`.
+//! GPU backend (wgpu compute): the device context, pooled buffers, pipelines and launches, and
+//! one launcher file per op family, each launching the entry points of
+//! `kernels/<family>.wgsl`. Everything stays on the device until [`GpuContext::download`];
+//! launches are batched into one command encoder per `flush`.
 
+mod buffer;
 mod context;
+mod launch;
 
 pub mod adamw;
 pub mod broadcast;
@@ -14,12 +17,12 @@ pub mod norm;
 pub mod pad;
 pub mod pool;
 pub mod reduce;
+pub mod spectral;
 pub mod upsample;
 
-pub use context::{
-    grid_1d, grid_groups, u32_of, AdapterSummary, Arg, GpuBuffer, GpuContext, Kernel, Opened,
-    MAX_GROUPS_PER_DIM, WG_1D,
-};
+pub use buffer::GpuBuffer;
+pub use context::{AdapterSummary, GpuContext, Opened};
+pub use launch::{grid_1d, grid_groups, u32_of, Arg, Kernel, MAX_GROUPS_PER_DIM, WG_1D};
 
 use crate::error::{Error, Result};
 

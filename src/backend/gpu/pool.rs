@@ -1,5 +1,5 @@
-//! Max pool 2x2 stride 2 (floor) (`kernels/max_pool2d.wgsl`): forward saving the argmax of each
-//! window, and the VJP routing each gradient to its argmax.
+//! Max pool 2x2 stride 2 (floor) (`kernels/max_pool2d.wgsl`): forward, and the VJP routing each
+//! gradient to its window's argmax (recomputed from x).
 
 use bytemuck::{Pod, Zeroable};
 
@@ -37,36 +37,35 @@ fn params(op: &'static str, planes: usize, h: usize, w: usize) -> Result<Params>
     })
 }
 
-/// `planes` (= N*C) planes of `(h, w)` -> `(h/2, w/2)`. Returns `(y, argmax)`; `argmax` holds
-/// one u32 in-plane input index (`iy * w + ix`) per output.
+/// `planes` (= N*C) planes of `(h, w)` -> `(h/2, w/2)`.
 pub fn max_pool2d(
     ctx: &GpuContext,
     x: &GpuBuffer,
     planes: usize,
     h: usize,
     w: usize,
-) -> Result<(GpuBuffer, GpuBuffer)> {
+) -> Result<GpuBuffer> {
     const OP: &str = "max_pool2d";
     check_len(OP, x, planes * h * w, &[planes, h, w])?;
     let p = params(OP, planes, h, w)?;
     let n_out = planes * (h / 2) * (w / 2);
     let y = ctx.alloc(n_out)?;
-    let idx = ctx.alloc(n_out)?;
     ctx.launch(
         &K,
         "forward",
         &p,
-        &[Arg::Read(x), Arg::Write(&y), Arg::Write(&idx)],
+        &[Arg::Read(x), Arg::Read(x), Arg::Write(&y)],
         grid_1d(n_out),
     )?;
-    Ok((y, idx))
+    Ok(y)
 }
 
-/// VJP: `dx[q, i] = gy[q, o]` where `argmax[q, o] == i`, else 0 (shape `(planes, h, w)`).
+/// VJP: `dx[q, i] = gy[q, o]` where `i` is the argmax of window `o` of `x`, else 0 (shape
+/// `(planes, h, w)`); the argmax is recomputed from `x`, nothing is saved by the forward.
 pub fn max_pool2d_backward(
     ctx: &GpuContext,
+    x: &GpuBuffer,
     gy: &GpuBuffer,
-    argmax: &GpuBuffer,
     planes: usize,
     h: usize,
     w: usize,
@@ -74,14 +73,14 @@ pub fn max_pool2d_backward(
     const OP: &str = "max_pool2d_backward";
     let p = params(OP, planes, h, w)?;
     let n_out = planes * (h / 2) * (w / 2);
+    check_len(OP, x, planes * h * w, &[planes, h, w])?;
     check_len(OP, gy, n_out, &[planes, h / 2, w / 2])?;
-    check_len(OP, argmax, n_out, &[planes, h / 2, w / 2])?;
     let dx = ctx.alloc(planes * h * w)?;
     ctx.launch(
         &K,
         "backward",
         &p,
-        &[Arg::Read(gy), Arg::Write(&dx), Arg::Write(argmax)],
+        &[Arg::Read(x), Arg::Read(gy), Arg::Write(&dx)],
         grid_1d(planes * h * w),
     )?;
     Ok(dx)

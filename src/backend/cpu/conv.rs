@@ -7,29 +7,9 @@
 //! Work is split over rayon by output rows (or pixel tiles); every gemm call is single-threaded.
 //! Backward-input is the forward conv of gy with the flipped, in/out-transposed weight.
 
+use crate::backend::ConvShape;
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
-
-/// Shape of a stride-1, zero-"same"-padded 2-D cross-correlation (PyTorch `conv2d`, padding = k/2), NCHW, contiguous f32.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConvShape {
-    pub n: usize,
-    pub cin: usize,
-    pub cout: usize,
-    pub h: usize,
-    pub w: usize,
-    pub k: usize,
-}
-
-impl ConvShape {
-    fn hw(&self) -> usize {
-        self.h * self.w
-    }
-    /// Reduction length of one output value: `cin*k*k`.
-    fn kdim(&self) -> usize {
-        self.cin * self.k * self.k
-    }
-}
 
 /// Pixels per task for 1x1 convolutions.
 const PIX_TILE: usize = 4096;

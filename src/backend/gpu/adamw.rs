@@ -3,20 +3,10 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::{check_len, grid_1d, u32_of, Arg, GpuBuffer, GpuContext, Kernel};
+pub use crate::backend::AdamWStep;
 use crate::error::Result;
 
 const K: Kernel = crate::gpu_kernel!("adamw");
-
-/// Hyper-parameters of one step; `t` is the 1-based step count after this update.
-#[derive(Clone, Copy, Debug)]
-pub struct AdamWStep {
-    pub lr: f64,
-    pub beta1: f64,
-    pub beta2: f64,
-    pub eps: f64,
-    pub weight_decay: f64,
-    pub t: u32,
-}
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]

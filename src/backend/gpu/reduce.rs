@@ -82,11 +82,11 @@ fn to_scalar(
     let mut cur = stage(ctx, entry, a, b, CHUNK, 1.0)?;
     while cur.len > CHUNK {
         let next = stage(ctx, "sum_stage", &cur, &cur, CHUNK, 1.0)?;
-        ctx.recycle(cur);
+        drop(cur);
         cur = next;
     }
     let out = stage(ctx, "sum_stage", &cur, &cur, CHUNK, scale)?;
-    ctx.recycle(cur);
+    drop(cur);
     Ok(out)
 }
 
@@ -153,7 +153,7 @@ pub fn channel_sums(
     }
     let planes = sum_rows(ctx, x, hw, 1.0)?;
     let out = sum_strided(ctx, &planes, n, c, 1.0)?;
-    ctx.recycle(planes);
+    drop(planes);
     Ok(out)
 }
 

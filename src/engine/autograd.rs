@@ -1,25 +1,15 @@
-//! Reverse-mode autodiff. Each op result that depends on a tracked tensor carries a `Node`:
-//! its inputs and a closure that maps the output's gradient to the inputs' gradients (the VJP,
-//! written next to the op's forward). The nodes form the tape, a DAG rooted at the loss;
-//! [`Tensor::backward`] orders it topologically (iteratively, no recursion) and walks it in reverse,
-//! summing the gradients of values used more than once.
+//! Reverse-mode autodiff. Each op result that depends on a tracked tensor carries a `Node`
+//! (`tensor.rs`): its inputs and its VJP. The nodes form the tape, a DAG rooted at the loss;
+//! [`Tensor::backward`] orders it topologically (iteratively, no recursion) and walks it in
+//! reverse, summing the gradients of values used more than once.
 //!
 //! Complex gradients follow PyTorch: for a real loss L and z = a + ib the stored gradient is
 //! dL/da + i dL/db, so a linear map y = A z has grad_z = A^H grad_y.
 
+use crate::engine::tensor::{Saved, Tensor, TensorId};
 use crate::error::{Error, Result};
-use crate::tensor::{Tensor, TensorId};
 use std::cell::Cell;
 use std::collections::HashMap;
-
-pub(crate) type BackwardFn = Box<dyn Fn(&Tensor) -> Result<Vec<Option<Tensor>>> + Send + Sync>;
-
-/// How an op result was made: its inputs and its vector-Jacobian product.
-pub(crate) struct Node {
-    pub(crate) op: &'static str,
-    pub(crate) inputs: Vec<Tensor>,
-    pub(crate) backward: BackwardFn,
-}
 
 thread_local! {
     static GRAD_ENABLED: Cell<bool> = const { Cell::new(true) };
@@ -72,15 +62,10 @@ impl GradStore {
     }
     fn accumulate(&mut self, t: &Tensor, g: Tensor) -> Result<()> {
         if g.shape() != t.shape() || g.dtype() != t.dtype() {
-            return Err(Error::BadArgument {
-                op: "backward",
-                msg: format!(
-                    "gradient {:?} {} does not match its tensor {:?} {}",
-                    g.shape(),
-                    g.dtype().name(),
-                    t.shape(),
-                    t.dtype().name()
-                ),
+            return Err(Error::ShapeMismatch {
+                op: "backward (a VJP's gradient vs its input)",
+                lhs: g.shape().to_vec(),
+                rhs: t.shape().to_vec(),
             });
         }
         let g = match self.0.remove(&t.id()) {
@@ -147,15 +132,13 @@ impl Tensor {
                 let Some(g) = store.0.get(&t.id()).cloned() else {
                     continue;
                 };
-                let grads = (node.backward)(&g)?;
-                if grads.len() != node.inputs.len() {
-                    return Err(Error::Backend(format!(
-                        "{}: backward returned {} gradients for {} inputs",
-                        node.op,
-                        grads.len(),
-                        node.inputs.len()
-                    )));
-                }
+                let saved = Saved {
+                    inputs: &node.inputs,
+                    output: t,
+                    extra: &node.extra,
+                };
+                let grads = node.backward.backward(&saved, &g)?;
+                debug_assert_eq!(grads.len(), node.inputs.len(), "{}: VJP arity", node.op);
                 for (inp, gi) in node.inputs.iter().zip(grads) {
                     if let (true, Some(gi)) = (inp.0.requires_grad, gi) {
                         store.accumulate(inp, gi)?;

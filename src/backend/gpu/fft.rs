@@ -93,11 +93,11 @@ pub fn fft2_scaled(
     }
     let a = fft_rows(ctx, x, batch * h, w, dir, 1.0)?;
     let t = transpose(ctx, &a, batch, h, w, 1.0)?;
-    ctx.recycle(a);
+    drop(a);
     let b = fft_rows(ctx, &t, batch * w, h, dir, 1.0)?;
-    ctx.recycle(t);
+    drop(t);
     let y = transpose(ctx, &b, batch, w, h, scale)?;
-    ctx.recycle(b);
+    drop(b);
     Ok(y)
 }
 
@@ -213,7 +213,7 @@ fn stockham(
     } else {
         (b, a)
     };
-    ctx.recycle(spare);
+    drop(spare);
     Ok(out)
 }
 
@@ -312,9 +312,9 @@ fn bluestein(
         &[Arg::Read(&fa), Arg::Write(&prod), Arg::Read(&bhat)],
         grid_1d(rows * m),
     )?;
-    ctx.recycle(fa);
+    drop(fa);
     let conv = fft_rows(ctx, &prod, rows, m, Direction::Inverse, 1.0 / m as f32)?;
-    ctx.recycle(prod);
+    drop(prod);
     let y = ctx.alloc(x.len)?;
     ctx.launch(
         &K,
@@ -323,6 +323,6 @@ fn bluestein(
         &[Arg::Read(&conv), Arg::Write(&y), Arg::Read(&w)],
         grid_1d(rows * n),
     )?;
-    ctx.recycle(conv);
+    drop(conv);
     Ok(y)
 }

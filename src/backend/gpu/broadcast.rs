@@ -6,6 +6,8 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::{grid_1d, u32_of, Arg, GpuBuffer, GpuContext, Kernel};
+pub use crate::backend::layout::Walk;
+use crate::backend::BinOp;
 use crate::error::{Error, Result};
 
 const K: Kernel = crate::gpu_kernel!("broadcast");
@@ -28,23 +30,6 @@ struct Params {
     sb: [u32; 8],
     rdims: [u32; 8],
     rsa: [u32; 8],
-}
-
-/// The four broadcasting binary ops.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BinOp {
-    Add,
-    Sub,
-    Mul,
-    Div,
-}
-
-/// A walk over `dims` (row-major) with one stride per operand per dimension.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Walk {
-    pub dims: Vec<usize>,
-    pub sa: Vec<usize>,
-    pub sb: Vec<usize>,
 }
 
 fn pack(op: &'static str, v: &[usize]) -> Result<[u32; 8]> {
@@ -86,12 +71,7 @@ pub fn binary(
 ) -> Result<GpuBuffer> {
     const OP: &str = "broadcast binary";
     let mut p = walk_params(OP, walk)?;
-    p.op = match op {
-        BinOp::Add => 0,
-        BinOp::Sub => 1,
-        BinOp::Mul => 2,
-        BinOp::Div => 3,
-    };
+    p.op = op.code();
     p.complex = complex as u32;
     let n = p.n as usize;
     let out = ctx.alloc(if complex { 2 * n } else { n })?;

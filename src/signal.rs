@@ -1,0 +1,139 @@
+//! Signal helpers shared by the physics of both instruments: FFT sample frequencies and a
+//! separable Gaussian filter with a named boundary rule.
+
+/// `numpy.fft.fftfreq(n, d)`: frequencies in cycles per unit of `d`, in FFT order (0, 1, ...,
+/// then the negative ones). `d = 1` gives cycles per sample (LTEM); `2 pi fftfreq(n, pixel)` the
+/// angular wave numbers of the NV model.
+pub fn fftfreq(n: usize, d: f64) -> Vec<f64> {
+    (0..n)
+        .map(|i| {
+            let f = if i < n.div_ceil(2) {
+                i as f64
+            } else {
+                i as f64 - n as f64
+            };
+            f / (n as f64 * d)
+        })
+        .collect()
+}
+
+/// Angular wave numbers `2 pi fftfreq(n, d)` (rad per unit of `d`).
+pub fn wavenumbers(n: usize, d: f64) -> Vec<f64> {
+    fftfreq(n, d)
+        .into_iter()
+        .map(|f| 2.0 * std::f64::consts::PI * f)
+        .collect()
+}
+
+/// How [`gaussian_filter`] extends an image past its edges.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Boundary {
+    /// Mirror including the edge pixel, `(d c b a | a b c d | d c b a)` (scipy's `reflect`, its
+    /// default): keeps the level at the edges (phases, images).
+    Reflect,
+    /// Zero outside (scipy's `constant` with `cval = 0`): softens a support's edge towards
+    /// the empty surroundings (masks).
+    Zero,
+}
+
+/// Gaussian filter of each `(h, w)` plane of `data` with standard deviation `sigma` pixels,
+/// separable (rows then columns, f64 accumulation), the kernel truncated at radius
+/// `round(truncate sigma)` (scipy: `int(truncate sigma + 0.5)`; its default `truncate` is 4).
+/// `sigma <= 0` returns the data unchanged.
+pub fn gaussian_filter(
+    data: &[f32],
+    h: usize,
+    w: usize,
+    sigma: f64,
+    boundary: Boundary,
+    truncate: f64,
+) -> Vec<f32> {
+    if sigma <= 0.0 || h == 0 || w == 0 {
+        return data.to_vec();
+    }
+    let v: Vec<f64> = data.iter().map(|&x| x as f64).collect();
+    gaussian_filter_f64(&v, h, w, sigma, boundary, truncate)
+        .into_iter()
+        .map(|x| x as f32)
+        .collect()
+}
+
+/// [`gaussian_filter`] on f64 data.
+pub fn gaussian_filter_f64(
+    data: &[f64],
+    h: usize,
+    w: usize,
+    sigma: f64,
+    boundary: Boundary,
+    truncate: f64,
+) -> Vec<f64> {
+    if sigma <= 0.0 || h == 0 || w == 0 {
+        return data.to_vec();
+    }
+    let rad = (truncate * sigma + 0.5) as isize;
+    let taps: Vec<f64> = (-rad..=rad)
+        .map(|i| (-((i * i) as f64) / (2.0 * sigma * sigma)).exp())
+        .collect();
+    let norm: f64 = taps.iter().sum();
+    // the source index for offset j on a line of n, or None for a zero
+    let at = |j: isize, n: isize| -> Option<usize> {
+        match boundary {
+            Boundary::Reflect => {
+                let period = 2 * n;
+                let mut j = j.rem_euclid(period);
+                if j >= n {
+                    j = period - 1 - j;
+                }
+                Some(j as usize)
+            }
+            Boundary::Zero => (0..n).contains(&j).then_some(j as usize),
+        }
+    };
+    // one 1-D pass over `count` lines of `n` samples (`stride` apart, lines `step` apart)
+    let pass = |src: &[f64], n: usize, stride: usize, count: usize, step: usize| -> Vec<f64> {
+        let mut out = vec![0f64; src.len()];
+        for line in 0..count {
+            for i in 0..n {
+                let mut acc = 0.0;
+                for (t, &k) in taps.iter().enumerate() {
+                    if let Some(j) = at(i as isize + t as isize - rad, n as isize) {
+                        acc += k * src[line * step + j * stride];
+                    }
+                }
+                out[line * step + i * stride] = acc / norm;
+            }
+        }
+        out
+    };
+    let mut out = Vec::with_capacity(data.len());
+    for plane in data.chunks(h * w) {
+        let rows = pass(plane, w, 1, h, w);
+        out.extend(pass(&rows, h, w, w, 1));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fftfreq_matches_numpy() {
+        // numpy.fft.fftfreq(5, 0.5) = [0, 0.4, 0.8, -0.8, -0.4]; (4) = [0, .25, -.5, -.25]
+        let f = fftfreq(5, 0.5);
+        let want = [0.0, 0.4, 0.8, -0.8, -0.4];
+        assert!(f.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-12));
+        assert_eq!(fftfreq(4, 1.0), vec![0.0, 0.25, -0.5, -0.25]);
+    }
+
+    #[test]
+    fn boundaries_differ_only_at_the_edges() {
+        let (h, w) = (9, 11);
+        let img = vec![1f32; h * w];
+        let r = gaussian_filter(&img, h, w, 1.0, Boundary::Reflect, 4.0);
+        let z = gaussian_filter(&img, h, w, 1.0, Boundary::Zero, 4.0);
+        // reflect keeps a constant image; zero darkens its edge, not its centre
+        assert!(r.iter().all(|&v| (v - 1.0).abs() < 1e-6));
+        assert!(z[0] < 0.5 && (z[4 * w + 5] - 1.0).abs() < 1e-4);
+    }
+}
