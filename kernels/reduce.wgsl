@@ -82,3 +82,43 @@ fn mse_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     if i >= p.n { return; }
     out[i] = (a[i] - b[i]) * c[0] * p.scale;
 }
+
+// out[g] = max(a[g*chunk .. min((g+1)*chunk, n)]); NaN propagates. Starts from the chunk's
+// first element (data, not a sentinel).
+fn maxp(x: f32, y: f32) -> f32 {
+    if y > x || (y != y && x == x) { return y; }
+    return x;
+}
+
+@compute @workgroup_size(256)
+fn max_stage(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let g = wid.y * nwg.x + wid.x;
+    let start = g * p.chunk;
+    if start >= p.n { return; }
+    let end = min(start + p.chunk, p.n);
+    var acc = a[start];
+    for (var i = start + li; i < end; i += 256u) {
+        acc = maxp(acc, a[i]);
+    }
+    sh[li] = acc;
+    workgroupBarrier();
+    for (var s = 128u; s > 0u; s = s >> 1u) {
+        if li < s {
+            sh[li] = maxp(sh[li], sh[li + s]);
+        }
+        workgroupBarrier();
+    }
+    if li == 0u { out[g] = sh[0]; }
+}
+
+// out[i] = 1 where a[i] equals the maximum c[0] (NaN equals NaN), else 0: the ties of a max.
+@compute @workgroup_size(256)
+fn ties(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = (wid.y * nwg.x + wid.x) * 256u + li;
+    if i >= p.n { return; }
+    let x = a[i];
+    let m = c[0];
+    var t = 0.0;
+    if x == m || (x != x && m != m) { t = 1.0; }
+    out[i] = t;
+}

@@ -29,15 +29,19 @@
 pub mod backend;
 mod engine;
 pub mod error;
+pub mod fit;
 pub mod io;
 pub mod ltem;
 pub mod nn;
 pub mod nv;
 mod ops;
 pub mod optim;
+mod physics;
+mod pipelines;
 mod rng;
-pub mod signal;
 pub mod units;
+
+pub use physics::signal;
 
 pub use engine::autograd::{is_grad_enabled, no_grad, GradStore};
 pub use engine::device::{AdapterSummary, Device, DeviceChoice};

@@ -146,10 +146,13 @@ fn wrong_device(op: &'static str) -> Error {
     }
 }
 
-/// Runs `k` on `inputs` wherever they live; returns each output's shape and storage.
-fn run<K: Kernel + ?Sized>(k: &K, inputs: &[&Tensor]) -> Result<Vec<(Vec<usize>, Storage)>> {
+/// Runs `k` on `inputs` on `device` (where they live); returns each output's shape and storage.
+fn run<K: Kernel + ?Sized>(
+    k: &K,
+    inputs: &[&Tensor],
+    device: Device,
+) -> Result<Vec<(Vec<usize>, Storage)>> {
     let op = k.name();
-    let device = common_device(op, inputs)?;
     let (guards, index) = read_all(inputs);
     let meta: Vec<Meta> = inputs
         .iter()
@@ -205,7 +208,8 @@ impl Tensor {
     /// Applies a differentiable op: computes it on the inputs' device and, when autodiff is on
     /// and an input is tracked, records it (with its saved extra outputs) on the tape.
     pub(crate) fn apply<O: Kernel + Backward>(op: O, inputs: &[&Tensor]) -> Result<Tensor> {
-        let mut outs = run(&op, inputs)?.into_iter();
+        let device = common_device(op.name(), inputs)?;
+        let mut outs = run(&op, inputs, device)?.into_iter();
         let Some((shape, storage)) = outs.next() else {
             return Err(Error::arg(op.name(), "op produced no output"));
         };
@@ -219,10 +223,21 @@ impl Tensor {
     /// Runs a kernel without recording it (backward kernels, inference-only helpers); every
     /// output is returned, as constants.
     pub(crate) fn compute<K: Kernel>(k: &K, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
-        Ok(run(k, inputs)?
+        let device = common_device(k.name(), inputs)?;
+        Ok(run(k, inputs, device)?
             .into_iter()
             .map(|(s, st)| Tensor::from_storage(s, st))
             .collect())
+    }
+
+    /// Runs a kernel without inputs (a source, e.g. a random stream) on `device`; its first
+    /// output, a constant.
+    pub(crate) fn generate<K: Kernel>(k: &K, device: Device) -> Result<Tensor> {
+        let mut outs = run(k, &[], device)?.into_iter();
+        let (shape, storage) = outs
+            .next()
+            .ok_or_else(|| Error::arg(k.name(), "source produced no output"))?;
+        Ok(Tensor::from_storage(shape, storage))
     }
 
     /// A result that needs no kernel (a view or a transfer) with its VJP on the tape when an

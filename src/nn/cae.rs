@@ -38,6 +38,24 @@ impl CaeConfig {
             kernel: 3,
         }
     }
+    /// Checks the shape: at least one level, non-zero channels, an odd kernel.
+    pub fn validate(&self) -> Result<()> {
+        let c = &self.channels;
+        if c.is_empty() || c.contains(&0) || self.in_ch == 0 || self.out_ch == 0 {
+            return Err(Error::arg(
+                "Cae",
+                "channels, in_ch and out_ch must be non-zero",
+            ));
+        }
+        if self.kernel.is_multiple_of(2) {
+            return Err(Error::arg(
+                "Cae",
+                format!("kernel {} must be odd", self.kernel),
+            ));
+        }
+        Ok(())
+    }
+
     /// Image sides must be divisible by this (2^levels).
     pub fn divisor(&self) -> usize {
         1 << self.channels.len()
@@ -91,19 +109,8 @@ impl Cae {
     /// A network with PyTorch-default initial weights drawn from `rng`
     /// (encoder first, then decoder, then head, each conv weight before its bias).
     pub fn new(config: &CaeConfig, rng: &mut Rng) -> Result<Cae> {
+        config.validate()?;
         let c = &config.channels;
-        if c.is_empty() || c.contains(&0) || config.in_ch == 0 || config.out_ch == 0 {
-            return Err(Error::arg(
-                "Cae",
-                "channels, in_ch and out_ch must be non-zero",
-            ));
-        }
-        if config.kernel.is_multiple_of(2) {
-            return Err(Error::arg(
-                "Cae",
-                format!("kernel {} must be odd", config.kernel),
-            ));
-        }
         let k = config.kernel;
         let mut enc = Vec::new();
         let mut cin = config.in_ch;

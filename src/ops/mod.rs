@@ -13,6 +13,7 @@ mod loss;
 mod norm;
 mod optim;
 mod pad;
+mod random;
 mod reduce;
 mod resample;
 mod shape;

@@ -1,8 +1,9 @@
-//! Reductions: sum and mean over everything or over given axes (real and complex).
+//! Reductions: sum and mean over everything or over given axes (real and complex), and the
+//! maximum.
 
-use crate::backend::cpu::{sum_c64, sum_f64};
+use crate::backend::cpu::{par_map, sum_c64, sum_f64};
 use crate::backend::gpu::{broadcast as gstrided, reduce, GpuBuffer, GpuContext};
-use crate::engine::dispatch::{Args, Kernel, Meta, Out};
+use crate::engine::dispatch::{expect_real, Args, Kernel, Meta, Out};
 use crate::engine::storage::{CpuStorage, DType};
 use crate::engine::tensor::{Backward, Saved, Tensor};
 use crate::error::{Error, Result};
@@ -83,5 +84,79 @@ impl Tensor {
         let s = self.sum_axes(axes, keepdim)?;
         let count = self.numel() / s.numel().max(1);
         s.scale(1.0 / count.max(1) as f32)
+    }
+}
+
+/// The largest element, shape `[]` (NaN propagates).
+struct MaxAll;
+
+impl Kernel for MaxAll {
+    fn name(&self) -> &'static str {
+        "max_all"
+    }
+    fn signature(&self, x: &[Meta]) -> Result<Vec<Out>> {
+        expect_real(self.name(), x)?;
+        if x[0].shape.iter().product::<usize>() == 0 {
+            return Err(Error::shape(self.name(), x[0].shape, "empty"));
+        }
+        Ok(vec![Out::real(vec![])])
+    }
+    fn cpu(&self, x: &Args<&CpuStorage>) -> Result<Vec<CpuStorage>> {
+        let v = x.real(0)?;
+        let m = v[1..].iter().fold(v[0], |m, &y| {
+            if y > m || (y.is_nan() && !m.is_nan()) {
+                y
+            } else {
+                m
+            }
+        });
+        Ok(vec![CpuStorage::F32(vec![m])])
+    }
+    fn gpu(&self, ctx: &GpuContext, x: &Args<&GpuBuffer>) -> Result<Vec<GpuBuffer>> {
+        Ok(vec![reduce::max_all(ctx, x.buf(0))?])
+    }
+}
+
+impl Backward for MaxAll {
+    // y = max(x)  =>  dx = dy t / sum(t), t = 1 where x == y (PyTorch's even split of ties)
+    fn backward(&self, s: &Saved, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        let t = Tensor::compute(&Ties, &[&s.inputs[0], s.output])?.remove(0);
+        let share = g.div(&t.sum_all()?)?;
+        Ok(vec![Some(t.mul(&share)?)])
+    }
+}
+
+/// `1` where x equals the 1-element max, else `0`: inputs `(x, max)`.
+struct Ties;
+
+impl Kernel for Ties {
+    fn name(&self) -> &'static str {
+        "max_all_ties"
+    }
+    fn signature(&self, x: &[Meta]) -> Result<Vec<Out>> {
+        expect_real(self.name(), x)?;
+        Ok(vec![Out::real(x[0].shape.to_vec())])
+    }
+    fn cpu(&self, x: &Args<&CpuStorage>) -> Result<Vec<CpuStorage>> {
+        let m = x.real(1)?[0];
+        let t = par_map(x.real(0)?, |v| {
+            if v == m || (v.is_nan() && m.is_nan()) {
+                1.0
+            } else {
+                0.0
+            }
+        });
+        Ok(vec![CpuStorage::F32(t)])
+    }
+    fn gpu(&self, ctx: &GpuContext, x: &Args<&GpuBuffer>) -> Result<Vec<GpuBuffer>> {
+        Ok(vec![reduce::ties(ctx, x.buf(0), x.buf(1))?])
+    }
+}
+
+impl Tensor {
+    /// The largest element, shape `[]` (NaN propagates). VJP: `dy` split evenly over the
+    /// elements equal to the maximum (PyTorch's rule for ties).
+    pub fn max_all(&self) -> Result<Tensor> {
+        Tensor::apply(MaxAll, &[self])
     }
 }

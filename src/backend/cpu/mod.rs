@@ -7,6 +7,7 @@ pub mod elementwise;
 pub mod fft;
 pub mod norm;
 pub mod optim;
+pub mod random;
 pub mod resample;
 pub mod spectral;
 pub mod strided;

@@ -16,6 +16,7 @@ pub mod fft;
 pub mod norm;
 pub mod pad;
 pub mod pool;
+pub mod random;
 pub mod reduce;
 pub mod spectral;
 pub mod upsample;

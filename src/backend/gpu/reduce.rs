@@ -187,3 +187,31 @@ pub fn mse_backward(
     )?;
     Ok(out)
 }
+
+/// `max(x)` as a 1-element buffer (NaN propagates), by fixed chunks then over the partials.
+pub fn max_all(ctx: &GpuContext, x: &GpuBuffer) -> Result<GpuBuffer> {
+    if x.len == 0 {
+        return Err(Error::arg("max_all", "empty input"));
+    }
+    let mut cur = stage(ctx, "max_stage", x, x, CHUNK, 1.0)?;
+    while cur.len > 1 {
+        let next = stage(ctx, "max_stage", &cur, &cur, CHUNK, 1.0)?;
+        cur = next;
+    }
+    Ok(cur)
+}
+
+/// `1` where `x` equals the 1-element `max` (NaN equals NaN), else `0`.
+pub fn ties(ctx: &GpuContext, x: &GpuBuffer, max: &GpuBuffer) -> Result<GpuBuffer> {
+    check_len("ties", max, 1, &[1])?;
+    let out = ctx.alloc(x.len)?;
+    let p = params(x.len, 0, 0, 0, 1.0)?;
+    ctx.launch(
+        &K,
+        "ties",
+        &p,
+        &[Arg::Read(x), Arg::Read(x), Arg::Read(max), Arg::Write(&out)],
+        grid_1d(x.len),
+    )?;
+    Ok(out)
+}

@@ -4,7 +4,7 @@
 
 use super::optics::Microscope;
 use crate::error::{Error, Result};
-use crate::signal::fftfreq;
+use crate::physics::signal::fftfreq;
 use crate::{Tensor, C32};
 use std::f64::consts::PI;
 

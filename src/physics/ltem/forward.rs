@@ -1,12 +1,12 @@
 //! Lorentz-TEM image formation (SPEC section 4) as differentiable tensor ops, the magnetic phase
 //! of a magnetisation, the integrated induction of a phase, and simulated detector noise.
 
-use super::optics::{Microscope, PHI0};
+use super::optics::Microscope;
 use crate::error::{Error, Result};
-use crate::nv::MU0;
-use crate::rng::Rng;
-use crate::signal::fftfreq;
+use crate::physics::constants::{MU0, PHI0};
+use crate::physics::signal::fftfreq;
 use crate::Device;
+use crate::Rng;
 use crate::{Tensor, C32};
 use std::f64::consts::PI;
 

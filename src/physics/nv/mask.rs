@@ -4,7 +4,7 @@
 //! towards +y. Rotating a preset rotates both the pattern and the vectors.
 
 use crate::error::{Error, Result};
-use crate::signal::{self, Boundary};
+use crate::physics::signal::{self, Boundary};
 
 /// A generated or loaded mask: `(channels, h, w)` row-major.
 #[derive(Clone, Debug, PartialEq)]

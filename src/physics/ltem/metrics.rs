@@ -4,7 +4,7 @@
 
 use super::forward::induction;
 use crate::error::{Error, Result};
-use crate::signal::{self, Boundary};
+use crate::physics::signal::{self, Boundary};
 
 /// Pearson correlation coefficient of two equally long arrays (0 if either is constant).
 pub fn pearson(a: &[f32], b: &[f32]) -> f64 {

@@ -2,13 +2,11 @@
 //! -> stray field B at standoff d above it -> B_NV = n . B, in Fourier space with zero padding.
 
 use crate::error::{Error, Result};
-use crate::signal::wavenumbers;
+use crate::physics::constants::MU0;
+use crate::physics::signal::wavenumbers;
 use crate::{Device, Tensor, C32};
 use std::collections::HashMap;
 use std::sync::Mutex;
-
-/// Vacuum permeability (CODATA 2018), T m / A.
-pub const MU0: f64 = 1.256_637_062_12e-6;
 
 /// Geometry and sensor of an NV measurement. Lengths in metres, angles in degrees.
 #[derive(Clone, Debug, PartialEq)]

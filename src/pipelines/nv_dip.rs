@@ -1,16 +1,15 @@
-//! NV-DIP reconstruction (SPEC section 3): a CAE maps fixed noise to `M = Ms tanh(net(z)) mask`,
-//! pushed through the forward model; AdamW + ReduceLROnPlateau fit the measured B_NV.
+//! NV-DIP (SPEC section 3): a CAE maps fixed noise to `M = Ms tanh(net(z)) mask`, pushed
+//! through the forward model; AdamW + ReduceLROnPlateau fit the measured B_NV, on the shared
+//! fitting loop (`fit/`), which returns the lowest-loss state.
 
-use super::deproject::deproject;
-use super::forward::{NvForward, NvGeometry};
-use super::mask::Mask;
 use crate::error::{Error, Result};
+use crate::fit::{Evaluation, Fit, Iteration, Objective, Selection, StopReason};
 use crate::nn::{Cae, CaeConfig};
 use crate::optim::{AdamW, ReduceLrOnPlateau};
-use crate::rng::Rng;
-use crate::Device;
-use crate::Tensor;
-use std::time::Instant;
+use crate::physics::nv::deproject::deproject;
+use crate::physics::nv::forward::{NvForward, NvGeometry};
+use crate::physics::nv::mask::Mask;
+use crate::{Device, Rng, Tensor};
 
 /// What the loss compares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +72,41 @@ impl Default for NvReconConfig {
     }
 }
 
+impl NvReconConfig {
+    /// Checks every setting; the error names the setting.
+    pub fn validate(&self) -> Result<()> {
+        const OP: &str = "nv reconstruct";
+        self.geom.validate()?;
+        if self.iters == 0 {
+            return Err(Error::arg(OP, "iterations must be at least 1"));
+        }
+        for (name, v) in [("ms", self.ms), ("lr", self.lr)] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(Error::arg(OP, format!("{name} must be positive, got {v}")));
+            }
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(Error::arg(OP, "weight decay must be >= 0"));
+        }
+        if self.fit_standoff && !(self.standoff_lr.is_finite() && self.standoff_lr > 0.0) {
+            return Err(Error::arg(
+                OP,
+                "the standoff learning rate must be positive",
+            ));
+        }
+        self.network(2).validate()
+    }
+
+    fn network(&self, out_ch: usize) -> CaeConfig {
+        CaeConfig {
+            in_ch: 1,
+            out_ch,
+            channels: self.channels.clone(),
+            kernel: self.kernel,
+        }
+    }
+}
+
 /// One iteration's numbers, as logged to `loss.csv`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct IterStats {
@@ -88,18 +122,6 @@ pub struct IterStats {
     pub seconds: f64,
     /// Standoff (m) used in this iteration.
     pub standoff: f64,
-}
-
-/// Why a run ended.
-#[derive(Clone, Debug, PartialEq)]
-pub enum StopReason {
-    /// All iterations done.
-    Completed,
-    /// The observer asked to stop (Ctrl-C).
-    Interrupted,
-    /// The loss became NaN or infinite at this iteration; the result is the lowest-loss state
-    /// before it.
-    Diverged(usize),
 }
 
 /// The outcome of [`reconstruct`].
@@ -164,6 +186,90 @@ pub fn nv_metrics(model: &[f32], meas: &[f32], m: &[f32], support: &[bool]) -> N
     }
 }
 
+/// The NV-DIP objective: `M = tanh(net(z))` cropped, times the scaled mask, through the model.
+struct Dip<'a> {
+    net: &'a Cae,
+    z: Tensor,
+    mask: Tensor,
+    fwd: NvForward,
+    target: Tensor,
+    meas: Tensor,
+    kind: NvTarget,
+    /// The trained standoff (nm), when fitted.
+    standoff_nm: Option<Tensor>,
+    hw: (usize, usize),
+}
+
+impl Objective for Dip<'_> {
+    /// Reports: the model's signal power, the standoff (nm) when fitted, and with the
+    /// deprojected target the B_NV mse; keeps: M, the model B_NV.
+    fn evaluate(&mut self, _: usize) -> Result<Evaluation> {
+        let (h, w) = self.hw;
+        let m = self
+            .net
+            .forward(&self.z)?
+            .crop2d(0, h, 0, w)?
+            .tanh()?
+            .mul(&self.mask)?;
+        let bnv = match &self.standoff_nm {
+            Some(d) => self.fwd.bnv_with_standoff(&m, &d.scale(1e-9)?)?,
+            None => self.fwd.bnv(&m)?,
+        };
+        let loss = match self.kind {
+            NvTarget::Bnv => bnv.mse_loss(&self.target)?,
+            NvTarget::Deprojected => self.fwd.field(&m)?.mse_loss(&self.target)?,
+        };
+        let model = bnv.detach();
+        let mut report = vec![model.square()?.mean_all()?];
+        if let Some(d) = &self.standoff_nm {
+            report.push(d.detach());
+        }
+        if self.kind != NvTarget::Bnv {
+            report.push(model.mse_loss(&self.meas)?);
+        }
+        Ok(Evaluation {
+            loss,
+            validation: None,
+            report,
+            state: vec![m.detach(), model],
+        })
+    }
+
+    /// The standoff stays >= 0 (clamped where it lives: no readback).
+    fn after_step(&mut self, _: usize) -> Result<()> {
+        if let Some(d) = &self.standoff_nm {
+            d.assign(&crate::no_grad(|| d.detach().leaky_relu(0.0))?)?;
+        }
+        Ok(())
+    }
+}
+
+impl IterStats {
+    /// From the loop's numbers: reports `[power, (standoff nm if fitted), (B_NV mse if the
+    /// target is deprojected)]`.
+    fn from_fit(it: &Iteration, cfg: &NvReconConfig) -> IterStats {
+        let mut r = it.report.iter().copied();
+        let power = r.next().unwrap_or(f64::NAN);
+        let standoff = if cfg.fit_standoff {
+            r.next().unwrap_or(f64::NAN) * 1e-9
+        } else {
+            cfg.geom.standoff
+        };
+        let mse = match cfg.target {
+            NvTarget::Bnv => it.loss,
+            NvTarget::Deprojected => r.next().unwrap_or(f64::NAN),
+        };
+        IterStats {
+            iter: it.iter,
+            loss: it.loss,
+            lr: it.lr,
+            snr_db: 10.0 * (power / mse).log10(),
+            seconds: it.seconds,
+            standoff,
+        }
+    }
+}
+
 /// Reconstructs M from a measured B_NV map `(h, w)` (tesla, row-major) with a mask of 2 or 3
 /// channels. `observer` sees every iteration and returns `false` to stop early.
 ///
@@ -178,6 +284,7 @@ pub fn reconstruct(
     observer: &mut dyn FnMut(&IterStats) -> bool,
 ) -> Result<NvResult> {
     const OP: &str = "nv reconstruct";
+    cfg.validate()?;
     if bnv.len() != h * w {
         return Err(Error::arg(OP, format!("{} values for {h}x{w}", bnv.len())));
     }
@@ -196,16 +303,8 @@ pub fn reconstruct(
             format!("non-finite B_NV value at pixel {i}"),
         ));
     }
-    if !(cfg.ms.is_finite() && cfg.ms > 0.0 && cfg.lr > 0.0) {
-        return Err(Error::arg(OP, "ms and lr must be positive"));
-    }
     let c = mask.channels;
-    let net_cfg = CaeConfig {
-        in_ch: 1,
-        out_ch: c,
-        channels: cfg.channels.clone(),
-        kernel: cfg.kernel,
-    };
+    let net_cfg = cfg.network(c);
     let d = net_cfg.divisor();
     let (hp, wp) = (h.div_ceil(d) * d, w.div_ceil(d) * d);
     let mut rng = Rng::new(cfg.seed);
@@ -214,9 +313,7 @@ pub fn reconstruct(
     let net = Cae::new(&net_cfg, &mut rng)?;
     net.to_device(dev)?;
     let z = Tensor::randn(&[1, 1, hp, wp], &mut rng).to_device(dev)?;
-    let fwd = NvForward::new(h, w, &cfg.geom)?;
     let scaled_mask: Vec<f32> = mask.data.iter().map(|v| v * cfg.ms as f32).collect();
-    let mask_t = Tensor::from_shape_vec(&[1, c, h, w], scaled_mask)?.to_device(dev)?;
     let meas = Tensor::from_shape_vec(&[1, 1, h, w], bnv.to_vec())?.to_device(dev)?;
     let target = match cfg.target {
         NvTarget::Bnv => meas.clone(),
@@ -225,96 +322,56 @@ pub fn reconstruct(
             Tensor::from_shape_vec(&[1, 3, h, w], dp.field)?.to_device(dev)?
         }
     };
-    let mut opt = AdamW::new(net.parameters(), cfg.lr).with_weight_decay(cfg.weight_decay);
-    let mut sched = ReduceLrOnPlateau::new(cfg.plateau.0, cfg.plateau.1, cfg.plateau.2);
     let standoff_nm = Tensor::scalar((cfg.geom.standoff * 1e9) as f32).requires_grad();
     standoff_nm.move_to(dev)?;
-    let mut opt_d = AdamW::new(vec![standoff_nm.clone()], cfg.standoff_lr).with_weight_decay(0.0);
-    let support = mask.support();
-    let start = Instant::now();
-    let mut history = Vec::with_capacity(cfg.iters);
-    // (loss, iteration, M, model B_NV, standoff) of the lowest-loss state so far
-    let mut best: Option<(f64, usize, Tensor, Tensor, f64)> = None;
-    let mut stop = StopReason::Completed;
-    for iter in 1..=cfg.iters {
-        let standoff = if cfg.fit_standoff {
-            standoff_nm.to_scalar()? as f64 * 1e-9
-        } else {
-            cfg.geom.standoff
-        };
-        let m = net.forward(&z)?.crop2d(0, h, 0, w)?.tanh()?.mul(&mask_t)?;
-        let bnv_model = if cfg.fit_standoff {
-            fwd.bnv_with_standoff(&m, &standoff_nm.scale(1e-9)?)?
-        } else {
-            fwd.bnv(&m)?
-        };
-        let loss = match cfg.target {
-            NvTarget::Bnv => bnv_model.mse_loss(&target)?,
-            NvTarget::Deprojected => fwd.field(&m)?.mse_loss(&target)?,
-        };
-        // loss, signal power (and the B_NV mse for another target): one readback
-        let mut scalars = vec![
-            loss.detach().reshape(&[1])?,
-            bnv_model.detach().square()?.mean_all()?.reshape(&[1])?,
-        ];
-        if cfg.target != NvTarget::Bnv {
-            scalars.push(bnv_model.detach().mse_loss(&meas)?.reshape(&[1])?);
-        }
-        let vals = Tensor::cat(&scalars, 0)?.to_vec()?;
-        let (l, power) = (vals[0] as f64, vals[1] as f64);
-        if !l.is_finite() {
-            stop = StopReason::Diverged(iter);
-            break;
-        }
-        let mse = if cfg.target == NvTarget::Bnv {
-            l
-        } else {
-            vals[2] as f64
-        };
-        let stats = IterStats {
-            iter,
-            loss: l,
-            lr: opt.lr,
-            snr_db: 10.0 * (power / mse).log10(),
-            seconds: start.elapsed().as_secs_f64(),
-            standoff,
-        };
-        if best.as_ref().is_none_or(|b| l < b.0) {
-            best = Some((l, iter, m.detach(), bnv_model.detach(), standoff));
-        }
-        let grads = loss.backward()?;
-        opt.step(&grads)?;
-        if cfg.fit_standoff {
-            opt_d.step(&grads)?;
-            if standoff_nm.to_scalar()? < 0.0 {
-                standoff_nm.assign(&Tensor::scalar(0.0))?;
-            }
-        }
-        opt.lr = sched.step(l, opt.lr);
-        history.push(stats);
-        if !observer(&stats) {
-            stop = StopReason::Interrupted;
-            break;
-        }
+    let mut obj = Dip {
+        net: &net,
+        z,
+        mask: Tensor::from_shape_vec(&[1, c, h, w], scaled_mask)?.to_device(dev)?,
+        fwd: NvForward::new(h, w, &cfg.geom)?,
+        target,
+        meas,
+        kind: cfg.target,
+        standoff_nm: cfg.fit_standoff.then(|| standoff_nm.clone()),
+        hw: (h, w),
+    };
+    let mut opt = AdamW::new(net.parameters(), cfg.lr).with_weight_decay(cfg.weight_decay);
+    let mut opt_d = AdamW::new(vec![standoff_nm], cfg.standoff_lr).with_weight_decay(0.0);
+    let mut sched = ReduceLrOnPlateau::new(cfg.plateau.0, cfg.plateau.1, cfg.plateau.2);
+    let mut opts: Vec<&mut AdamW> = vec![&mut opt];
+    if cfg.fit_standoff {
+        opts.push(&mut opt_d);
     }
-    let (_, selected_iteration, m, model, standoff) = best.ok_or_else(|| {
+    let mut fit = Fit::new(Selection::LowestLoss { after: 0 });
+    let stop = fit.run(
+        cfg.iters,
+        &mut obj,
+        &mut opts,
+        Some(&mut sched),
+        &mut |it| observer(&IterStats::from_fit(it, cfg)),
+    )?;
+    let (history, selected) = fit.finish();
+    let sel = selected.ok_or_else(|| {
         Error::arg(
             OP,
             "the loss was not finite at the first iteration: nothing to keep",
         )
     })?;
-    let mut mag = m.to_vec()?;
+    let mut mag = sel.state[0].to_vec()?;
     mag.resize(3 * h * w, 0.0);
-    let model = model.to_vec()?;
-    let metrics = nv_metrics(&model, bnv, &mag, &support);
+    let model = sel.state[1].to_vec()?;
+    let metrics = nv_metrics(&model, bnv, &mag, &mask.support());
     Ok(NvResult {
         magnetization: mag,
         bnv_model: model,
-        history,
+        history: history
+            .iter()
+            .map(|it| IterStats::from_fit(it, cfg))
+            .collect(),
         metrics,
-        standoff,
+        standoff: IterStats::from_fit(&sel.stats, cfg).standoff,
         stop,
         network_size: (hp, wp),
-        selected_iteration,
+        selected_iteration: sel.iter,
     })
 }

@@ -3,20 +3,10 @@
 //! Lengths in nm, spatial frequencies `q` in cycles per pixel (PyLorentz's units).
 
 use crate::error::{Error, Result};
-use crate::signal::fftfreq;
+use crate::physics::constants::{C_LIGHT, E_CHARGE, H_PLANCK, M_ELECTRON};
+use crate::physics::signal::fftfreq;
 use crate::C32;
 use std::f64::consts::PI;
-
-/// Planck constant (J s), CODATA 2018 (exact).
-pub const H_PLANCK: f64 = 6.626_070_15e-34;
-/// Elementary charge (C), CODATA 2018 (exact).
-pub const E_CHARGE: f64 = 1.602_176_634e-19;
-/// Electron mass (kg), CODATA 2018.
-pub const M_ELECTRON: f64 = 9.109_383_701_5e-31;
-/// Speed of light (m/s).
-pub const C_LIGHT: f64 = 299_792_458.0;
-/// Magnetic flux quantum `Phi0 = h / (2e)` (T m^2).
-pub const PHI0: f64 = H_PLANCK / (2.0 * E_CHARGE);
 
 /// Relativistic electron wavelength (nm) at accelerating voltage `kv` (kilovolts):
 /// `lambda = h / sqrt(2 m e E (1 + e E / (2 m c^2)))`.

@@ -24,7 +24,7 @@
 
 use super::forward::NvGeometry;
 use crate::error::{Error, Result};
-use crate::signal::wavenumbers;
+use crate::physics::signal::wavenumbers;
 use crate::{Tensor, C32};
 
 /// The result of [`deproject`].

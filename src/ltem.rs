@@ -1,0 +1,15 @@
+//! Lorentz TEM: electron optics and image formation, magnetic phase and integrated induction,
+//! the SITIE baseline, the SIPRAD reconstruction (a deep image prior fitted through the forward
+//! model), synthetic data and accuracy metrics. Units: nm and pixels, like PyLorentz.
+
+pub use crate::fit::{Selection, StopReason};
+pub use crate::physics::constants::{C_LIGHT, E_CHARGE, H_PLANCK, M_ELECTRON, PHI0};
+pub use crate::physics::ltem::forward::{add_noise, induction, magnetic_phase, LtemForward};
+pub use crate::physics::ltem::metrics::{self, accuracy, Accuracy};
+pub use crate::physics::ltem::optics::{interaction_constant, wavelength_nm, Microscope};
+pub use crate::physics::ltem::sitie::{min_subtracted, mirror_extend, sitie, SitieConfig};
+pub use crate::physics::ltem::synthetic;
+pub use crate::pipelines::siprad::{
+    dual_valued, reconstruct, reconstruct_series, threshold_amplitude, AmplitudeMode, Siprad,
+    SipradConfig, SipradResult, SipradState, Stage, Stats,
+};

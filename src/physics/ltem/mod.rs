@@ -1,0 +1,9 @@
+//! Lorentz-TEM physics: electron optics and image formation, the magnetic phase and the
+//! integrated induction, the SITIE baseline, synthetic data and accuracy metrics. Units: nm and
+//! pixels, like PyLorentz.
+
+pub mod forward;
+pub mod metrics;
+pub mod optics;
+pub mod sitie;
+pub mod synthetic;
