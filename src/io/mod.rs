@@ -6,3 +6,4 @@ pub mod npy;
 pub mod outdir;
 pub mod ovf;
 pub mod render;
+pub mod text;
