@@ -1,5 +1,8 @@
-//! File formats: NumPy `.npy`, OVF (OOMMF/mumax3), TIFF/PNG images, and rendered pictures.
+//! File formats: NumPy `.npy`, plain-text matrices, OVF (OOMMF/mumax3), TIFF/PNG images,
+//! DigitalMicrograph `.dm3`/`.dm4`, and rendered pictures. [`read`] reads any of them.
 
+pub mod array;
+pub mod dm;
 pub mod image;
 pub mod load;
 pub mod npy;
@@ -7,3 +10,5 @@ pub mod outdir;
 pub mod ovf;
 pub mod render;
 pub mod text;
+
+pub use array::{read, read_complex, Array, Calibration, ComplexArray, FileKind};
