@@ -1,12 +1,15 @@
-//! Greyscale images as f32 arrays: read TIFF (8/16-bit unsigned, 32-bit float, multi-page
-//! stacks) and PNG (any colour type, as luminance in [0, 1]); write f32 TIFF.
+//! Greyscale images as f32 arrays: read TIFF (8/16/32-bit integer, 16/32/64-bit float,
+//! multi-page stacks; pixel size from ImageJ or OME-XML metadata) and PNG (any colour type,
+//! as luminance in [0, 1]); write f32 TIFF.
 
+use super::array::{length_unit_in_metres, Calibration};
 use crate::error::{Error, Result};
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
 use std::path::Path;
-use tiff::decoder::{Decoder, DecodingResult};
+use tiff::decoder::{ifd::Value, Decoder, DecodingResult};
 use tiff::encoder::{colortype::Gray32Float, TiffEncoder};
+use tiff::tags::Tag;
 use tiff::{ColorType, TiffError};
 
 /// A stack of greyscale frames, `frames x height x width`, row-major.
@@ -50,8 +53,22 @@ fn tiff_err(path: &Path, e: TiffError) -> Error {
 /// or 16/32/64-bit floats, one frame per page (ImageJ stacks give one frame per slice). All
 /// pages must have the same size; colour TIFFs are rejected.
 pub fn read_tiff(path: &Path) -> Result<Image> {
+    read_tiff_calibrated(path).map(|(img, _)| img)
+}
+
+/// [`read_tiff`] plus the pixel size the file records (first page's tags), x and y separately:
+///
+/// - OME-TIFF: `PhysicalSizeX`/`PhysicalSizeY` of the OME-XML `Pixels` element, in
+///   `PhysicalSizeXUnit`/`PhysicalSizeYUnit` (default µm); `PhysicalSizeZ` for the frames.
+/// - ImageJ: `XResolution`/`YResolution` (pixels per unit) with the description's `unit=`
+///   (and `yunit=` where it differs); `spacing=` for the frames. `unit=pixel`, a unit that is
+///   not a length, or no unit at all leave the image uncalibrated.
+///
+/// The TIFF `ResolutionUnit` (inch/cm print resolution) alone is not taken as a pixel size.
+pub fn read_tiff_calibrated(path: &Path) -> Result<(Image, Calibration)> {
     let file = File::open(path).map_err(|e| io_err(path, e))?;
     let mut dec = Decoder::new(BufReader::new(file)).map_err(|e| tiff_err(path, e))?;
+    let cal = tiff_calibration(&mut dec);
     let (mut width, mut height) = (0, 0);
     let mut data = Vec::new();
     let mut frames = 0;
@@ -112,11 +129,233 @@ pub fn read_tiff(path: &Path) -> Result<Image> {
         }
         dec.next_image().map_err(|e| tiff_err(path, e))?;
     }
-    Ok(Image {
-        frames,
-        height,
-        width,
-        data,
+    Ok((
+        Image {
+            frames,
+            height,
+            width,
+            data,
+        },
+        cal,
+    ))
+}
+
+/// A rational or floating tag value as f64.
+fn tag_f64(v: Value) -> Option<f64> {
+    let x = match v {
+        Value::Rational(n, d) => n as f64 / d as f64,
+        Value::SRational(n, d) => n as f64 / d as f64,
+        Value::Float(x) => x as f64,
+        Value::Double(x) => x,
+        Value::Short(x) => x as f64,
+        Value::Unsigned(x) => x as f64,
+        Value::List(v) => return v.into_iter().next().and_then(tag_f64),
+        _ => return None,
+    };
+    x.is_finite().then_some(x)
+}
+
+/// The calibration from the current (first) page's tags; missing or unreadable metadata
+/// means "uncalibrated", never an error.
+fn tiff_calibration<R: std::io::Read + std::io::Seek>(dec: &mut Decoder<R>) -> Calibration {
+    let desc = description(dec);
+    if let Some(cal) = ome_calibration(&desc) {
+        return cal;
+    }
+    let xres = dec
+        .find_tag(Tag::XResolution)
+        .ok()
+        .flatten()
+        .and_then(tag_f64);
+    let yres = dec
+        .find_tag(Tag::YResolution)
+        .ok()
+        .flatten()
+        .and_then(tag_f64);
+    imagej_calibration(&desc, xres, yres)
+}
+
+/// The `key=value` lines of an ImageJ description (`None` when it is not one).
+fn imagej_fields(desc: &str) -> Option<Vec<(&str, &str)>> {
+    if !desc.trim_start().starts_with("ImageJ=") {
+        return None;
+    }
+    Some(
+        desc.lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.trim(), v.trim()))
+            .collect(),
+    )
+}
+
+/// The first page's `ImageDescription`: UTF-8 when it is, else Latin-1 (some writers store
+/// `µ` as the single byte 0xB5); empty when absent or unreadable.
+fn description<R: std::io::Read + std::io::Seek>(dec: &mut Decoder<R>) -> String {
+    if let Ok(Some(Value::Ascii(s))) = dec.find_tag(Tag::ImageDescription) {
+        return s;
+    }
+    let mut ifd = dec.image_ifd();
+    let Some(entry) = ifd.find_entry(Tag::ImageDescription) else {
+        return String::new();
+    };
+    let n = match usize::try_from(entry.count()) {
+        Ok(n) if n <= 16 << 20 => n,
+        _ => return String::new(),
+    };
+    let mut buf = vec![0u8; n];
+    match ifd.find_tag_bytes(Tag::ImageDescription, &mut buf, 0) {
+        Ok(Some(len)) => buf.truncate(len.min(n)),
+        _ => return String::new(),
+    }
+    if let Some(nul) = buf.iter().position(|&b| b == 0) {
+        buf.truncate(nul);
+    }
+    match String::from_utf8(buf) {
+        Ok(s) => s,
+        Err(e) => e.into_bytes().iter().map(|&b| b as char).collect(),
+    }
+}
+
+/// Pixel size from ImageJ's pixels-per-unit resolution and `unit=` (see
+/// [`read_tiff_calibrated`]).
+pub(crate) fn imagej_calibration(desc: &str, xres: Option<f64>, yres: Option<f64>) -> Calibration {
+    let Some(fields) = imagej_fields(desc) else {
+        return Calibration::default();
+    };
+    let get = |k: &str| fields.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
+    let Some(unit) = get("unit") else {
+        return Calibration::default();
+    };
+    let yunit = get("yunit").unwrap_or(unit);
+    let size = |res: Option<f64>, unit: &str| -> Option<f64> {
+        let per_metre = length_unit_in_metres(unit)?;
+        let res = res.filter(|r| *r > 0.0)?;
+        Some(per_metre / res)
+    };
+    let pixel_x = size(xres, unit);
+    let pixel_y = size(yres, yunit);
+    let pixel_z = get("spacing")
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .and_then(|s| Some(s * length_unit_in_metres(get("zunit").unwrap_or(unit))?));
+    if pixel_x.is_none() && pixel_y.is_none() {
+        return Calibration::default();
+    }
+    Calibration {
+        pixel_x,
+        pixel_y,
+        pixel_z,
+        source: Some(format!(
+            "TIFF XResolution/YResolution (pixels per unit) with ImageJ unit={unit}"
+        )),
+        ..Calibration::default()
+    }
+}
+
+/// Decodes the XML character references and entities that appear in attribute values.
+fn xml_unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        let Some(end) = tail.find(';') else {
+            out.push_str(tail);
+            return out;
+        };
+        let ent = &tail[1..end];
+        let c = match ent {
+            "amp" => Some('&'),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "quot" => Some('"'),
+            "apos" => Some('\''),
+            _ => ent
+                .strip_prefix("#x")
+                .or_else(|| ent.strip_prefix("#X"))
+                .and_then(|h| u32::from_str_radix(h, 16).ok())
+                .or_else(|| ent.strip_prefix('#').and_then(|d| d.parse().ok()))
+                .and_then(char::from_u32),
+        };
+        match c {
+            Some(c) => out.push(c),
+            None => out.push_str(&tail[..=end]),
+        }
+        rest = &tail[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The value of attribute `name` in an XML start tag's text.
+fn xml_attr(tag: &str, name: &str) -> Option<String> {
+    let mut from = 0;
+    while let Some(i) = tag[from..].find(name) {
+        let at = from + i;
+        from = at + name.len();
+        let before_ok = tag[..at]
+            .chars()
+            .next_back()
+            .is_some_and(char::is_whitespace);
+        let rest = tag[from..].trim_start();
+        let Some(rest) = rest.strip_prefix('=').map(str::trim_start) else {
+            continue;
+        };
+        if !before_ok {
+            continue;
+        }
+        let q = rest.chars().next()?;
+        if q != '"' && q != '\'' {
+            return None;
+        }
+        let body = &rest[1..];
+        return body.find(q).map(|end| xml_unescape(&body[..end]));
+    }
+    None
+}
+
+/// Pixel size from OME-XML (`None` when `desc` is not OME-XML or has no `Pixels` element).
+pub(crate) fn ome_calibration(desc: &str) -> Option<Calibration> {
+    if !desc.contains("<OME") && !desc.contains(":OME") {
+        return None;
+    }
+    // The first Pixels start tag, with or without a namespace prefix.
+    let tag = desc.split('<').skip(1).find_map(|piece| {
+        let end = piece.find('>').unwrap_or(piece.len());
+        let tag = &piece[..end];
+        let name = tag.split(|c: char| c.is_whitespace() || c == '/').next()?;
+        let local = name.rsplit(':').next()?;
+        (local == "Pixels").then_some(tag)
+    })?;
+    let size = |axis: &str| -> Option<(f64, String)> {
+        let v: f64 = xml_attr(tag, &format!("PhysicalSize{axis}"))?
+            .trim()
+            .parse()
+            .ok()?;
+        if !(v.is_finite() && v > 0.0) {
+            return None;
+        }
+        let unit = xml_attr(tag, &format!("PhysicalSize{axis}Unit")).unwrap_or("µm".into());
+        Some((v * length_unit_in_metres(&unit)?, unit))
+    };
+    let x = size("X");
+    let y = size("Y");
+    if x.is_none() && y.is_none() {
+        return Some(Calibration::default());
+    }
+    let unit = x
+        .as_ref()
+        .or(y.as_ref())
+        .map(|(_, u)| u.clone())
+        .unwrap_or_default();
+    Some(Calibration {
+        pixel_x: x.map(|(v, _)| v),
+        pixel_y: y.map(|(v, _)| v),
+        pixel_z: size("Z").map(|(v, _)| v),
+        source: Some(format!(
+            "OME-XML Pixels PhysicalSizeX/PhysicalSizeY ({unit})"
+        )),
+        ..Calibration::default()
     })
 }
 

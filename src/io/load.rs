@@ -1,66 +1,45 @@
-//! Loading arrays from any supported file by extension: `.npy`, `.tif`/`.tiff`, `.png`, `.ovf`.
+//! Loading arrays as tensors from any supported file by extension, on top of [`super::read`]:
+//! `.npy`, text matrices, `.tif`/`.tiff`, `.png`, `.dm3`/`.dm4`, `.ovf`/`.omf`.
 
-use super::{image, npy, ovf};
+use super::array::{read, Calibration, FileKind};
+use super::ovf;
 use crate::error::{Error, Result};
 use crate::Tensor;
 use std::path::Path;
 
-/// An array read from a file, plus the cell size when the file records one (OVF).
+/// An array read from a file, plus what the file says about its calibration.
 pub struct Loaded {
     /// The data (real).
     pub tensor: Tensor,
-    /// Cell size (m) from the file, if any: (x, y).
+    /// OVF files only: the cell size (m), (x, y). `Some` exactly when the file is an OVF
+    /// (callers use it to tell an OVF magnetisation from other inputs); the pixel size of
+    /// other formats is in `calibration`.
     pub cell: Option<(f64, f64)>,
+    /// Pixel size per axis (TIFF, DigitalMicrograph, OVF), its source, and for OVF the value
+    /// units and multiplier: an OVF in A/m is a magnetisation as it is, a unitless one holds
+    /// unit vectors to be scaled by Ms.
+    pub calibration: Calibration,
 }
 
-fn ext(path: &Path) -> String {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase()
-}
-
-/// Reads a real array: `.npy` as stored; `.tif`/`.tiff` as (H, W) or (frames, H, W); `.png` as
-/// (H, W) luminance in [0, 1]; `.ovf` as (3, ny, nx) vectors (z-averaged), cell size recorded.
-/// Non-finite values are an error naming the file.
+/// Reads a real array: `.npy` as stored; text matrices as (rows, cols); `.tif`/`.tiff` and
+/// `.dm3`/`.dm4` as (H, W) or (frames, H, W); `.png` as (H, W) luminance in [0, 1]; `.ovf` as
+/// (3, ny, nx) vectors (z-averaged, as stored: not multiplied by the `valuemultiplier`), cell
+/// size recorded. Non-finite values are an error naming the file.
 pub fn load_array(path: &Path) -> Result<Loaded> {
-    let loaded = match ext(path).as_str() {
-        "npy" => Loaded {
-            tensor: npy::read_npy(path)?,
+    let loaded = if FileKind::from_path(path) == Some(FileKind::Ovf) {
+        let o = ovf::read_ovf(path)?;
+        let data = o.to_chw();
+        Loaded {
+            tensor: Tensor::from_shape_vec(&[3, o.ny, o.nx], data)?,
+            cell: Some((o.step[0], o.step[1])),
+            calibration: o.calibration(),
+        }
+    } else {
+        let a = read(path)?;
+        Loaded {
+            tensor: Tensor::from_shape_vec(&a.shape, a.data)?,
             cell: None,
-        },
-        "tif" | "tiff" => {
-            let img = image::read_tiff(path)?;
-            let shape = if img.frames == 1 {
-                vec![img.height, img.width]
-            } else {
-                vec![img.frames, img.height, img.width]
-            };
-            Loaded {
-                tensor: Tensor::from_shape_vec(&shape, img.data)?,
-                cell: None,
-            }
-        }
-        "png" => {
-            let img = image::read_png_grey(path)?;
-            Loaded {
-                tensor: Tensor::from_shape_vec(&[img.height, img.width], img.data)?,
-                cell: None,
-            }
-        }
-        "ovf" | "omf" => {
-            let o = ovf::read_ovf(path)?;
-            let data = o.to_chw();
-            Loaded {
-                tensor: Tensor::from_shape_vec(&[3, o.ny, o.nx], data)?,
-                cell: Some((o.step[0], o.step[1])),
-            }
-        }
-        other => {
-            return Err(Error::Format {
-                path: path.to_path_buf(),
-                msg: format!("unsupported file type '.{other}' (use .npy, .tif, .png or .ovf)"),
-            })
+            calibration: a.calibration,
         }
     };
     if let Some(i) = loaded.tensor.to_vec()?.iter().position(|v| !v.is_finite()) {

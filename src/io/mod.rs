@@ -1,8 +1,14 @@
-//! File formats: NumPy `.npy`, OVF (OOMMF/mumax3), TIFF/PNG images, and rendered pictures.
+//! File formats: NumPy `.npy`, plain-text matrices, OVF (OOMMF/mumax3), TIFF/PNG images,
+//! DigitalMicrograph `.dm3`/`.dm4`, and rendered pictures. [`read`] reads any of them.
 
+pub mod array;
+pub mod dm;
 pub mod image;
 pub mod load;
 pub mod npy;
 pub mod outdir;
 pub mod ovf;
 pub mod render;
+pub mod text;
+
+pub use array::{read, read_complex, Array, Calibration, ComplexArray, FileKind};

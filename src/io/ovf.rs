@@ -1,9 +1,74 @@
-//! OOMMF / mumax3 OVF vector-field files: read OVF 1.0 and 2.0 (rectangular mesh, 3 components,
-//! data `Text`, `Binary 4` or `Binary 8`) and write them (used by tests to round-trip).
+//! OOMMF / mumax3 OVF files: read OVF 1.0 and 2.0 (rectangular mesh, data `Text`,
+//! `Binary 4` or `Binary 8`; header keywords in any case) and write them (used by tests to
+//! round-trip). [`read_ovf`] reads a 3-component field (a magnetisation); [`read_ovf_field`]
+//! reads any `valuedim` (e.g. a mumax3 scalar `regions` field). What the values mean comes
+//! from `valueunits` (OVF 2.0) / `valueunit` (OVF 1.0): see [`ValueUnits`].
 
+use super::array::Calibration;
 use crate::error::{Error, Result};
 use std::io::Write;
 use std::path::Path;
+
+/// What the values of an OVF file are, from its `valueunits` / `valueunit` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValueUnits {
+    /// `A/m`: a magnetisation, to be used as it is (after the `valuemultiplier`).
+    AmperePerMetre,
+    /// Unit vectors (or any dimensionless field): mumax3's `m` writes `1`, OOMMF writes
+    /// `None`.
+    Unitless,
+    /// The header has no value-unit key, so the file does not say (OVF 2.0 makes it optional).
+    /// Real files of this kind hold A/m (`ovf2-bin8_different-case.ovf`: |M| ~ 1e6) as well as
+    /// unit vectors, so callers must decide, e.g. from [`Ovf::norm_range`].
+    Unspecified,
+    /// Any other unit (e.g. `T`, `mT`, `J/m3`) as written once, or the components' units
+    /// joined by spaces where they differ.
+    Other(String),
+}
+
+impl ValueUnits {
+    /// Interprets the header value (`None` when the header has no value-unit key).
+    pub fn parse(header: Option<&str>) -> ValueUnits {
+        let Some(h) = header else {
+            return ValueUnits::Unspecified;
+        };
+        let toks: Vec<&str> = h
+            .split_whitespace()
+            .map(|t| t.trim_matches(|c| c == '{' || c == '}' || c == '"'))
+            .collect();
+        let unitless = |t: &str| t.is_empty() || t == "1" || t.eq_ignore_ascii_case("none");
+        if toks.iter().all(|t| unitless(t)) {
+            ValueUnits::Unitless
+        } else if toks.iter().all(|t| t.eq_ignore_ascii_case("a/m")) {
+            ValueUnits::AmperePerMetre
+        } else if toks.iter().all(|t| *t == toks[0]) {
+            ValueUnits::Other(toks[0].to_string())
+        } else {
+            ValueUnits::Other(toks.join(" "))
+        }
+    }
+
+    /// The unit as an OVF header writes it (one component); `None` for [`Self::Unspecified`]
+    /// (no key is written).
+    pub fn as_header(&self) -> Option<&str> {
+        match self {
+            ValueUnits::AmperePerMetre => Some("A/m"),
+            ValueUnits::Unitless => Some("1"),
+            ValueUnits::Unspecified => None,
+            ValueUnits::Other(s) => Some(s),
+        }
+    }
+
+    /// A short description for logs and metadata.
+    pub fn describe(&self) -> String {
+        match self {
+            ValueUnits::AmperePerMetre => "magnetisation in A/m".into(),
+            ValueUnits::Unitless => "unitless (unit vectors: multiply by Ms)".into(),
+            ValueUnits::Unspecified => "no value unit in the header".into(),
+            ValueUnits::Other(s) => format!("values in '{s}'"),
+        }
+    }
+}
 
 /// A rectangular-mesh vector field read from an OVF file (first segment only).
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +89,40 @@ pub struct Ovf {
     /// The `valuemultiplier` header value (OVF 1.0; 1 when absent, as always in OVF 2.0).
     /// Physical values are `data * value_multiplier`.
     pub value_multiplier: f64,
+    /// What the values are (A/m magnetisation, unit vectors, other).
+    pub value_units: ValueUnits,
+    /// Centre of the first cell (x, y, z) in metres (`xbase`.. or `xmin + step / 2`).
+    pub base: [f64; 3],
+}
+
+/// A rectangular-mesh field of any `valuedim` read from an OVF file (first segment only).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OvfField {
+    /// 1 (OVF 1.0) or 2 (OVF 2.0).
+    pub version: u8,
+    /// Number of cells along x.
+    pub nx: usize,
+    /// Number of cells along y.
+    pub ny: usize,
+    /// Number of cells along z.
+    pub nz: usize,
+    /// Cell size (x, y, z) in metres.
+    pub step: [f64; 3],
+    /// Centre of the first cell (x, y, z) in metres.
+    pub base: [f64; 3],
+    /// Components per cell (3 for a vector field, 1 for a scalar field).
+    pub valuedim: usize,
+    /// Values as stored (not multiplied by `value_multiplier`), component fastest:
+    /// `index = ((z * ny + y) * nx + x) * valuedim + c`.
+    pub values: Vec<f32>,
+    /// The `Title` header value (empty when absent).
+    pub title: String,
+    /// The `valuemultiplier` (1 when absent).
+    pub value_multiplier: f64,
+    /// What the values are.
+    pub value_units: ValueUnits,
+    /// `valuelabels` (OVF 2.0), one per component; empty when absent.
+    pub value_labels: Vec<String>,
 }
 
 /// How the data section of a written OVF file is encoded.
@@ -95,8 +194,15 @@ impl Header {
     }
 }
 
-/// Reads an OVF 1.0 or 2.0 file (first segment; rectangular mesh; 3-component values).
+/// Reads an OVF 1.0 or 2.0 file (first segment; rectangular mesh; 3-component values). A
+/// field with another `valuedim` (e.g. a scalar `regions` map) is refused: it is not a
+/// magnetisation (read it with [`read_ovf_field`]).
 pub fn read_ovf(path: &Path) -> Result<Ovf> {
+    read_ovf_field(path)?.into_ovf(path)
+}
+
+/// Reads an OVF 1.0 or 2.0 file with any number of components per cell.
+pub fn read_ovf_field(path: &Path) -> Result<OvfField> {
     let bytes = std::fs::read(path).map_err(|source| Error::Io {
         path: path.to_path_buf(),
         source,
@@ -104,7 +210,7 @@ pub fn read_ovf(path: &Path) -> Result<Ovf> {
     parse_ovf(path, &bytes)
 }
 
-fn parse_ovf(path: &Path, bytes: &[u8]) -> Result<Ovf> {
+fn parse_ovf(path: &Path, bytes: &[u8]) -> Result<OvfField> {
     let mut pos = 0;
     let mut hdr = Header::default();
     let mut data_kind = None;
@@ -173,15 +279,11 @@ fn parse_ovf(path: &Path, bytes: &[u8]) -> Result<Ovf> {
         Some(t) => return Err(fmt_err(path, format!("unsupported OVF meshtype '{t}'"))),
         None => return Err(fmt_err(path, "OVF header lacks required key 'meshtype'")),
     }
-    if hdr.version == 2 {
-        let dim = hdr.require(path, "valuedim")?;
-        if dim != "3" {
-            return Err(fmt_err(
-                path,
-                format!("unsupported OVF valuedim {dim} (only 3-component fields)"),
-            ));
-        }
-    }
+    let valuedim = if hdr.version == 2 {
+        hdr.usize(path, "valuedim")?
+    } else {
+        3
+    };
     let unit = match hdr.get("meshunit").map(str::to_ascii_lowercase).as_deref() {
         None | Some("m") => 1.0,
         Some("mm") => 1e-3,
@@ -203,16 +305,39 @@ fn parse_ovf(path: &Path, bytes: &[u8]) -> Result<Ovf> {
         Some(_) => hdr.f64(path, "valuemultiplier")?,
         None => 1.0,
     };
+    let mut base = [0.0; 3];
+    for (k, axis) in ["x", "y", "z"].iter().enumerate() {
+        base[k] = match (
+            hdr.get(&format!("{axis}base")),
+            hdr.get(&format!("{axis}min")),
+        ) {
+            (Some(_), _) => hdr.f64(path, &format!("{axis}base"))? * unit,
+            (None, Some(_)) => hdr.f64(path, &format!("{axis}min"))? * unit + step[k] / 2.0,
+            (None, None) => step[k] / 2.0,
+        };
+    }
+    // OVF 2.0 says `valueunits`, OVF 1.0 `valueunit`; accept either in both.
+    let value_units = ValueUnits::parse(hdr.get("valueunits").or(hdr.get("valueunit")));
+    let value_labels = hdr
+        .get("valuelabels")
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default();
     let n = nx
         .checked_mul(ny)
         .and_then(|v| v.checked_mul(nz))
-        .filter(|&v| v.checked_mul(24).is_some())
-        .ok_or_else(|| fmt_err(path, format!("OVF mesh {nx}x{ny}x{nz} is too large")))?;
+        .and_then(|v| v.checked_mul(valuedim))
+        .filter(|&v| v.checked_mul(8).is_some())
+        .ok_or_else(|| {
+            fmt_err(
+                path,
+                format!("OVF mesh {nx}x{ny}x{nz} x {valuedim} is too large"),
+            )
+        })?;
     let rest = &bytes[pos..];
-    let data = match kind.as_str() {
-        "text" => read_text(path, rest, n)?,
-        "binary 4" => read_binary(path, rest, n, 4, hdr.version == 1)?,
-        "binary 8" => read_binary(path, rest, n, 8, hdr.version == 1)?,
+    let values = match kind.as_str() {
+        "text" => read_text(path, rest, n, valuedim)?,
+        "binary 4" => read_binary(path, rest, n, valuedim, 4, hdr.version == 1)?,
+        "binary 8" => read_binary(path, rest, n, valuedim, 8, hdr.version == 1)?,
         other => {
             return Err(fmt_err(
                 path,
@@ -220,21 +345,26 @@ fn parse_ovf(path: &Path, bytes: &[u8]) -> Result<Ovf> {
             ))
         }
     };
-    Ok(Ovf {
+    Ok(OvfField {
+        version: hdr.version,
         nx,
         ny,
         nz,
         step,
-        data,
+        base,
+        valuedim,
+        values,
         title: hdr.get("title").unwrap_or_default().to_string(),
         value_multiplier,
+        value_units,
+        value_labels,
     })
 }
 
-fn read_text(path: &Path, rest: &[u8], n: usize) -> Result<Vec<[f32; 3]>> {
-    let mut data = Vec::with_capacity(n.min(rest.len() / 6 + 1));
-    let mut cur = [0f32; 3];
-    let mut k = 0;
+/// Reads `n` numbers (`n / dim` cells of `dim` components) of text data.
+fn read_text(path: &Path, rest: &[u8], n: usize, dim: usize) -> Result<Vec<f32>> {
+    let cells = n / dim.max(1);
+    let mut data = Vec::with_capacity(n.min(rest.len() / 2 + 1));
     let mut pos = 0;
     let mut line_no = 0;
     let mut ended = false;
@@ -260,24 +390,20 @@ fn read_text(path: &Path, rest: &[u8], n: usize) -> Result<Vec<[f32; 3]>> {
             if data.len() == n {
                 return Err(fmt_err(
                     path,
-                    format!("more than the {n} vectors the header announces"),
+                    format!(
+                        "more values than the header announces ({cells} cells, valuedim {dim})"
+                    ),
                 ));
             }
-            cur[k] = v;
-            k += 1;
-            if k == 3 {
-                data.push(cur);
-                k = 0;
-            }
+            data.push(v);
         }
     }
-    if data.len() != n || k != 0 {
+    if data.len() != n {
         return Err(fmt_err(
             path,
             format!(
-                "truncated text data: {} of {n} vectors (header expects {} numbers)",
+                "truncated text data: {} of {n} numbers ({cells} cells, valuedim {dim})",
                 data.len(),
-                3 * n
             ),
         ));
     }
@@ -287,20 +413,24 @@ fn read_text(path: &Path, rest: &[u8], n: usize) -> Result<Vec<[f32; 3]>> {
     Ok(data)
 }
 
+/// Reads the control value and `n` numbers (`n / dim` cells of `dim` components).
 fn read_binary(
     path: &Path,
     rest: &[u8],
     n: usize,
+    dim: usize,
     width: usize,
     big_endian: bool,
-) -> Result<Vec<[f32; 3]>> {
-    let need = (3 * n + 1) * width;
+) -> Result<Vec<f32>> {
+    let need = (n + 1) * width;
     if rest.len() < need {
         return Err(fmt_err(
             path,
             format!(
-                "truncated binary data: {} bytes where {need} are needed for {n} vectors",
-                rest.len()
+                "truncated binary data: {} bytes where {need} are needed for {} cells, \
+                 valuedim {dim}",
+                rest.len(),
+                n / dim.max(1)
             ),
         ));
     }
@@ -329,15 +459,174 @@ fn read_binary(
             ),
         ));
     }
-    Ok((0..n)
-        .map(|i| {
-            let j = 1 + 3 * i;
-            [value(j) as f32, value(j + 1) as f32, value(j + 2) as f32]
+    Ok((1..=n).map(|i| value(i) as f32).collect())
+}
+
+impl OvfField {
+    /// The 3-component field as an [`Ovf`]; any other `valuedim` is an error naming `path`.
+    pub fn into_ovf(self, path: &Path) -> Result<Ovf> {
+        if self.valuedim != 3 {
+            let what = if self.valuedim == 1 {
+                format!(
+                    "a scalar field ('{}'), not a magnetisation",
+                    self.value_labels
+                        .first()
+                        .map(String::as_str)
+                        .unwrap_or(&self.title)
+                )
+            } else {
+                format!("a {}-component field, not a magnetisation", self.valuedim)
+            };
+            return Err(fmt_err(
+                path,
+                format!(
+                    "unsupported OVF valuedim {} (a magnetisation needs 3 components): the file \
+                     holds {what}",
+                    self.valuedim
+                ),
+            ));
+        }
+        let data = self
+            .values
+            .chunks_exact(3)
+            .map(|c| [c[0], c[1], c[2]])
+            .collect();
+        Ok(Ovf {
+            nx: self.nx,
+            ny: self.ny,
+            nz: self.nz,
+            step: self.step,
+            data,
+            title: self.title,
+            value_multiplier: self.value_multiplier,
+            value_units: self.value_units,
+            base: self.base,
         })
-        .collect())
+    }
+
+    /// The whole field as (nz, valuedim, ny, nx), component-first per layer, values multiplied
+    /// by `value_multiplier` when `multiplied`, as stored otherwise.
+    pub fn to_layers_chw(&self, multiplied: bool) -> Vec<f32> {
+        let (plane, d) = (self.nx * self.ny, self.valuedim);
+        let mut out = vec![0f32; self.values.len()];
+        let m = self.value_multiplier;
+        for (i, v) in self.values.iter().enumerate() {
+            let (cell, c) = (i / d, i % d);
+            let (z, p) = (cell / plane, cell % plane);
+            out[(z * d + c) * plane + p] = if multiplied && m != 1.0 {
+                (*v as f64 * m) as f32
+            } else {
+                *v
+            };
+        }
+        out
+    }
+
+    /// Centre of layer `k` along z, in metres.
+    pub fn layer_z(&self, k: usize) -> f64 {
+        self.base[2] + k as f64 * self.step[2]
+    }
+
+    /// The cell size and the meaning of the values, for [`crate::io::read`].
+    pub fn calibration(&self) -> Calibration {
+        ovf_calibration(self.step, &self.value_units, self.value_multiplier)
+    }
+}
+
+fn ovf_calibration(step: [f64; 3], units: &ValueUnits, mult: f64) -> Calibration {
+    Calibration {
+        pixel_x: Some(step[0]),
+        pixel_y: Some(step[1]),
+        pixel_z: Some(step[2]),
+        source: Some("OVF xstepsize/ystepsize/zstepsize (in meshunit)".into()),
+        value_units: Some(units.clone()),
+        value_multiplier: Some(mult),
+        cell: Some(step),
+        ..Calibration::default()
+    }
+}
+
+/// One z layer of an [`Ovf`] field.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OvfLayer {
+    /// Layer index (0 = lowest z).
+    pub index: usize,
+    /// Centre of the layer along z, in metres (same frame as the file's `zbase`/`zmin`).
+    pub z: f64,
+    /// The layer as (3, ny, nx), component-first, values as stored (not multiplied).
+    pub data: Vec<f32>,
 }
 
 impl Ovf {
+    /// Centre of layer `k` along z, in metres.
+    pub fn layer_z(&self, k: usize) -> f64 {
+        self.base[2] + k as f64 * self.step[2]
+    }
+
+    /// Layer `k` as (3, ny, nx), component-first, values as stored; `None` past the last.
+    pub fn layer(&self, k: usize) -> Option<OvfLayer> {
+        if k >= self.nz {
+            return None;
+        }
+        let plane = self.nx * self.ny;
+        let cells = self.data.get(k * plane..(k + 1) * plane)?;
+        let mut data = vec![0f32; 3 * plane];
+        for (p, v) in cells.iter().enumerate() {
+            for (c, &x) in v.iter().enumerate() {
+                data[c * plane + p] = x;
+            }
+        }
+        Some(OvfLayer {
+            index: k,
+            z: self.layer_z(k),
+            data,
+        })
+    }
+
+    /// Every layer, lowest z first (see [`Ovf::layer`]).
+    pub fn layers(&self) -> Vec<OvfLayer> {
+        (0..self.nz).filter_map(|k| self.layer(k)).collect()
+    }
+
+    /// A copy with the values multiplied by `value_multiplier` (which becomes 1).
+    pub fn multiplied(&self) -> Ovf {
+        let m = self.value_multiplier;
+        let mut o = self.clone();
+        if m != 1.0 {
+            for v in &mut o.data {
+                *v = v.map(|x| (x as f64 * m) as f32);
+            }
+        }
+        o.value_multiplier = 1.0;
+        o
+    }
+
+    /// The smallest non-zero and the largest vector length, values multiplied by
+    /// `value_multiplier`; `None` when every vector is zero. Unit vectors give (1, 1) inside
+    /// the magnet; an A/m file gives about (Ms, Ms).
+    pub fn norm_range(&self) -> Option<(f64, f64)> {
+        let m = self.value_multiplier.abs();
+        let mut range: Option<(f64, f64)> = None;
+        for v in &self.data {
+            let n = v.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt() * m;
+            if n > 0.0 {
+                let (lo, hi) = range.unwrap_or((n, n));
+                range = Some((lo.min(n), hi.max(n)));
+            }
+        }
+        range
+    }
+
+    /// Whether the values are a magnetisation in A/m (else unit vectors or other units).
+    pub fn is_magnetisation(&self) -> bool {
+        self.value_units == ValueUnits::AmperePerMetre
+    }
+
+    /// The cell size and the meaning of the values.
+    pub fn calibration(&self) -> Calibration {
+        ovf_calibration(self.step, &self.value_units, self.value_multiplier)
+    }
+
     /// Component-first image (3, ny, nx) of the z-averaged vectors, row = y index, col = x
     /// index, rows in file order (y increasing with the row index). Values are as stored (not
     /// multiplied by `value_multiplier`).
@@ -396,29 +685,41 @@ pub fn write_ovf(path: &Path, ovf: &Ovf, version: u8, encoding: OvfEncoding) -> 
     h += "# Segment count: 1\n# Begin: Segment\n# Begin: Header\n";
     h += &format!("# Title: {title}\n# meshtype: rectangular\n# meshunit: m\n");
     let (nx, ny, nz) = (ovf.nx as f64, ovf.ny as f64, ovf.nz as f64);
-    h += "# xmin: 0\n# ymin: 0\n# zmin: 0\n";
+    let [bx, by, bz] = ovf.base;
+    let min = [bx - dx / 2., by - dy / 2., bz - dz / 2.];
+    h += &format!(
+        "# xmin: {}\n# ymin: {}\n# zmin: {}\n",
+        min[0], min[1], min[2]
+    );
     h += &format!(
         "# xmax: {}\n# ymax: {}\n# zmax: {}\n",
-        nx * dx,
-        ny * dy,
-        nz * dz
+        min[0] + nx * dx,
+        min[1] + ny * dy,
+        min[2] + nz * dz
     );
+    let unit = ovf
+        .value_units
+        .as_header()
+        .map(|u| u.replace(['\n', '\r'], " "));
     let mult = if version == 1 {
-        h += &format!(
-            "# valueunit: 1\n# valuemultiplier: {}\n",
-            ovf.value_multiplier
-        );
+        if let Some(u) = &unit {
+            h += &format!("# valueunit: {u}\n");
+        }
+        h += &format!("# valuemultiplier: {}\n", ovf.value_multiplier);
         1.0
     } else {
-        h += "# valuedim: 3\n# valuelabels: x y z\n# valueunits: 1 1 1\n";
+        h += "# valuedim: 3\n# valuelabels: x y z\n";
+        if let Some(u) = &unit {
+            let units = if u.contains(char::is_whitespace) {
+                u.clone()
+            } else {
+                format!("{u} {u} {u}")
+            };
+            h += &format!("# valueunits: {units}\n");
+        }
         ovf.value_multiplier
     };
-    h += &format!(
-        "# xbase: {}\n# ybase: {}\n# zbase: {}\n",
-        dx / 2.,
-        dy / 2.,
-        dz / 2.
-    );
+    h += &format!("# xbase: {bx}\n# ybase: {by}\n# zbase: {bz}\n");
     h += &format!(
         "# xnodes: {}\n# ynodes: {}\n# znodes: {}\n",
         ovf.nx, ovf.ny, ovf.nz
@@ -492,6 +793,8 @@ mod tests {
             data,
             title: "m".into(),
             value_multiplier: 1.0,
+            value_units: ValueUnits::Unitless,
+            base: [2.5e-9, 2e-9, 1.25e-9],
         }
     }
 
