@@ -50,6 +50,8 @@ fn main() -> ExitCode {
         std::env::set_var("NODEVICE_SELECT", "1");
     }
     let cli = Cli::parse();
+    // Ctrl-C stops long runs cleanly from the first iteration on
+    cli::common::interrupt_flag();
     let result = match cli.cmd {
         Cmd::Nv(c) => cli::nv::run(c),
         Cmd::Ltem(c) => cli::ltem::run(c),
@@ -87,11 +89,14 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // one line: the outermost message and its causes
+            // one line: the outermost message and the causes it does not already say
             let mut msg = e.to_string();
             for cause in e.chain().skip(1) {
-                msg.push_str(": ");
-                msg.push_str(&cause.to_string());
+                let c = cause.to_string();
+                if !msg.contains(&c) {
+                    msg.push_str(": ");
+                    msg.push_str(&c);
+                }
             }
             eprintln!("error: {msg}");
             ExitCode::from(2)

@@ -114,10 +114,7 @@ fn error_cases_are_one_line_exit_2_and_leave_nothing() {
     assert_user_error(&rec(&["--image", p(&img), "--lr", "0"]), &["--lr"]);
     assert_user_error(&rec(&["--image", p(&img), "--kernel", "4"]), &["--kernel"]);
     assert_user_error(&rec(&["--image", p(&img), "--scale", "-4nm"]), &["--scale"]);
-    assert_user_error(
-        &rec(&["--image", p(&img), "--defocus", "0"]),
-        &["--defocus"],
-    );
+    assert_user_error(&rec(&["--image", p(&img), "--defocus", "0"]), &["defocus"]);
     assert_nothing_written(&d, "out");
     // SITIE needs a defocus
     let ph = d.join("ph.npy");
@@ -131,7 +128,7 @@ fn error_cases_are_one_line_exit_2_and_leave_nothing() {
         "--out",
         p(&ph),
     ]);
-    assert_user_error(&o, &["--defocus"]);
+    assert_user_error(&o, &["defocus"]);
     assert!(!ph.exists());
     // --solve-amp needs a threshold
     let o = bin()

@@ -1,21 +1,26 @@
-//! Shared CLI plumbing: unit parsing for clap, Ctrl-C, the progress display, JSON files.
+//! Shared CLI plumbing: clap value parsers, `--device`, Ctrl-C, the progress display, and the
+//! file helpers every command uses (maps in, `.npy`/JSON/CSV out).
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
-use magprior::io::npy::write_atomic;
-use magprior::{Device, DeviceChoice};
+use magprior::io::load::load_array;
+use magprior::io::npy::{write_atomic, write_npy};
+use magprior::{Device, DeviceChoice, Tensor};
+use serde::Serialize;
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// clap value parser for lengths with units.
+// ------------------------------------------------------------------ value parsers
+
+/// A length with units (`50nm`; a bare number is metres).
 pub fn length(s: &str) -> std::result::Result<f64, String> {
     magprior::units::parse_length(s).map_err(|e| e.to_string())
 }
 
-/// clap value parser for positive lengths.
+/// A positive length.
 pub fn positive_length(s: &str) -> std::result::Result<f64, String> {
     let v = length(s)?;
     if v > 0.0 {
@@ -25,11 +30,75 @@ pub fn positive_length(s: &str) -> std::result::Result<f64, String> {
     }
 }
 
+/// A length >= 0.
+pub fn nonneg_length(s: &str) -> std::result::Result<f64, String> {
+    let v = length(s)?;
+    if v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("'{s}' must be >= 0"))
+    }
+}
+
+fn number(s: &str) -> std::result::Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number"))?;
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(format!("'{s}' is not finite"))
+    }
+}
+
+/// A positive finite number.
+pub fn positive(s: &str) -> std::result::Result<f64, String> {
+    let v = number(s)?;
+    if v > 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("'{s}' must be positive"))
+    }
+}
+
+/// A finite number >= 0.
+pub fn nonneg(s: &str) -> std::result::Result<f64, String> {
+    let v = number(s)?;
+    if v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("'{s}' must be >= 0"))
+    }
+}
+
+/// An odd kernel size.
+pub fn odd(s: &str) -> std::result::Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(k) if k % 2 == 1 => Ok(k),
+        _ => Err(format!("'{s}' must be an odd positive integer")),
+    }
+}
+
+/// A count >= 1.
+pub fn at_least_one(s: &str) -> std::result::Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(k) if k >= 1 => Ok(k),
+        _ => Err(format!("'{s}' must be an integer >= 1")),
+    }
+}
+
+// ------------------------------------------------------------------ devices, Ctrl-C, progress
+
 /// `--device` of the reconstruction commands.
-#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum DeviceArg {
+    /// A hardware GPU when one exists, else the CPU.
     Auto,
+    /// The CPU backend.
     Cpu,
+    /// Any GPU adapter (lavapipe included).
     Gpu,
 }
 
@@ -64,6 +133,11 @@ pub fn interrupt_flag() -> Arc<AtomicBool> {
         f
     })
     .clone()
+}
+
+/// Whether Ctrl-C was pressed.
+pub fn interrupted() -> bool {
+    interrupt_flag().load(Ordering::SeqCst)
 }
 
 /// Progress display: a rewritten line on a terminal, a plain line every 10 % otherwise.
@@ -125,8 +199,49 @@ impl Progress {
     }
 }
 
-/// Writes pretty JSON atomically.
-pub fn write_json(path: &Path, v: &serde_json::Value) -> Result<()> {
+// ------------------------------------------------------------------ files
+
+/// An (H, W) map from a file (an (1, H, W) array is accepted), H and W >= `min`.
+pub fn load_map(path: &Path, min: usize) -> Result<(Vec<f32>, usize, usize)> {
+    let t = load_array(path)?.tensor;
+    match t.shape() {
+        [h, w] | [1, h, w] if *h >= min && *w >= min => Ok((t.to_vec()?, *h, *w)),
+        s => bail!(
+            "{}: expected an (H, W) map with H, W >= {min}, got shape {s:?}",
+            path.display()
+        ),
+    }
+}
+
+/// An error unless `path` (h, w) matches `other`'s size.
+pub fn check_same(
+    path: &Path,
+    hw: (usize, usize),
+    other: &Path,
+    ohw: (usize, usize),
+) -> Result<()> {
+    if hw != ohw {
+        bail!(
+            "{}: is {}x{} but {} is {}x{}",
+            path.display(),
+            hw.0,
+            hw.1,
+            other.display(),
+            ohw.0,
+            ohw.1
+        );
+    }
+    Ok(())
+}
+
+/// Writes a real array of `shape` as `.npy` (atomically).
+pub fn write_map(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
+    write_npy(path, &Tensor::from_shape_vec(shape, data.to_vec())?)?;
+    Ok(())
+}
+
+/// Writes pretty JSON atomically (NaN and infinities become `null`).
+pub fn write_json(path: &Path, v: &impl Serialize) -> Result<()> {
     let text = serde_json::to_string_pretty(v).context("serialising JSON")?;
     write_atomic(path, text.as_bytes())?;
     Ok(())
@@ -144,7 +259,21 @@ pub fn write_csv(path: &Path, header: &str, rows: impl Iterator<Item = String>) 
     Ok(())
 }
 
-/// JSON number that stays valid for non-finite values (null).
-pub fn num(v: f64) -> serde_json::Value {
-    serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, serde_json::Value::Number)
+/// The program's version, for metadata.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The device and adapter of a run, for metadata.
+#[derive(Serialize)]
+pub struct DeviceMeta {
+    pub device: &'static str,
+    pub adapter: Option<String>,
+}
+
+impl DeviceMeta {
+    pub fn of(d: Device) -> DeviceMeta {
+        DeviceMeta {
+            device: d.name(),
+            adapter: d.adapter().map(|a| a.to_string()),
+        }
+    }
 }

@@ -3,3 +3,4 @@
 
 pub mod nv_dip;
 pub mod siprad;
+pub mod sweep;

@@ -9,6 +9,7 @@ use crate::optim::{AdamW, ReduceLrOnPlateau};
 use crate::physics::nv::deproject::deproject;
 use crate::physics::nv::forward::{NvForward, NvGeometry};
 use crate::physics::nv::mask::Mask;
+use crate::physics::nv::metrics::{nv_metrics, NvMetrics};
 use crate::{Device, Rng, Tensor};
 
 /// What the loss compares.
@@ -144,46 +145,6 @@ pub struct NvResult {
     /// Iteration whose state is returned: the one with the lowest loss (Adam at a constant
     /// learning rate makes occasional loss spikes; the last iterate may sit on one).
     pub selected_iteration: usize,
-}
-
-/// Fit quality.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct NvMetrics {
-    /// Mean squared error of B_NV (T^2).
-    pub mse: f64,
-    /// Root mean squared error (mT).
-    pub rmse_mt: f64,
-    /// `10 log10(mean(B_NV,model^2) / MSE)` (dB). The paper prints mean(|AM|)/MSE, which is
-    /// not dimensionless; this is the power ratio.
-    pub snr_db: f64,
-    /// Mean in-plane |M| over the mask's support (A/m).
-    pub mean_m_inplane: f64,
-}
-
-/// MSE, RMSE, SNR of `model` against `meas`, and the mean in-plane |M| over `support`.
-pub fn nv_metrics(model: &[f32], meas: &[f32], m: &[f32], support: &[bool]) -> NvMetrics {
-    let n = model.len().max(1) as f64;
-    let mse = model
-        .iter()
-        .zip(meas)
-        .map(|(a, b)| ((a - b) as f64).powi(2))
-        .sum::<f64>()
-        / n;
-    let power = model.iter().map(|a| (*a as f64).powi(2)).sum::<f64>() / n;
-    let hw = support.len();
-    let (mut sum, mut cnt) = (0.0, 0usize);
-    for (i, &s) in support.iter().enumerate() {
-        if s {
-            sum += ((m[i] as f64).powi(2) + (m[hw + i] as f64).powi(2)).sqrt();
-            cnt += 1;
-        }
-    }
-    NvMetrics {
-        mse,
-        rmse_mt: mse.sqrt() * 1e3,
-        snr_db: 10.0 * (power / mse).log10(),
-        mean_m_inplane: sum / cnt.max(1) as f64,
-    }
 }
 
 /// The NV-DIP objective: `M = tanh(net(z))` cropped, times the scaled mask, through the model.

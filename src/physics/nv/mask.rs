@@ -175,7 +175,143 @@ pub fn gaussian_blur(data: &[f32], h: usize, w: usize, sigma: f64) -> Vec<f32> {
     signal::gaussian_filter(data, h, w, sigma, Boundary::Zero, 3.0)
 }
 
+/// A support given as a centred shape: `ellipse:RX,RY[,DEG]` (semi-axes, rotation in degrees)
+/// or `rect:AX,AY` (half-widths), lengths with units (`230nm`, `0.15um`; a bare number is
+/// metres), for an `(h, w)` map of `pixel` metres. `Ok(None)` when `spec` is not a shape (e.g. a
+/// file name).
+///
+/// ```
+/// use magprior::nv::mask::parse_support_shape;
+/// // half-widths 4 x 2 pixels around the centre (7.5, 7.5): columns 4..=11, rows 6..=9
+/// let s = parse_support_shape("rect:20nm,10nm", 16, 16, 5e-9).unwrap().unwrap();
+/// assert_eq!(s.iter().filter(|&&v| v > 0.5).count(), 8 * 4);
+/// assert!(parse_support_shape("support.png", 16, 16, 5e-9).unwrap().is_none());
+/// ```
+pub fn parse_support_shape(spec: &str, h: usize, w: usize, pixel: f64) -> Result<Option<Vec<f32>>> {
+    const OP: &str = "support";
+    let Some((kind, rest)) = spec.split_once(':') else {
+        return Ok(None);
+    };
+    if !matches!(kind, "ellipse" | "rect") {
+        return Ok(None);
+    }
+    let parts: Vec<&str> = rest.split(',').collect();
+    let len = |s: &str| -> Result<f64> {
+        let v =
+            crate::units::parse_length(s).map_err(|e| Error::arg(OP, format!("{spec}: {e}")))?;
+        if v <= 0.0 {
+            return Err(Error::arg(OP, format!("{spec}: sizes must be positive")));
+        }
+        Ok(v / pixel)
+    };
+    let (cx, cy) = ((w as f64 - 1.0) / 2.0, (h as f64 - 1.0) / 2.0);
+    match (kind, parts.len()) {
+        ("ellipse", 2 | 3) => {
+            let angle = match parts.get(2) {
+                Some(a) => a
+                    .trim()
+                    .parse::<f64>()
+                    .map_err(|_| Error::arg(OP, format!("{spec}: bad angle '{a}'")))?,
+                None => 0.0,
+            };
+            let (rx, ry) = (len(parts[0])?, len(parts[1])?);
+            Ok(Some(ellipse_support(h, w, cx, cy, rx, ry, angle)))
+        }
+        ("rect", 2) => Ok(Some(rect_support(
+            h,
+            w,
+            cx,
+            cy,
+            len(parts[0])?,
+            len(parts[1])?,
+        ))),
+        _ => Err(Error::arg(
+            OP,
+            format!("{spec}: expected ellipse:RX,RY[,DEG] or rect:AX,AY"),
+        )),
+    }
+}
+
+/// What an array read from a file describes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MaskFile {
+    /// A signed per-component mask (2|3, H, W) with values in [-1, 1].
+    Mask(Mask),
+    /// A support (H, W): 1 where the value is > 0.5, else 0.
+    Support(Vec<f32>),
+}
+
+/// Interprets an array read from `path` (`data` with `shape`) as a mask or a support for an
+/// `(h, w)` map; the error names the file and the problem.
+pub fn mask_from_array(
+    path: &std::path::Path,
+    data: Vec<f32>,
+    shape: &[usize],
+    h: usize,
+    w: usize,
+) -> Result<MaskFile> {
+    let bad = |msg: String| Error::Format {
+        path: path.to_path_buf(),
+        msg,
+    };
+    if shape.len() >= 2 && shape[shape.len() - 2..] != [h, w] {
+        return Err(bad(format!("mask is {shape:?} but the map is {h}x{w}")));
+    }
+    match shape.len() {
+        3 if (2..=3).contains(&shape[0]) => {
+            if data.iter().any(|v| v.is_nan() || v.abs() > 1.0 + 1e-6) {
+                return Err(bad("mask values must lie in [-1, 1]".into()));
+            }
+            Ok(MaskFile::Mask(Mask {
+                channels: shape[0],
+                h,
+                w,
+                data,
+            }))
+        }
+        2 => Ok(MaskFile::Support(
+            data.iter()
+                .map(|&v| if v > 0.5 { 1.0 } else { 0.0 })
+                .collect(),
+        )),
+        _ => Err(bad(format!(
+            "expected a (2|3, H, W) mask or an (H, W) support, got {shape:?}"
+        ))),
+    }
+}
+
+/// How a mask is generated inside a support.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MaskSpec {
+    /// The pattern.
+    pub preset: Preset,
+    /// Rotation of the pattern and its vectors (degrees, from +x towards +y).
+    pub angle_deg: f64,
+    /// A third component (Mz) equal to the support.
+    pub with_mz: bool,
+    /// Gaussian blur of the edges (pixels; 0 = none).
+    pub blur: f64,
+}
+
+impl MaskSpec {
+    /// The mask inside `support` (h, w).
+    pub fn build(&self, support: &[f32], h: usize, w: usize) -> Result<Mask> {
+        let m = preset_mask(support, h, w, self.preset, self.angle_deg, self.with_mz)?;
+        Ok(if self.blur > 0.0 {
+            m.blurred(self.blur)
+        } else {
+            m
+        })
+    }
+}
+
 impl Mask {
+    /// Non-zero (pixel, component) entries: the mask's freedom, which decides how well a mask
+    /// can fit (compare fits only between masks of equal freedom, SPEC section 3).
+    pub fn freedom(&self) -> usize {
+        self.data.iter().filter(|v| v.abs() > 1e-6).count()
+    }
+
     /// Blurs the mask's edges with a Gaussian of `sigma` pixels.
     pub fn blurred(mut self, sigma: f64) -> Mask {
         self.data = gaussian_blur(&self.data, self.h, self.w, sigma);

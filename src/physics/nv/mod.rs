@@ -4,4 +4,5 @@
 pub mod deproject;
 pub mod forward;
 pub mod mask;
+pub mod metrics;
 pub mod synthetic;

@@ -278,6 +278,20 @@ impl SipradConfig {
         self.network().validate()
     }
 
+    /// [`SipradConfig::validate`] plus what the microscope must offer: a valid microscope with a
+    /// non-zero defocus (the SITIE input needs phase contrast).
+    pub fn validate_with(&self, mic: &Microscope) -> Result<()> {
+        self.validate()?;
+        mic.validate()?;
+        if mic.defocus == 0.0 {
+            return Err(Error::arg(
+                "siprad",
+                "defocus must be non-zero (the SITIE input needs phase contrast)",
+            ));
+        }
+        Ok(())
+    }
+
     fn network(&self) -> CaeConfig {
         CaeConfig {
             in_ch: 1,
@@ -352,7 +366,7 @@ impl Siprad {
         noise_seed: u64,
     ) -> Result<Siprad> {
         const OP: &str = "siprad";
-        cfg.validate()?;
+        cfg.validate_with(mic)?;
         if image.len() != h * w || h < 2 || w < 2 {
             return Err(Error::arg(
                 OP,

@@ -1,0 +1,321 @@
+//! What `magprior ltem reconstruct` (and each frame of `series`) writes: arrays, the loss log,
+//! metrics and metadata (serde), and the pictures.
+
+use super::args::{MicMeta, SipradArgs};
+use crate::cli::common::{self, DeviceMeta, VERSION};
+use anyhow::Result;
+use magprior::io::render::{self, MapKind, Panel};
+use magprior::ltem::{
+    accuracy, induction, Accuracy, AmplitudeMode, Microscope, Selection, SipradConfig,
+    SipradResult, Stage,
+};
+use serde::Serialize;
+use std::path::Path;
+
+#[derive(Serialize)]
+struct AccuracyMeta {
+    phase: f64,
+    bx: f64,
+    by: f64,
+    ssim: f64,
+    border_px: usize,
+}
+
+impl From<&Accuracy> for AccuracyMeta {
+    fn from(a: &Accuracy) -> Self {
+        AccuracyMeta {
+            phase: a.phase,
+            bx: a.bx,
+            by: a.by,
+            ssim: a.ssim,
+            border_px: a.border,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct TruthMetrics {
+    truth: String,
+    accuracy: AccuracyMeta,
+    accuracy_full_frame: AccuracyMeta,
+    sitie_input_accuracy: AccuracyMeta,
+    accuracy_definition: &'static str,
+}
+
+#[derive(Serialize)]
+struct Metrics {
+    final_loss: f64,
+    selected_loss: f64,
+    selected_iteration: usize,
+    loss_definition: &'static str,
+    iterations: usize,
+    pretrain_iterations: usize,
+    seconds: f64,
+    seconds_per_iteration: f64,
+    amp_scale: f64,
+    stop: String,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    truth: Option<TruthMetrics>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
+enum AmplitudeMeta {
+    Uniform,
+    FixedThreshold(f64),
+    Learned {
+        learned_threshold: f64,
+        constraint_every: usize,
+        constraint_refit: usize,
+    },
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
+enum SelectionMeta {
+    LowestLossAfter(usize),
+    LowestValidationLossAfter { after: usize, holdout: f64 },
+    Last,
+}
+
+#[derive(Serialize)]
+struct SitieInputMeta {
+    qc_per_nm: Option<f64>,
+    symmetric: bool,
+}
+
+#[derive(Serialize)]
+#[allow(non_snake_case)]
+struct Metadata<'a> {
+    program: &'a str,
+    version: &'static str,
+    image: String,
+    shape: [usize; 2],
+    network_size: [usize; 2],
+    microscope: MicMeta,
+    iterations: usize,
+    pretrain: usize,
+    lr: f64,
+    optimizer: &'static str,
+    noise_frac: f64,
+    sigma_px: f64,
+    selection: SelectionMeta,
+    amp_scale_lr: f64,
+    amplitude: AmplitudeMeta,
+    v0_V: f64,
+    xi_nm: f64,
+    sitie_input: SitieInputMeta,
+    seed: u64,
+    channels: &'a [usize],
+    kernel: usize,
+    #[serde(flatten)]
+    device: DeviceMeta,
+    units: Units,
+}
+
+#[derive(Serialize)]
+struct Units {
+    #[serde(rename = "phase.npy")]
+    phase: &'static str,
+    #[serde(rename = "phase_raw.npy")]
+    phase_raw: &'static str,
+    #[serde(rename = "sitie.npy")]
+    sitie: &'static str,
+    #[serde(rename = "induction.npy")]
+    induction: &'static str,
+    #[serde(rename = "image_model.npy")]
+    image_model: &'static str,
+    #[serde(rename = "amplitude.npy")]
+    amplitude: &'static str,
+}
+
+/// One reconstruction's inputs, for its outputs.
+pub struct Recon<'a> {
+    pub program: &'a str,
+    pub input: &'a Path,
+    pub image: &'a [f32],
+    pub hw: (usize, usize),
+    pub args: &'a SipradArgs,
+    pub mic: &'a Microscope,
+    pub cfg: &'a SipradConfig,
+}
+
+/// Writes a reconstruction's outputs into `dir` (with accuracies when a truth is given).
+pub fn write_recon(
+    dir: &Path,
+    r: &Recon,
+    res: &SipradResult,
+    truth: Option<(&Path, &[f32])>,
+) -> Result<()> {
+    let (h, w) = r.hw;
+    let (mic, cfg) = (r.mic, r.cfg);
+    let f = |n: &str| dir.join(n);
+    let b = induction(&res.phase, h, w, mic.scale)?;
+    common::write_map(&f("phase.npy"), &[h, w], &res.phase)?;
+    common::write_map(&f("phase_raw.npy"), &[h, w], &res.phase_raw)?;
+    common::write_map(&f("sitie.npy"), &[h, w], &res.sitie)?;
+    common::write_map(&f("induction.npy"), &[2, h, w], &b)?;
+    common::write_map(&f("image_model.npy"), &[h, w], &res.image_model)?;
+    if let Some(a) = &res.amplitude {
+        common::write_map(&f("amplitude.npy"), &[h, w], a)?;
+        render::write_sequential_map(&f("amplitude.png"), a, h, w, "amplitude", "", 1.0)?;
+    }
+    let rows = res.pretrain_history.iter().chain(&res.history).map(|s| {
+        let stage = match s.stage {
+            Stage::Pretrain => "pretrain",
+            Stage::Fit => "fit",
+        };
+        format!(
+            "{stage},{},{:e},{:.5},{:.4}",
+            s.iter, s.loss, s.amp_scale, s.seconds
+        )
+    });
+    common::write_csv(
+        &f("loss.csv"),
+        "stage,iteration,loss,amp_scale,seconds",
+        rows,
+    )?;
+    let iters = res.history.len();
+    let truth = match truth {
+        Some((tp, t)) => Some(TruthMetrics {
+            truth: tp.display().to_string(),
+            accuracy: (&accuracy(&res.phase, t, h, w, mic.scale, true)?).into(),
+            accuracy_full_frame: (&accuracy(&res.phase, t, h, w, mic.scale, false)?).into(),
+            sitie_input_accuracy: (&accuracy(&res.sitie, t, h, w, mic.scale, true)?).into(),
+            accuracy_definition: "Pearson correlation with the truth (phase, Bx t, By t), border of n/16 px ignored; SSIM of the phase",
+        }),
+        None => None,
+    };
+    let metrics = Metrics {
+        final_loss: res.history.last().map_or(f64::NAN, |s| s.loss),
+        selected_loss: res
+            .history
+            .iter()
+            .find(|s| s.iter == res.selected_iter)
+            .map_or(f64::NAN, |s| s.loss),
+        selected_iteration: res.selected_iter,
+        loss_definition: "mean((I_model - I/mean(I))^2): MSE of the image normalised to mean 1",
+        iterations: iters,
+        pretrain_iterations: res.pretrain_history.len(),
+        seconds: res.seconds,
+        seconds_per_iteration: res.seconds / iters.max(1) as f64,
+        amp_scale: res.amp_scale,
+        stop: res.stop.to_string(),
+        truth,
+    };
+    common::write_json(&f("metrics.json"), &metrics)?;
+    let meta = Metadata {
+        program: r.program,
+        version: VERSION,
+        image: r.input.display().to_string(),
+        shape: [h, w],
+        network_size: [res.network_size.0, res.network_size.1],
+        microscope: r.args.mic.meta(mic),
+        iterations: cfg.iters,
+        pretrain: cfg.pretrain,
+        lr: cfg.lr,
+        optimizer: "Adam (betas 0.9, 0.999; eps 1e-8; no weight decay)",
+        noise_frac: cfg.noise_frac,
+        sigma_px: cfg.sigma,
+        selection: match cfg.selection {
+            Selection::LowestLoss { after } => SelectionMeta::LowestLossAfter(after),
+            Selection::Validation { after } => SelectionMeta::LowestValidationLossAfter {
+                after,
+                holdout: cfg.holdout,
+            },
+            Selection::Last => SelectionMeta::Last,
+        },
+        amp_scale_lr: cfg.amp_scale_lr,
+        amplitude: match cfg.amplitude {
+            AmplitudeMode::Uniform => AmplitudeMeta::Uniform,
+            AmplitudeMode::Fixed { threshold } => AmplitudeMeta::FixedThreshold(threshold),
+            AmplitudeMode::Learned { threshold } => AmplitudeMeta::Learned {
+                learned_threshold: threshold,
+                constraint_every: cfg.constraint_every,
+                constraint_refit: cfg.constraint_refit,
+            },
+        },
+        v0_V: cfg.v0,
+        xi_nm: cfg.xi,
+        sitie_input: SitieInputMeta {
+            qc_per_nm: cfg.sitie.qc,
+            symmetric: cfg.sitie.symmetric,
+        },
+        seed: cfg.seed,
+        channels: &cfg.channels,
+        kernel: cfg.kernel,
+        device: DeviceMeta::of(cfg.device),
+        units: Units {
+            phase: "rad (H, W), selected state, Gaussian-smoothed, minimum 0",
+            phase_raw: "rad (H, W), network output before smoothing",
+            sitie: "rad (H, W), the SITIE input",
+            induction: "T m (2, H, W): (Bx t, By t) = (Phi0/pi) (-dphi/dy, dphi/dx)",
+            image_model: "modelled image in the input's intensity units (H, W)",
+            amplitude: "exit-wave amplitude without the learned scale (H, W)",
+        },
+    };
+    common::write_json(&f("metadata.json"), &meta)?;
+    write_pictures(dir, r.image, res, &b, h, w)
+}
+
+/// `phase.png`, `induction.png`, `image.png` (measured | model), `loss.png`.
+fn write_pictures(
+    dir: &Path,
+    image: &[f32],
+    res: &SipradResult,
+    b: &[f32],
+    h: usize,
+    w: usize,
+) -> Result<()> {
+    let f = |n: &str| dir.join(n);
+    write_phase_png(&f("phase.png"), &res.phase, h, w, "SIPRAD phase")?;
+    write_induction_png(&f("induction.png"), b, h, w)?;
+    let panel = |data, title| Panel {
+        data,
+        h,
+        w,
+        title,
+        unit: "",
+        scale: 1.0,
+        kind: MapKind::Sequential,
+        limit: None,
+    };
+    render::write_panels(
+        &f("image.png"),
+        &[panel(image, "measured"), panel(&res.image_model, "model")],
+    )?;
+    if !res.history.is_empty() {
+        let xs: Vec<f64> = res.history.iter().map(|s| s.iter as f64).collect();
+        let ys: Vec<f64> = res.history.iter().map(|s| s.loss).collect();
+        render::write_line_plot(
+            &f("loss.png"),
+            &xs,
+            &ys,
+            "loss",
+            "iteration",
+            "MSE (normalised image)",
+            true,
+        )?;
+    }
+    Ok(())
+}
+
+/// A phase map picture (rad).
+pub fn write_phase_png(path: &Path, phase: &[f32], h: usize, w: usize, title: &str) -> Result<()> {
+    render::write_sequential_map(path, phase, h, w, title, "rad", 1.0)?;
+    Ok(())
+}
+
+/// An induction colour wheel (`b` = (Bx t, By t)).
+pub fn write_induction_png(path: &Path, b: &[f32], h: usize, w: usize) -> Result<()> {
+    let hw = h * w;
+    render::write_colour_wheel(
+        path,
+        &b[..hw],
+        &b[hw..],
+        h,
+        w,
+        "B t (hue: direction, brightness: |B t|)",
+    )?;
+    Ok(())
+}
