@@ -110,6 +110,12 @@ impl Error {
             msg: msg.into(),
         }
     }
+    pub(crate) fn format(path: &std::path::Path, msg: impl Into<String>) -> Self {
+        Error::Format {
+            path: path.to_path_buf(),
+            msg: msg.into(),
+        }
+    }
     pub(crate) fn gpu(what: impl Into<String>, msg: impl std::fmt::Display) -> Self {
         Error::Gpu {
             what: what.into(),

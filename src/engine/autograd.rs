@@ -126,7 +126,7 @@ impl Tensor {
             return Ok(store);
         }
         store.accumulate(self, grad.to_device(self.device())?.detach())?;
-        crate::no_grad(|| {
+        crate::engine::autograd::no_grad(|| {
             for t in topo_order(self).iter().rev() {
                 let Some(node) = &t.0.node else { continue };
                 let Some(g) = store.0.get(&t.id()).cloned() else {
@@ -157,7 +157,7 @@ impl Tensor {
 
 #[cfg(test)]
 mod tests {
-    use crate::Tensor;
+    use crate::engine::tensor::Tensor;
 
     #[test]
     fn deep_chain_does_not_overflow_the_stack() {
@@ -187,7 +187,7 @@ mod tests {
         let b = a.add(&a).unwrap();
         assert!(b.is_leaf() && !b.is_tracked());
         let w = Tensor::ones(&[2]).requires_grad();
-        let c = crate::no_grad(|| w.add(&a)).unwrap();
+        let c = crate::engine::autograd::no_grad(|| w.add(&a)).unwrap();
         assert!(c.is_leaf());
         assert!(w.add(&a).unwrap().is_tracked());
     }

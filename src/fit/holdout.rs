@@ -1,8 +1,10 @@
 //! Hold-out validation: a fixed random subset of pixels left out of the loss and used to judge
 //! the fit (the fit stops improving there when it starts fitting the noise of the others).
 
+use crate::engine::device::Device;
+use crate::engine::tensor::Tensor;
 use crate::error::{Error, Result};
-use crate::{Device, Rng, Tensor};
+use crate::rng::Rng;
 
 /// Masks of the pixels in the loss and of the held-out ones, with their counts.
 pub struct Holdout {
@@ -41,7 +43,7 @@ impl Holdout {
     /// and over the held-out ones (detached).
     pub fn losses(&self, model: &Tensor, target: &Tensor) -> Result<(Tensor, Tensor)> {
         let sq = model.sub(target)?.square()?;
-        let val = crate::no_grad(|| {
+        let val = crate::engine::autograd::no_grad(|| {
             sq.detach()
                 .mul(&self.val)?
                 .sum_all()?

@@ -17,9 +17,9 @@
 mod holdout;
 pub use holdout::Holdout;
 
+use crate::engine::tensor::Tensor;
 use crate::error::Result;
 use crate::optim::{AdamW, ReduceLrOnPlateau};
-use crate::Tensor;
 use std::time::Instant;
 
 /// Why a run ended.

@@ -5,7 +5,7 @@
 //! Axis convention: `x` is the fastest-varying axis (image columns), `y` the rows, `z` the
 //! frames of a stack (or the layers of an OVF mesh).
 
-use super::ovf::ValueUnits;
+use super::calibration::Calibration;
 use super::{dm, image, npy, ovf, text};
 use crate::error::{Error, Result};
 use std::path::Path;
@@ -54,45 +54,6 @@ impl FileKind {
     }
 }
 
-/// The calibration of one axis exactly as a DigitalMicrograph file stores it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AxisCalibration {
-    /// Size of one pixel in `units`.
-    pub scale: f64,
-    /// Unit string as stored (e.g. `nm`, `A` for ångström, `1/nm`; empty when uncalibrated).
-    pub units: String,
-    /// The `Origin` value as stored (in pixels, as DigitalMicrograph writes it).
-    pub origin: f64,
-}
-
-/// What a file says about the physical size of its pixels and the meaning of its values.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Calibration {
-    /// Pixel size along x (columns) in metres; `None` when the file records none.
-    pub pixel_x: Option<f64>,
-    /// Pixel size along y (rows) in metres; `None` when the file records none.
-    pub pixel_y: Option<f64>,
-    /// Spacing along z (frames of a stack, layers of an OVF mesh) in metres, when recorded.
-    pub pixel_z: Option<f64>,
-    /// Which file fields the calibration came from, for logs (`None` when uncalibrated).
-    pub source: Option<String>,
-    /// Per-axis calibration as stored, fastest axis first (DigitalMicrograph only).
-    pub axes: Vec<AxisCalibration>,
-    /// OVF only: what the values are (a magnetisation in A/m, unit vectors, ...).
-    pub value_units: Option<ValueUnits>,
-    /// OVF only: the `valuemultiplier` of the file (1 when absent).
-    pub value_multiplier: Option<f64>,
-    /// OVF only: the cell size (x, y, z) in metres.
-    pub cell: Option<[f64; 3]>,
-}
-
-impl Calibration {
-    /// Pixel size (x, y) in metres when the file records both.
-    pub fn pixel(&self) -> Option<(f64, f64)> {
-        Some((self.pixel_x?, self.pixel_y?))
-    }
-}
-
 /// A real array read from a file: f32 values in C order, their shape and the calibration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Array {
@@ -121,20 +82,13 @@ pub struct ComplexArray {
     pub kind: FileKind,
 }
 
-pub(crate) fn fmt_err(path: &Path, msg: impl Into<String>) -> Error {
-    Error::Format {
-        path: path.to_path_buf(),
-        msg: msg.into(),
-    }
-}
-
 fn kind_of(path: &Path) -> Result<FileKind> {
     FileKind::from_path(path).ok_or_else(|| {
         let ext = path
             .extension()
             .map(|e| format!("'.{}'", e.to_string_lossy()))
             .unwrap_or_else(|| "without an extension".into());
-        fmt_err(
+        Error::format(
             path,
             format!("unsupported file type {ext} (use {SUPPORTED_EXTENSIONS})"),
         )
@@ -157,7 +111,7 @@ pub fn read(path: impl AsRef<Path>) -> Result<Array> {
     let path = path.as_ref();
     let kind = kind_of(path)?;
     let complex_refused = || {
-        fmt_err(
+        Error::format(
             path,
             "complex array where a real one is expected (read it with io::read_complex)",
         )
@@ -265,64 +219,9 @@ pub(crate) fn image_shape(img: &image::Image) -> Vec<usize> {
     }
 }
 
-/// Metres per unit for a length unit as microscopy software writes it: `m`, `cm`, `mm`,
-/// `um`/`µm`/`μm`/`micron`, `nm`, `Å`/`A`/`angstrom`, `pm` (and spelled-out forms), case
-/// aside. `None` for anything that is not a length (`pixel`, `1/nm`, `eV`, empty, ...).
-pub fn length_unit_in_metres(unit: &str) -> Option<f64> {
-    let u = unit
-        .trim()
-        .replace("\\u00B5", "µ")
-        .replace("\\u00b5", "µ")
-        .replace(['\u{03bc}'], "µ");
-    // 'A' is DigitalMicrograph's ångström; the ångström sign and letter are both seen.
-    if matches!(u.as_str(), "A" | "Å" | "\u{212b}" | "å") {
-        return Some(1e-10);
-    }
-    let l = u.to_lowercase();
-    let l = l.strip_suffix('s').filter(|s| s.len() > 2).unwrap_or(&l);
-    Some(match l {
-        "m" | "metre" | "meter" => 1.0,
-        "cm" | "centimetre" | "centimeter" => 1e-2,
-        "mm" | "millimetre" | "millimeter" => 1e-3,
-        "um" | "µm" | "micron" | "micrometre" | "micrometer" => 1e-6,
-        "nm" | "nanometre" | "nanometer" => 1e-9,
-        "angstrom" | "ångström" | "ångstrom" => 1e-10,
-        "pm" | "picometre" | "picometer" => 1e-12,
-        "inch" => 0.0254,
-        _ => return None,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn length_units() {
-        let cases = [
-            ("nm", Some(1e-9)),
-            (" um ", Some(1e-6)),
-            ("µm", Some(1e-6)),
-            ("\u{03bc}m", Some(1e-6)),
-            ("\\u00B5m", Some(1e-6)),
-            ("micron", Some(1e-6)),
-            ("microns", Some(1e-6)),
-            ("A", Some(1e-10)),
-            ("Å", Some(1e-10)),
-            ("angstrom", Some(1e-10)),
-            ("mm", Some(1e-3)),
-            ("m", Some(1.0)),
-            ("pm", Some(1e-12)),
-            ("pixel", None),
-            ("pixels", None),
-            ("1/nm", None),
-            ("", None),
-            ("eV", None),
-        ];
-        for (u, want) in cases {
-            assert_eq!(length_unit_in_metres(u), want, "{u:?}");
-        }
-    }
 
     #[test]
     fn unknown_extension_lists_the_supported_ones() {

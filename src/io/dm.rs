@@ -21,7 +21,7 @@
 //! usually a thumbnail (RGB), so the reader takes the largest non-RGB image, the last one when
 //! several are as large.
 
-use super::array::{length_unit_in_metres, AxisCalibration, Calibration};
+use super::calibration::{length_unit_in_metres, AxisCalibration, Calibration};
 use crate::error::{Error, Result};
 use std::path::Path;
 
@@ -90,13 +90,6 @@ impl DmImage {
             axes: self.axes.clone(),
             ..Calibration::default()
         }
-    }
-}
-
-fn fmt_err(path: &Path, msg: impl Into<String>) -> Error {
-    Error::Format {
-        path: path.to_path_buf(),
-        msg: msg.into(),
     }
 }
 
@@ -188,7 +181,7 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn err(&self, msg: impl Into<String>) -> Error {
-        fmt_err(self.path, msg)
+        Error::format(self.path, msg)
     }
 
     fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
@@ -523,7 +516,7 @@ fn array_string(b: &[u8], v: &Value, little: bool) -> Option<String> {
 
 /// Parses the bytes of a DM3/DM4 file held in memory (`path` is only used in error messages).
 pub fn parse_dm(path: &Path, b: &[u8]) -> Result<DmImage> {
-    let err = |m: String| fmt_err(path, m);
+    let err = |m: String| Error::format(path, m);
     if b.len() < 4 {
         return Err(err(format!(
             "not a DigitalMicrograph file: {} bytes, too short for a header",
@@ -599,7 +592,7 @@ pub fn parse_dm(path: &Path, b: &[u8]) -> Result<DmImage> {
 /// Locates the data, type, dimensions and calibration of one `ImageList` entry (`None` if it
 /// has no `ImageData.Data`).
 fn candidate(r: &Reader, img: &Entry, index: usize) -> Result<Option<Candidate>> {
-    let err = |m: String| fmt_err(r.path, format!("DM ImageList[{index}]: {m}"));
+    let err = |m: String| Error::format(r.path, format!("DM ImageList[{index}]: {m}"));
     let Some(idata) = img.child("ImageData") else {
         return Ok(None);
     };
@@ -687,7 +680,7 @@ fn decode_image(
     little: bool,
     c: &Candidate,
 ) -> Result<DmImage> {
-    let err = |m: String| fmt_err(path, format!("DM ImageList[{}]: {m}", c.index));
+    let err = |m: String| Error::format(path, format!("DM ImageList[{}]: {m}", c.index));
     let pixel = c.pixel.clone().map_err(|why| {
         err(format!(
             "ImageData.DataType {}: {why} (supported: 1 int16, 2 float32, 3 complex64, \

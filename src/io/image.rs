@@ -2,7 +2,7 @@
 //! multi-page stacks; pixel size from ImageJ or OME-XML metadata) and PNG (any colour type,
 //! as luminance in [0, 1]); write f32 TIFF.
 
-use super::array::{length_unit_in_metres, Calibration};
+use super::calibration::{length_unit_in_metres, Calibration};
 use crate::error::{Error, Result};
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
@@ -25,13 +25,6 @@ pub struct Image {
     pub data: Vec<f32>,
 }
 
-fn fmt_err(path: &Path, msg: impl Into<String>) -> Error {
-    Error::Format {
-        path: path.to_path_buf(),
-        msg: msg.into(),
-    }
-}
-
 fn io_err(path: &Path, source: std::io::Error) -> Error {
     Error::Io {
         path: path.to_path_buf(),
@@ -44,8 +37,8 @@ fn tiff_err(path: &Path, e: TiffError) -> Error {
         TiffError::IoError(source) if source.kind() != std::io::ErrorKind::UnexpectedEof => {
             io_err(path, source)
         }
-        TiffError::IoError(_) => fmt_err(path, "TIFF file is truncated"),
-        e => fmt_err(path, format!("TIFF: {e}")),
+        TiffError::IoError(_) => Error::format(path, "TIFF file is truncated"),
+        e => Error::format(path, format!("TIFF: {e}")),
     }
 }
 
@@ -79,13 +72,13 @@ pub fn read_tiff_calibrated(path: &Path) -> Result<(Image, Calibration)> {
         match dec.colortype().map_err(|e| tiff_err(path, e))? {
             ColorType::Gray(8 | 16 | 32 | 64) => {}
             ColorType::Gray(b) => {
-                return Err(fmt_err(
+                return Err(Error::format(
                     path,
                     format!("page {page}: unsupported {b}-bit greyscale TIFF (8/16/32/64 bit)"),
                 ))
             }
             c => {
-                return Err(fmt_err(
+                return Err(Error::format(
                     path,
                     format!("page {page}: unsupported {c:?} TIFF, only greyscale images"),
                 ))
@@ -94,7 +87,7 @@ pub fn read_tiff_calibrated(path: &Path) -> Result<(Image, Calibration)> {
         if frames == 0 {
             (width, height) = (w, h);
         } else if (w, h) != (width, height) {
-            return Err(fmt_err(
+            return Err(Error::format(
                 path,
                 format!("page {page} is {w}x{h}, page 1 is {width}x{height}"),
             ));
@@ -115,7 +108,7 @@ pub fn read_tiff_calibrated(path: &Path) -> Result<(Image, Calibration)> {
             DecodingResult::F64(v) => data.extend(v.into_iter().map(|x| x as f32)),
         }
         if data.len() - before != w * h {
-            return Err(fmt_err(
+            return Err(Error::format(
                 path,
                 format!(
                     "page {page}: {} samples for a {w}x{h} image",
@@ -368,15 +361,15 @@ pub fn read_png_grey(path: &Path) -> Result<Image> {
         png::DecodingError::IoError(s) if s.kind() != std::io::ErrorKind::UnexpectedEof => {
             io_err(path, s)
         }
-        png::DecodingError::IoError(_) => fmt_err(path, "PNG file is truncated"),
-        e => fmt_err(path, format!("PNG: {e}")),
+        png::DecodingError::IoError(_) => Error::format(path, "PNG file is truncated"),
+        e => Error::format(path, format!("PNG: {e}")),
     };
     let mut dec = png::Decoder::new(BufReader::new(file));
     dec.set_transformations(png::Transformations::EXPAND);
     let mut reader = dec.read_info().map_err(png_err)?;
     let size = reader
         .output_buffer_size()
-        .ok_or_else(|| fmt_err(path, "PNG image too large"))?;
+        .ok_or_else(|| Error::format(path, "PNG image too large"))?;
     let mut buf = vec![0u8; size];
     let info = reader.next_frame(&mut buf).map_err(png_err)?;
     let (w, h) = (info.width as usize, info.height as usize);
@@ -385,7 +378,7 @@ pub fn read_png_grey(path: &Path) -> Result<Image> {
         png::BitDepth::Eight => (255.0f32, false),
         png::BitDepth::Sixteen => (65535.0, true),
         d => {
-            return Err(fmt_err(
+            return Err(Error::format(
                 path,
                 format!("PNG bit depth {d:?} after expansion"),
             ))
@@ -394,7 +387,10 @@ pub fn read_png_grey(path: &Path) -> Result<Image> {
     let bytes_per = if sixteen { 2 } else { 1 };
     let row_len = info.line_size;
     if row_len < w * channels * bytes_per || buf.len() < row_len * h {
-        return Err(fmt_err(path, "PNG frame smaller than its header says"));
+        return Err(Error::format(
+            path,
+            "PNG frame smaller than its header says",
+        ));
     }
     let sample = |row: &[u8], i: usize| -> f32 {
         if sixteen {

@@ -1,10 +1,11 @@
 //! Loading arrays as tensors from any supported file by extension, on top of [`super::read`]:
 //! `.npy`, text matrices, `.tif`/`.tiff`, `.png`, `.dm3`/`.dm4`, `.ovf`/`.omf`.
 
-use super::array::{read, Calibration, FileKind};
+use super::array::{read, FileKind};
+use super::calibration::Calibration;
 use super::ovf;
+use crate::engine::tensor::Tensor;
 use crate::error::{Error, Result};
-use crate::Tensor;
 use std::path::Path;
 
 /// An array read from a file, plus what the file says about its calibration.

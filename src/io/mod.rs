@@ -2,6 +2,7 @@
 //! DigitalMicrograph `.dm3`/`.dm4`, and rendered pictures. [`read`] reads any of them.
 
 pub mod array;
+pub mod calibration;
 pub mod dm;
 pub mod image;
 pub mod load;
@@ -11,4 +12,5 @@ pub mod ovf;
 pub mod render;
 pub mod text;
 
-pub use array::{read, read_complex, Array, Calibration, ComplexArray, FileKind};
+pub use array::{read, read_complex, Array, ComplexArray, FileKind};
+pub use calibration::{Calibration, ValueUnits};

@@ -8,13 +8,6 @@ use crate::{Tensor, C32};
 use std::io::Write;
 use std::path::Path;
 
-fn fmt_err(path: &Path, msg: impl Into<String>) -> Error {
-    Error::Format {
-        path: path.to_path_buf(),
-        msg: msg.into(),
-    }
-}
-
 /// An array read from a `.npy` file, in C order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NpyArray {
@@ -35,12 +28,12 @@ fn header_field<'a>(path: &Path, h: &'a str, key: &str) -> Result<&'a str> {
     let at = [format!("'{key}'"), format!("\"{key}\"")]
         .iter()
         .find_map(|k| h.find(k.as_str()).map(|i| i + k.len()))
-        .ok_or_else(|| fmt_err(path, format!("npy header lacks '{key}'")))?;
+        .ok_or_else(|| Error::format(path, format!("npy header lacks '{key}'")))?;
     h[at..]
         .trim_start()
         .strip_prefix(':')
         .map(str::trim_start)
-        .ok_or_else(|| fmt_err(path, format!("malformed npy header at '{key}'")))
+        .ok_or_else(|| Error::format(path, format!("malformed npy header at '{key}'")))
 }
 
 /// Parses the header dict: `(descr, fortran_order, shape)`.
@@ -50,11 +43,11 @@ fn parse_header(path: &Path, h: &str) -> Result<(String, bool, Vec<usize>)> {
         Some(q @ ('\'' | '"')) => d[1..]
             .split(q)
             .next()
-            .ok_or_else(|| fmt_err(path, "malformed descr"))?
+            .ok_or_else(|| Error::format(path, "malformed descr"))?
             .to_string(),
         _ => {
             let short: String = d.chars().take(40).collect();
-            return Err(fmt_err(
+            return Err(Error::format(
                 path,
                 format!("unsupported npy dtype {short}... (structured arrays cannot be read)"),
             ));
@@ -66,20 +59,20 @@ fn parse_header(path: &Path, h: &str) -> Result<(String, bool, Vec<usize>)> {
     } else if f.starts_with("False") {
         false
     } else {
-        return Err(fmt_err(path, "malformed fortran_order in npy header"));
+        return Err(Error::format(path, "malformed fortran_order in npy header"));
     };
     let sh = header_field(path, h, "shape")?;
     let inner = sh
         .strip_prefix('(')
         .and_then(|s| s.split(')').next())
-        .ok_or_else(|| fmt_err(path, "malformed shape in npy header"))?;
+        .ok_or_else(|| Error::format(path, "malformed shape in npy header"))?;
     let mut shape = Vec::new();
     for part in inner.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let part = part.trim_end_matches('L'); // Python 2 longs
-        shape.push(
-            part.parse::<usize>()
-                .map_err(|_| fmt_err(path, format!("bad dimension '{part}' in npy shape")))?,
-        );
+        shape
+            .push(part.parse::<usize>().map_err(|_| {
+                Error::format(path, format!("bad dimension '{part}' in npy shape"))
+            })?);
     }
     Ok((descr, fortran, shape))
 }
@@ -89,7 +82,10 @@ pub fn read_npy(path: impl AsRef<Path>) -> Result<Tensor> {
     let path = path.as_ref();
     let a = read_npy_array(path)?;
     if a.imag.is_some() {
-        return Err(fmt_err(path, "complex array where a real one is expected"));
+        return Err(Error::format(
+            path,
+            "complex array where a real one is expected",
+        ));
     }
     Tensor::from_shape_vec(&a.shape, a.data)
 }
@@ -132,7 +128,7 @@ enum Kind {
 
 fn parse_dtype(path: &Path, descr: &str) -> Result<(Kind, usize, bool)> {
     let unsupported = || {
-        fmt_err(
+        Error::format(
             path,
             format!(
                 "unsupported npy dtype '{descr}' (need float16/32/64, int8..64, uint8..64, \
@@ -223,7 +219,7 @@ fn fortran_to_c(v: &[f32], shape: &[usize]) -> Vec<f32> {
 /// Parses the bytes of a `.npy` file (`path` is only used in error messages).
 pub(crate) fn parse_npy(path: &Path, bytes: &[u8]) -> Result<NpyArray> {
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
-        return Err(fmt_err(path, "not a .npy file (bad magic)"));
+        return Err(Error::format(path, "not a .npy file (bad magic)"));
     }
     let (hlen, hstart): (usize, usize) = match bytes[6] {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
@@ -231,14 +227,15 @@ pub(crate) fn parse_npy(path: &Path, bytes: &[u8]) -> Result<NpyArray> {
             u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
             12,
         ),
-        2 | 3 => return Err(fmt_err(path, "truncated npy header")),
-        v => return Err(fmt_err(path, format!("unsupported npy version {v}"))),
+        2 | 3 => return Err(Error::format(path, "truncated npy header")),
+        v => return Err(Error::format(path, format!("unsupported npy version {v}"))),
     };
     let header = hstart
         .checked_add(hlen)
         .and_then(|end| bytes.get(hstart..end))
-        .ok_or_else(|| fmt_err(path, "truncated npy header"))?;
-    let header = std::str::from_utf8(header).map_err(|_| fmt_err(path, "npy header not text"))?;
+        .ok_or_else(|| Error::format(path, "truncated npy header"))?;
+    let header =
+        std::str::from_utf8(header).map_err(|_| Error::format(path, "npy header not text"))?;
     let (descr, fortran, shape) = parse_header(path, header)?;
     let (kind, width, big) = parse_dtype(path, &descr)?;
     let data = &bytes[hstart + hlen..];
@@ -246,13 +243,13 @@ pub(crate) fn parse_npy(path: &Path, bytes: &[u8]) -> Result<NpyArray> {
     let n = shape
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .ok_or_else(|| fmt_err(path, format!("npy shape {shape:?} is too large")))?;
+        .ok_or_else(|| Error::format(path, format!("npy shape {shape:?} is too large")))?;
     let count = if complex { n.checked_mul(2) } else { Some(n) };
     let need = count
         .and_then(|c| c.checked_mul(width))
-        .ok_or_else(|| fmt_err(path, format!("npy shape {shape:?} is too large")))?;
+        .ok_or_else(|| Error::format(path, format!("npy shape {shape:?} is too large")))?;
     if data.len() < need {
-        return Err(fmt_err(
+        return Err(Error::format(
             path,
             format!(
                 "truncated data: {} bytes where {need} are needed for shape {shape:?} of {descr}",
@@ -323,13 +320,13 @@ pub fn write_npy(path: impl AsRef<Path>, t: &Tensor) -> Result<()> {
     let path = path.as_ref();
     let mut bytes;
     match t.dtype() {
-        crate::DType::F32 => {
+        crate::engine::storage::DType::F32 => {
             bytes = header_bytes("<f4", t.shape());
             for v in t.to_vec()? {
                 bytes.extend_from_slice(&v.to_le_bytes());
             }
         }
-        crate::DType::C32 => {
+        crate::engine::storage::DType::C32 => {
             bytes = header_bytes("<c8", t.shape());
             for z in t.to_vec_c()? {
                 bytes.extend_from_slice(&z.re.to_le_bytes());

@@ -4,71 +4,12 @@
 //! reads any `valuedim` (e.g. a mumax3 scalar `regions` field). What the values mean comes
 //! from `valueunits` (OVF 2.0) / `valueunit` (OVF 1.0): see [`ValueUnits`].
 
-use super::array::Calibration;
+use super::calibration::Calibration;
 use crate::error::{Error, Result};
 use std::io::Write;
 use std::path::Path;
 
-/// What the values of an OVF file are, from its `valueunits` / `valueunit` header.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ValueUnits {
-    /// `A/m`: a magnetisation, to be used as it is (after the `valuemultiplier`).
-    AmperePerMetre,
-    /// Unit vectors (or any dimensionless field): mumax3's `m` writes `1`, OOMMF writes
-    /// `None`.
-    Unitless,
-    /// The header has no value-unit key, so the file does not say (OVF 2.0 makes it optional).
-    /// Real files of this kind hold A/m (`ovf2-bin8_different-case.ovf`: |M| ~ 1e6) as well as
-    /// unit vectors, so callers must decide, e.g. from [`Ovf::norm_range`].
-    Unspecified,
-    /// Any other unit (e.g. `T`, `mT`, `J/m3`) as written once, or the components' units
-    /// joined by spaces where they differ.
-    Other(String),
-}
-
-impl ValueUnits {
-    /// Interprets the header value (`None` when the header has no value-unit key).
-    pub fn parse(header: Option<&str>) -> ValueUnits {
-        let Some(h) = header else {
-            return ValueUnits::Unspecified;
-        };
-        let toks: Vec<&str> = h
-            .split_whitespace()
-            .map(|t| t.trim_matches(|c| c == '{' || c == '}' || c == '"'))
-            .collect();
-        let unitless = |t: &str| t.is_empty() || t == "1" || t.eq_ignore_ascii_case("none");
-        if toks.iter().all(|t| unitless(t)) {
-            ValueUnits::Unitless
-        } else if toks.iter().all(|t| t.eq_ignore_ascii_case("a/m")) {
-            ValueUnits::AmperePerMetre
-        } else if toks.iter().all(|t| *t == toks[0]) {
-            ValueUnits::Other(toks[0].to_string())
-        } else {
-            ValueUnits::Other(toks.join(" "))
-        }
-    }
-
-    /// The unit as an OVF header writes it (one component); `None` for [`Self::Unspecified`]
-    /// (no key is written).
-    pub fn as_header(&self) -> Option<&str> {
-        match self {
-            ValueUnits::AmperePerMetre => Some("A/m"),
-            ValueUnits::Unitless => Some("1"),
-            ValueUnits::Unspecified => None,
-            ValueUnits::Other(s) => Some(s),
-        }
-    }
-
-    /// A short description for logs and metadata.
-    pub fn describe(&self) -> String {
-        match self {
-            ValueUnits::AmperePerMetre => "magnetisation in A/m".into(),
-            ValueUnits::Unitless => "unitless (unit vectors: multiply by Ms)".into(),
-            ValueUnits::Unspecified => "no value unit in the header".into(),
-            ValueUnits::Other(s) => format!("values in '{s}'"),
-        }
-    }
-}
+pub use super::calibration::ValueUnits;
 
 /// A rectangular-mesh vector field read from an OVF file (first segment only).
 #[derive(Debug, Clone, PartialEq)]
@@ -136,13 +77,6 @@ pub enum OvfEncoding {
     Binary8,
 }
 
-fn fmt_err(path: &Path, msg: impl Into<String>) -> Error {
-    Error::Format {
-        path: path.to_path_buf(),
-        msg: msg.into(),
-    }
-}
-
 /// Splits off one line (without its `\n` / `\r\n`) starting at `*pos`, advancing `*pos`.
 fn next_line<'a>(bytes: &'a [u8], pos: &mut usize) -> Option<&'a [u8]> {
     if *pos >= bytes.len() {
@@ -173,13 +107,13 @@ impl Header {
     }
     fn require(&self, path: &Path, key: &str) -> Result<&str> {
         self.get(key)
-            .ok_or_else(|| fmt_err(path, format!("OVF header lacks required key '{key}'")))
+            .ok_or_else(|| Error::format(path, format!("OVF header lacks required key '{key}'")))
     }
     fn usize(&self, path: &Path, key: &str) -> Result<usize> {
         let v = self.require(path, key)?;
         match v.parse::<usize>() {
             Ok(n) if n > 0 => Ok(n),
-            _ => Err(fmt_err(
+            _ => Err(Error::format(
                 path,
                 format!("OVF header '{key}: {v}' is not a positive integer"),
             )),
@@ -190,7 +124,7 @@ impl Header {
         v.parse::<f64>()
             .ok()
             .filter(|x| x.is_finite())
-            .ok_or_else(|| fmt_err(path, format!("OVF header '{key}: {v}' is not a number")))
+            .ok_or_else(|| Error::format(path, format!("OVF header '{key}: {v}' is not a number")))
     }
 }
 
@@ -227,7 +161,7 @@ fn parse_ovf(path: &Path, bytes: &[u8]) -> Result<OvfField> {
             } else {
                 format!("unexpected line in the OVF header: '{short}'")
             };
-            return Err(fmt_err(path, msg));
+            return Err(Error::format(path, msg));
         };
         if body.starts_with('#') {
             continue; // OVF comment
@@ -240,12 +174,12 @@ fn parse_ovf(path: &Path, bytes: &[u8]) -> Result<OvfField> {
             } else if lower.starts_with("oommf ovf 2.0") {
                 2
             } else if lower.starts_with("oommf: irregular mesh") {
-                return Err(fmt_err(
+                return Err(Error::format(
                     path,
                     "unsupported OVF irregular mesh (rectangular meshes only)",
                 ));
             } else {
-                return Err(fmt_err(
+                return Err(Error::format(
                     path,
                     format!("not an OVF 1.0/2.0 file (first line '{short}')"),
                 ));
@@ -269,15 +203,25 @@ fn parse_ovf(path: &Path, bytes: &[u8]) -> Result<OvfField> {
         }
     }
     if hdr.version == 0 {
-        return Err(fmt_err(path, "empty file, not an OVF file"));
+        return Err(Error::format(path, "empty file, not an OVF file"));
     }
     let Some(kind) = data_kind else {
-        return Err(fmt_err(path, "OVF file has no 'Begin: Data' section"));
+        return Err(Error::format(path, "OVF file has no 'Begin: Data' section"));
     };
     match hdr.get("meshtype") {
         Some(t) if t.eq_ignore_ascii_case("rectangular") => {}
-        Some(t) => return Err(fmt_err(path, format!("unsupported OVF meshtype '{t}'"))),
-        None => return Err(fmt_err(path, "OVF header lacks required key 'meshtype'")),
+        Some(t) => {
+            return Err(Error::format(
+                path,
+                format!("unsupported OVF meshtype '{t}'"),
+            ))
+        }
+        None => {
+            return Err(Error::format(
+                path,
+                "OVF header lacks required key 'meshtype'",
+            ))
+        }
     }
     let valuedim = if hdr.version == 2 {
         hdr.usize(path, "valuedim")?
@@ -289,7 +233,12 @@ fn parse_ovf(path: &Path, bytes: &[u8]) -> Result<OvfField> {
         Some("mm") => 1e-3,
         Some("um") | Some("µm") => 1e-6,
         Some("nm") => 1e-9,
-        Some(u) => return Err(fmt_err(path, format!("unsupported OVF meshunit '{u}'"))),
+        Some(u) => {
+            return Err(Error::format(
+                path,
+                format!("unsupported OVF meshunit '{u}'"),
+            ))
+        }
     };
     let (nx, ny, nz) = (
         hdr.usize(path, "xnodes")?,
@@ -328,7 +277,7 @@ fn parse_ovf(path: &Path, bytes: &[u8]) -> Result<OvfField> {
         .and_then(|v| v.checked_mul(valuedim))
         .filter(|&v| v.checked_mul(8).is_some())
         .ok_or_else(|| {
-            fmt_err(
+            Error::format(
                 path,
                 format!("OVF mesh {nx}x{ny}x{nz} x {valuedim} is too large"),
             )
@@ -339,7 +288,7 @@ fn parse_ovf(path: &Path, bytes: &[u8]) -> Result<OvfField> {
         "binary 4" => read_binary(path, rest, n, valuedim, 4, hdr.version == 1)?,
         "binary 8" => read_binary(path, rest, n, valuedim, 8, hdr.version == 1)?,
         other => {
-            return Err(fmt_err(
+            return Err(Error::format(
                 path,
                 format!("unsupported OVF data format '{other}' (Text, Binary 4, Binary 8)"),
             ))
@@ -371,7 +320,7 @@ fn read_text(path: &Path, rest: &[u8], n: usize, dim: usize) -> Result<Vec<f32>>
     while let Some(raw) = next_line(rest, &mut pos) {
         line_no += 1;
         let line = std::str::from_utf8(raw)
-            .map_err(|_| fmt_err(path, format!("data line {line_no}: not ASCII text")))?;
+            .map_err(|_| Error::format(path, format!("data line {line_no}: not ASCII text")))?;
         let t = line.trim_start();
         if let Some(comment) = t.strip_prefix('#') {
             if comment.trim().to_ascii_lowercase().starts_with("end: data") {
@@ -382,13 +331,13 @@ fn read_text(path: &Path, rest: &[u8], n: usize, dim: usize) -> Result<Vec<f32>>
         }
         for tok in t.split_ascii_whitespace() {
             let v: f32 = tok.parse().map_err(|_| {
-                fmt_err(
+                Error::format(
                     path,
                     format!("data line {line_no}: '{tok}' is not a number"),
                 )
             })?;
             if data.len() == n {
-                return Err(fmt_err(
+                return Err(Error::format(
                     path,
                     format!(
                         "more values than the header announces ({cells} cells, valuedim {dim})"
@@ -399,7 +348,7 @@ fn read_text(path: &Path, rest: &[u8], n: usize, dim: usize) -> Result<Vec<f32>>
         }
     }
     if data.len() != n {
-        return Err(fmt_err(
+        return Err(Error::format(
             path,
             format!(
                 "truncated text data: {} of {n} numbers ({cells} cells, valuedim {dim})",
@@ -408,7 +357,7 @@ fn read_text(path: &Path, rest: &[u8], n: usize, dim: usize) -> Result<Vec<f32>>
         ));
     }
     if !ended {
-        return Err(fmt_err(path, "text data lacks '# End: Data Text'"));
+        return Err(Error::format(path, "text data lacks '# End: Data Text'"));
     }
     Ok(data)
 }
@@ -424,7 +373,7 @@ fn read_binary(
 ) -> Result<Vec<f32>> {
     let need = (n + 1) * width;
     if rest.len() < need {
-        return Err(fmt_err(
+        return Err(Error::format(
             path,
             format!(
                 "truncated binary data: {} bytes where {need} are needed for {} cells, \
@@ -451,7 +400,7 @@ fn read_binary(
     let control = value(0);
     if control != expected {
         let order = if big_endian { "big" } else { "little" };
-        return Err(fmt_err(
+        return Err(Error::format(
             path,
             format!(
                 "bad OVF binary {width} control value {control:e} (expected {expected}, \
@@ -477,7 +426,7 @@ impl OvfField {
             } else {
                 format!("a {}-component field, not a magnetisation", self.valuedim)
             };
-            return Err(fmt_err(
+            return Err(Error::format(
                 path,
                 format!(
                     "unsupported OVF valuedim {} (a magnetisation needs 3 components): the file \

@@ -18,13 +18,6 @@ pub struct TextMatrix {
     pub data: Vec<f32>,
 }
 
-fn fmt_err(path: &Path, msg: impl Into<String>) -> Error {
-    Error::Format {
-        path: path.to_path_buf(),
-        msg: msg.into(),
-    }
-}
-
 /// How the values on a line are separated.
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Sep {
@@ -72,7 +65,7 @@ pub(crate) fn parse_text_matrix(path: &Path, bytes: &[u8]) -> Result<TextMatrix>
             .filter(|&&b| b == b'\n')
             .count()
             + 1;
-        fmt_err(
+        Error::format(
             path,
             format!("line {line}: not UTF-8 text (is this a text matrix?)"),
         )
@@ -94,7 +87,7 @@ pub(crate) fn parse_text_matrix(path: &Path, bytes: &[u8]) -> Result<TextMatrix>
         let mut push = |tok: &str, col: usize| -> Result<()> {
             let v: f64 = tok.parse().map_err(|_| {
                 let short: String = tok.chars().take(30).collect();
-                fmt_err(
+                Error::format(
                     path,
                     format!(
                         "line {line_no}, column {col}: '{short}' is not a number \
@@ -121,7 +114,7 @@ pub(crate) fn parse_text_matrix(path: &Path, bytes: &[u8]) -> Result<TextMatrix>
                 };
                 for (c, tok) in fields[..n].iter().enumerate() {
                     if tok.is_empty() {
-                        return Err(fmt_err(
+                        return Err(Error::format(
                             path,
                             format!("line {line_no}, column {}: empty value", c + 1),
                         ));
@@ -135,7 +128,7 @@ pub(crate) fn parse_text_matrix(path: &Path, bytes: &[u8]) -> Result<TextMatrix>
             cols = got;
             first_line = line_no;
         } else if got != cols {
-            return Err(fmt_err(
+            return Err(Error::format(
                 path,
                 format!(
                     "line {line_no} has {got} values, but line {first_line} (the first data \
@@ -146,7 +139,10 @@ pub(crate) fn parse_text_matrix(path: &Path, bytes: &[u8]) -> Result<TextMatrix>
         rows += 1;
     }
     if rows == 0 {
-        return Err(fmt_err(path, "no data lines (empty or only comments)"));
+        return Err(Error::format(
+            path,
+            "no data lines (empty or only comments)",
+        ));
     }
     Ok(TextMatrix { rows, cols, data })
 }

@@ -1,10 +1,10 @@
 //! The convolutional autoencoder (no skip connections) of SPEC section 6.
 
 use super::{Conv2d, InstanceNorm2d, LEAKY_SLOPE};
+use crate::engine::device::Device;
+use crate::engine::tensor::Tensor;
 use crate::error::{Error, Result};
 use crate::rng::Rng;
-use crate::Device;
-use crate::Tensor;
 
 /// Shape of a [`Cae`].
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -3,9 +3,9 @@
 mod cae;
 pub use cae::{Cae, CaeConfig};
 
+use crate::engine::tensor::Tensor;
 use crate::error::Result;
 use crate::rng::Rng;
-use crate::Tensor;
 
 /// Negative slope of every LeakyReLU in the autoencoder.
 pub const LEAKY_SLOPE: f32 = 0.2;

@@ -2,6 +2,8 @@
 //! through the forward model; AdamW + ReduceLROnPlateau fit the measured B_NV, on the shared
 //! fitting loop (`fit/`), which returns the lowest-loss state.
 
+use crate::engine::device::Device;
+use crate::engine::tensor::Tensor;
 use crate::error::{Error, Result};
 use crate::fit::{Evaluation, Fit, Iteration, Objective, Selection, StopReason};
 use crate::nn::{Cae, CaeConfig};
@@ -10,7 +12,7 @@ use crate::physics::nv::deproject::deproject;
 use crate::physics::nv::forward::{NvForward, NvGeometry};
 use crate::physics::nv::mask::Mask;
 use crate::physics::nv::metrics::{nv_metrics, NvMetrics};
-use crate::{Device, Rng, Tensor};
+use crate::rng::Rng;
 
 /// What the loss compares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -199,7 +201,9 @@ impl Objective for Dip<'_> {
     /// The standoff stays >= 0 (clamped where it lives: no readback).
     fn after_step(&mut self, _: usize) -> Result<()> {
         if let Some(d) = &self.standoff_nm {
-            d.assign(&crate::no_grad(|| d.detach().leaky_relu(0.0))?)?;
+            d.assign(&crate::engine::autograd::no_grad(|| {
+                d.detach().leaky_relu(0.0)
+            })?)?;
         }
         Ok(())
     }

@@ -6,7 +6,7 @@ use super::{check_len, grid_1d, u32_of, Arg, GpuBuffer, GpuContext, Kernel};
 pub use crate::backend::AdamWStep;
 use crate::error::Result;
 
-const K: Kernel = crate::gpu_kernel!("adamw");
+const K: Kernel = super::gpu_kernel!("adamw");
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]

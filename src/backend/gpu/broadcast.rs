@@ -10,7 +10,7 @@ pub use crate::backend::layout::Walk;
 use crate::backend::BinOp;
 use crate::error::{Error, Result};
 
-const K: Kernel = crate::gpu_kernel!("broadcast");
+const K: Kernel = super::gpu_kernel!("broadcast");
 /// Most dimensions a launch takes (after coalescing).
 pub const MAX_RANK: usize = 8;
 

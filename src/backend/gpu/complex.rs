@@ -6,7 +6,7 @@ use bytemuck::{Pod, Zeroable};
 use super::{check_len, grid_1d, u32_of, Arg, GpuBuffer, GpuContext, Kernel};
 use crate::error::{Error, Result};
 
-const K: Kernel = crate::gpu_kernel!("complex");
+const K: Kernel = super::gpu_kernel!("complex");
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]

@@ -7,7 +7,7 @@ use super::{check_len, grid_groups, reduce, u32_of, Arg, GpuBuffer, GpuContext, 
 pub use crate::backend::ConvShape;
 use crate::error::{Error, Result};
 
-const K: Kernel = crate::gpu_kernel!("conv2d");
+const K: Kernel = super::gpu_kernel!("conv2d");
 const TILE: usize = 16;
 const COB: usize = 4;
 /// Pixels per partial in `backward_weight_partial` (must match the WGSL `CHUNK`).

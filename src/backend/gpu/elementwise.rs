@@ -7,7 +7,7 @@ use super::{check_len, grid_1d, u32_of, Arg, GpuBuffer, GpuContext, Kernel};
 use crate::backend::{BinOp, UnaryOp};
 use crate::error::{Error, Result};
 
-const K: Kernel = crate::gpu_kernel!("elementwise");
+const K: Kernel = super::gpu_kernel!("elementwise");
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]

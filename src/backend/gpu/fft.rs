@@ -12,7 +12,7 @@ use bytemuck::{Pod, Zeroable};
 use super::{check_len, grid_1d, grid_groups, u32_of, Arg, GpuBuffer, GpuContext, Kernel};
 use crate::error::{Error, Result};
 
-const K: Kernel = crate::gpu_kernel!("fft");
+const K: Kernel = super::gpu_kernel!("fft");
 /// Longest row of the workgroup-memory kernel (`MAX_SHARED` in WGSL).
 const MAX_SHARED: usize = 2048;
 

@@ -23,8 +23,6 @@ pub struct Kernel {
 }
 
 /// `gpu_kernel!("conv2d")` embeds `kernels/conv2d.wgsl` from the crate root.
-#[macro_export]
-#[doc(hidden)]
 macro_rules! gpu_kernel {
     ($name:literal) => {
         $crate::backend::gpu::Kernel {
@@ -38,6 +36,7 @@ macro_rules! gpu_kernel {
         }
     };
 }
+pub(crate) use gpu_kernel;
 
 /// One binding of a launch; binding 0 is always the kernel's uniform parameter struct, the
 /// bindings given here are numbered 1, 2, ... in order.

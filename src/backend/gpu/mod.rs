@@ -23,6 +23,7 @@ pub mod upsample;
 
 pub use buffer::GpuBuffer;
 pub use context::{AdapterSummary, GpuContext, Opened};
+pub(crate) use launch::gpu_kernel;
 pub use launch::{grid_1d, grid_groups, u32_of, Arg, Kernel, MAX_GROUPS_PER_DIM, WG_1D};
 
 use crate::error::{Error, Result};

@@ -7,7 +7,7 @@ use super::{check_len, grid_groups, reduce, u32_of, Arg, GpuBuffer, GpuContext, 
 pub use crate::backend::NormShape;
 use crate::error::{Error, Result};
 
-const K: Kernel = crate::gpu_kernel!("instance_norm");
+const K: Kernel = super::gpu_kernel!("instance_norm");
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]

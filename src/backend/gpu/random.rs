@@ -6,7 +6,7 @@ use bytemuck::{Pod, Zeroable};
 use super::{grid_1d, u32_of, Arg, GpuBuffer, GpuContext, Kernel};
 use crate::error::Result;
 
-const K: Kernel = crate::gpu_kernel!("random");
+const K: Kernel = super::gpu_kernel!("random");
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]

@@ -7,7 +7,7 @@ use bytemuck::{Pod, Zeroable};
 use super::{check_len, grid_1d, grid_groups, u32_of, Arg, GpuBuffer, GpuContext, Kernel};
 use crate::error::{Error, Result};
 
-const K: Kernel = crate::gpu_kernel!("reduce");
+const K: Kernel = super::gpu_kernel!("reduce");
 /// Elements one workgroup sums in a stage of `sum_all`.
 const CHUNK: usize = 4096;
 

@@ -9,7 +9,7 @@ use super::{check_len, grid_1d, u32_of, Arg, GpuBuffer, GpuContext, Kernel};
 pub use crate::backend::SpectralShape;
 use crate::error::Result;
 
-const K: Kernel = crate::gpu_kernel!("spectral");
+const K: Kernel = super::gpu_kernel!("spectral");
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable, Default)]

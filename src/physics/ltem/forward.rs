@@ -2,11 +2,11 @@
 //! of a magnetisation, the integrated induction of a phase, and simulated detector noise.
 
 use super::optics::Microscope;
+use crate::engine::device::Device;
 use crate::error::{Error, Result};
 use crate::physics::constants::{MU0, PHI0};
 use crate::physics::signal::fftfreq;
-use crate::Device;
-use crate::Rng;
+use crate::rng::Rng;
 use crate::{Tensor, C32};
 use std::f64::consts::PI;
 
@@ -119,7 +119,7 @@ impl LtemForward {
         let a = amplitude
             .map(|a| Tensor::from_shape_vec(&[1, 1, h, w], a.to_vec())?.to_device(dev))
             .transpose()?;
-        crate::no_grad(|| self.image(&p, a.as_ref(), None))?.to_vec()
+        crate::engine::autograd::no_grad(|| self.image(&p, a.as_ref(), None))?.to_vec()
     }
 }
 
@@ -149,7 +149,9 @@ pub fn magnetic_phase(
     let to_c = |v: &[f32]| -> Result<Tensor> {
         Tensor::from_shape_vec_c(&[h, w], v.iter().map(|&x| C32::new(x, 0.0)).collect())
     };
-    let (fx, fy) = crate::no_grad(|| -> Result<_> { Ok((to_c(mx)?.fft2()?, to_c(my)?.fft2()?)) })?;
+    let (fx, fy) = crate::engine::autograd::no_grad(|| -> Result<_> {
+        Ok((to_c(mx)?.fft2()?, to_c(my)?.fft2()?))
+    })?;
     let (fx, fy) = (fx.to_vec_c()?, fy.to_vec_c()?);
     let px = scale_nm * 1e-9;
     let pre = PI * MU0 * t_nm * 1e-9 / PHI0;
@@ -169,7 +171,7 @@ pub fn magnetic_phase(
         }
     }
     let t = Tensor::from_shape_vec_c(&[h, w], out)?;
-    crate::no_grad(|| t.ifft2()?.re()?.to_vec())
+    crate::engine::autograd::no_grad(|| t.ifft2()?.re()?.to_vec())
 }
 
 /// Integrated in-plane induction `(Bx t, By t) = (Phi0/pi) (-dphi/dy, dphi/dx)` in T m from a

@@ -2,10 +2,10 @@
 //! microscope's settings and its transfer function `T(q) = A(q) e^{-i chi(q)} e^{-g(q)}`.
 //! Lengths in nm, spatial frequencies `q` in cycles per pixel (PyLorentz's units).
 
+use crate::engine::storage::C32;
 use crate::error::{Error, Result};
 use crate::physics::constants::{C_LIGHT, E_CHARGE, H_PLANCK, M_ELECTRON};
 use crate::physics::signal::fftfreq;
-use crate::C32;
 use std::f64::consts::PI;
 
 /// Relativistic electron wavelength (nm) at accelerating voltage `kv` (kilovolts):

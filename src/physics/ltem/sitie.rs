@@ -71,7 +71,9 @@ pub fn sitie(
         .iter()
         .map(|&v| C32::new((pre * (v as f64 / i0 - 1.0)) as f32, 0.0))
         .collect();
-    let spec = crate::no_grad(|| Tensor::from_shape_vec_c(&[eh, ew], rhs)?.fft2())?.to_vec_c()?;
+    let spec =
+        crate::engine::autograd::no_grad(|| Tensor::from_shape_vec_c(&[eh, ew], rhs)?.fft2())?
+            .to_vec_c()?;
     let qc = cfg.qc.map(|q| q * mic.scale); // 1/nm -> cycles per pixel
     let (qy, qx) = (fftfreq(eh, 1.0), fftfreq(ew, 1.0));
     let mut out = vec![C32::new(0.0, 0.0); eh * ew];
@@ -90,7 +92,7 @@ pub fn sitie(
             out[i] = spec[i] * (-inv_q2 / (4.0 * PI * PI)) as f32;
         }
     }
-    let phase = crate::no_grad(|| {
+    let phase = crate::engine::autograd::no_grad(|| {
         Tensor::from_shape_vec_c(&[eh, ew], out)?
             .ifft2()?
             .re()?

@@ -63,7 +63,9 @@ pub fn deproject(
             spec[r * pw + c] = C32::new(bnv[r * w + c], 0.0);
         }
     }
-    let spec = crate::no_grad(|| Tensor::from_shape_vec_c(&[ph, pw], spec)?.fft2())?.to_vec_c()?;
+    let spec =
+        crate::engine::autograd::no_grad(|| Tensor::from_shape_vec_c(&[ph, pw], spec)?.fft2())?
+            .to_vec_c()?;
     let (ky, kx) = (wavenumbers(ph, geom.pixel), wavenumbers(pw, geom.pixel));
     let n = geom.axis();
     // D(k) and |B_NV(k)|^2 per coefficient
@@ -147,7 +149,8 @@ pub fn deproject(
             }
         }
         let out =
-            crate::no_grad(|| Tensor::from_shape_vec_c(&[ph, pw], out)?.ifft2())?.to_vec_c()?;
+            crate::engine::autograd::no_grad(|| Tensor::from_shape_vec_c(&[ph, pw], out)?.ifft2())?
+                .to_vec_c()?;
         for r in 0..h {
             field.extend(out[r * pw..r * pw + w].iter().map(|z| z.re));
         }

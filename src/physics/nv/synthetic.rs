@@ -2,9 +2,9 @@
 
 use super::forward::{NvForward, NvGeometry};
 use super::mask::{ellipse_support, gaussian_blur, preset_mask, Preset};
+use crate::engine::tensor::Tensor;
 use crate::error::Result;
 use crate::rng::Rng;
-use crate::Tensor;
 
 /// A synthetic measurement with its ground truth.
 #[derive(Clone, Debug)]

@@ -2,9 +2,9 @@
 //! image, the dual-valued constraint of a learned map, and the electrostatic phase that goes
 //! with an amplitude (`phi_e = kappa (-ln a - min(-ln a))`).
 
+use crate::engine::tensor::Tensor;
 use crate::error::Result;
 use crate::physics::signal::{gaussian_filter, Boundary};
-use crate::Tensor;
 
 /// The fixed amplitude map of a threshold on an image normalised to mean 1: pixels below it are
 /// contamination with amplitude `sqrt(mean(I / I0) over them)`, the rest 1.
@@ -78,6 +78,6 @@ pub(crate) fn phi_e_of(a: &[f32], kappa: f64) -> Vec<f32> {
 /// `phi_e = kappa (ln max(a) - ln a)` of an amplitude tensor, where it lives; `max(a)` is taken
 /// as a constant (its gradient would reach one pixel only).
 pub(crate) fn phi_e_tensor(a: &Tensor, kappa: f64) -> Result<Tensor> {
-    let amax = crate::no_grad(|| a.detach().max_all()?.log())?;
+    let amax = crate::engine::autograd::no_grad(|| a.detach().max_all()?.log())?;
     a.log()?.neg()?.add(&amax)?.scale(kappa as f32)
 }

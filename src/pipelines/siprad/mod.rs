@@ -9,6 +9,8 @@
 mod amplitude;
 pub use amplitude::{dual_valued, threshold_amplitude};
 
+use crate::engine::device::Device;
+use crate::engine::tensor::Tensor;
 use crate::error::{Error, Result};
 use crate::fit::{Evaluation, Fit, Holdout, Iteration, Objective, Selection, StopReason};
 use crate::nn::{Cae, CaeConfig};
@@ -17,7 +19,7 @@ use crate::physics::ltem::forward::LtemForward;
 use crate::physics::ltem::optics::{interaction_constant, Microscope};
 use crate::physics::ltem::sitie::{min_subtracted, sitie, SitieConfig};
 use crate::physics::signal::{gaussian_filter, Boundary};
-use crate::{Device, Rng, Tensor};
+use crate::rng::Rng;
 use amplitude::{phi_e_of, phi_e_tensor};
 
 /// How the exit-wave amplitude is modelled.
@@ -528,7 +530,7 @@ impl Siprad {
     /// The current network's phase (h, w), unsmoothed (no input noise added).
     pub fn current_phase(&self) -> Result<Vec<f32>> {
         let (h, w) = self.hw;
-        crate::no_grad(|| {
+        crate::engine::autograd::no_grad(|| {
             self.state
                 .net
                 .forward(&self.input)?
@@ -608,10 +610,11 @@ impl Siprad {
             ),
             None => {
                 // no fit iteration: the pretrained network
-                let phase =
-                    crate::no_grad(|| self.state.net.forward(&self.input)?.crop2d(0, h, 0, w))?;
+                let phase = crate::engine::autograd::no_grad(|| {
+                    self.state.net.forward(&self.input)?.crop2d(0, h, 0, w)
+                })?;
                 let amp_net = self.state.amp_net.as_ref().map(|(n, _)| n);
-                let amp = crate::no_grad(|| {
+                let amp = crate::engine::autograd::no_grad(|| {
                     amplitude_now(&self.amplitude, amp_net, self.hw, self.kappa)
                 })?;
                 let scale = self.state.amp_scale.to_scalar()? as f64;
@@ -628,7 +631,7 @@ impl Siprad {
             }
         });
         // model image of the selected (raw) phase with its amplitude
-        let image_model = crate::no_grad(|| -> Result<Vec<f32>> {
+        let image_model = crate::engine::autograd::no_grad(|| -> Result<Vec<f32>> {
             let up = |v: Vec<f32>| Tensor::from_shape_vec(&[1, 1, h, w], v)?.to_device(dev);
             let (a, phi) = match &amp {
                 Some(a) => (
@@ -784,7 +787,9 @@ impl Objective for Fitting<'_> {
         }
         let (h, w) = self.hw;
         let dev = self.cfg.device;
-        let a = crate::no_grad(|| net.forward(input)?.crop2d(0, h, 0, w)?.sigmoid()?.to_vec())?;
+        let a = crate::engine::autograd::no_grad(|| {
+            net.forward(input)?.crop2d(0, h, 0, w)?.sigmoid()?.to_vec()
+        })?;
         let c = dual_valued(&a, h, w);
         let new_in = padded(&c, self.hw, self.net_hw, dev)?;
         let mut refit = Refit {
