@@ -1,0 +1,111 @@
+//! Pictures as RGB PNG files (written atomically): diverging / sequential colour maps with
+//! labelled colour bars, side-by-side panels, colour-wheel vector maps and line plots, using a
+//! built-in 5x7 bitmap font.
+
+mod canvas;
+mod colour;
+mod font;
+mod lineplot;
+mod plot;
+
+pub use lineplot::write_line_plot;
+pub use plot::{write_colour_wheel, write_panels, write_scalar_map, write_sequential_map};
+
+/// How a panel maps values to colours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MapKind {
+    /// Blue-white-red, symmetric about 0 (white), range `±limit` (default: max |v|).
+    Diverging,
+    /// Viridis-like; range `[min, max]` of the data, or `[0, limit]` when a limit is given.
+    Sequential,
+}
+
+/// One image of a [`write_panels`] picture.
+#[derive(Debug, Clone, Copy)]
+pub struct Panel<'a> {
+    /// Values, row-major, `h * w` of them.
+    pub data: &'a [f32],
+    /// Rows.
+    pub h: usize,
+    /// Columns.
+    pub w: usize,
+    /// Title drawn above the panel.
+    pub title: &'a str,
+    /// Unit appended to the colour-bar labels (after multiplying by `scale`).
+    pub unit: &'a str,
+    /// Factor applied to values for the labels only (e.g. 1e3 for T -> mT).
+    pub scale: f64,
+    /// Colour map.
+    pub kind: MapKind,
+    /// Fixed colour range (see [`MapKind`]); give two panels the same value to compare them.
+    pub limit: Option<f32>,
+}
+
+/// The largest finite |v| over several arrays (1 if there is none or it is 0): a common
+/// `limit` for panels that should share one colour scale.
+pub fn shared_limit(arrays: &[&[f32]]) -> f32 {
+    let m = arrays
+        .iter()
+        .flat_map(|a| a.iter())
+        .filter(|v| v.is_finite())
+        .fold(0f32, |m, v| m.max(v.abs()));
+    if m > 0.0 {
+        m
+    } else {
+        1.0
+    }
+}
+
+/// Helpers of the tests in this module's files: temporary paths and PNG decoding.
+#[cfg(test)]
+mod testutil {
+    use super::colour::Rgb;
+    use super::font::CH;
+    use super::plot::MARGIN;
+    use std::fs::File;
+    use std::path::{Path, PathBuf};
+
+    pub(super) fn tmp(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("magprior-render-{}-{name}", std::process::id()))
+    }
+
+    /// Decodes an RGB PNG: (width, height, pixels).
+    pub(super) fn decode(p: &Path) -> (usize, usize, Vec<u8>) {
+        let mut r = png::Decoder::new(std::io::BufReader::new(File::open(p).unwrap()))
+            .read_info()
+            .unwrap();
+        let mut buf = vec![0; r.output_buffer_size().unwrap()];
+        let info = r.next_frame(&mut buf).unwrap();
+        assert_eq!(info.color_type, png::ColorType::Rgb);
+        (info.width as usize, info.height as usize, buf)
+    }
+
+    pub(super) fn px(img: &(usize, usize, Vec<u8>), x: usize, y: usize) -> Rgb {
+        let i = (y * img.0 + x) * 3;
+        [img.2[i], img.2[i + 1], img.2[i + 2]]
+    }
+
+    /// Centre of data pixel (row, col) in a single-panel picture upscaled by `k`.
+    pub(super) fn at(k: usize, row: usize, col: usize) -> (usize, usize) {
+        (MARGIN + col * k + k / 2, MARGIN + CH + 10 + row * k + k / 2)
+    }
+
+    /// Keeps the pictures (for looking at them) when MAGPRIOR_KEEP_PICTURES is set.
+    pub(super) fn done(p: &Path) {
+        if std::env::var_os("MAGPRIOR_KEEP_PICTURES").is_none() {
+            std::fs::remove_file(p).ok();
+        }
+    }
+
+    pub(super) fn field(h: usize, w: usize) -> Vec<f32> {
+        (0..h * w)
+            .map(|i| {
+                let (y, x) = (
+                    (i / w) as f32 - h as f32 / 2.0,
+                    (i % w) as f32 - w as f32 / 2.0,
+                );
+                2e-3 * (-(x * x + y * y) / 80.0).exp() - 0.8e-3 * (-(x * x + y * y) / 400.0).exp()
+            })
+            .collect()
+    }
+}
