@@ -33,6 +33,13 @@ impl Canvas {
             }
         }
     }
+    /// Draws a `cols x rows` grid of colours (row-major) with its top-left corner at `(x, y)`,
+    /// each cell as a `k x k` block.
+    pub(super) fn blit(&mut self, x: usize, y: usize, cols: usize, k: usize, cells: &[Rgb]) {
+        for (i, &rgb) in cells.iter().enumerate() {
+            self.rect(x + (i % cols) * k, y + (i / cols) * k, k, k, rgb);
+        }
+    }
     /// One-pixel outline just outside the box `(x, y, w, h)`.
     pub(super) fn frame(&mut self, x: usize, y: usize, w: usize, h: usize, c: Rgb) {
         let (x0, y0, x1, y1) = (x as i64 - 1, y as i64 - 1, (x + w) as i64, (y + h) as i64);

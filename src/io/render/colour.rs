@@ -8,6 +8,8 @@ pub(super) const WHITE: Rgb = [255, 255, 255];
 pub(super) const BLACK: Rgb = [0, 0, 0];
 pub(super) const GREY: Rgb = [128, 128, 128];
 pub(super) const FRAME: Rgb = [60, 60, 60];
+/// Warning text (flags): dark orange, readable on white.
+pub(super) const WARN: Rgb = [196, 78, 0];
 
 fn lerp(a: Rgb, b: Rgb, t: f32) -> Rgb {
     let f = |i: usize| (a[i] as f32 + (b[i] as f32 - a[i] as f32) * t).round() as u8;
@@ -78,5 +80,15 @@ pub(super) fn colour(kind: MapKind, lo: f32, hi: f32, v: f32) -> Rgb {
     match kind {
         MapKind::Diverging => diverging(v / hi),
         MapKind::Sequential => sequential((v - lo) / (hi - lo)),
+    }
+}
+
+/// Black or white, whichever stands out more against `c` (by its luma).
+pub(super) fn contrast(c: Rgb) -> Rgb {
+    let luma = 0.299 * c[0] as f32 + 0.587 * c[1] as f32 + 0.114 * c[2] as f32;
+    if luma >= 128.0 {
+        BLACK
+    } else {
+        WHITE
     }
 }

@@ -147,3 +147,59 @@ fn glyph(ch: char) -> &'static [u8; 7] {
 pub(super) fn text_w(s: &str) -> usize {
     s.chars().count() * CW
 }
+
+/// `s` broken at spaces into lines at most `max_w` pixels wide (words longer than a line are
+/// cut), at most `max_lines` of them; text that does not fit ends the last line with `...`.
+pub(super) fn fit_lines(s: &str, max_w: usize, max_lines: usize) -> Vec<String> {
+    let per_line = (max_w / CW).max(4);
+    let mut lines: Vec<String> = Vec::new();
+    let mut cur = String::new();
+    for word in s.split_whitespace() {
+        let chars: Vec<char> = word.chars().collect();
+        for piece in chars.chunks(per_line) {
+            let piece: String = piece.iter().collect();
+            let n = cur.chars().count();
+            if n > 0 && n + 1 + piece.chars().count() <= per_line {
+                cur.push(' ');
+                cur.push_str(&piece);
+            } else {
+                if n > 0 {
+                    lines.push(std::mem::take(&mut cur));
+                }
+                cur = piece;
+            }
+        }
+    }
+    if !cur.is_empty() {
+        lines.push(cur);
+    }
+    if lines.len() > max_lines.max(1) {
+        lines.truncate(max_lines.max(1));
+        if let Some(last) = lines.last_mut() {
+            let keep: String = last.chars().take(per_line - 3).collect();
+            *last = format!("{}...", keep.trim_end());
+        }
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fit_lines_wraps_cuts_and_shortens() {
+        let s = "circulation sense not determined by the data";
+        assert_eq!(fit_lines(s, 100 * CW, 2), [s]);
+        let two = fit_lines(s, 24 * CW, 2);
+        assert_eq!(two, ["circulation sense not", "determined by the data"]);
+        let one = fit_lines(s, 24 * CW, 1);
+        assert_eq!(one, ["circulation sense not..."]);
+        assert!(one.iter().all(|l| text_w(l) <= 24 * CW));
+        assert_eq!(fit_lines("abcdefghij", 4 * CW, 3), ["abcd", "efgh", "ij"]);
+        assert!(fit_lines("  ", 10 * CW, 2).is_empty());
+        // the micro sign has its own glyph (not the '?' of unknown characters)
+        assert_ne!(glyph('µ'), glyph('?'));
+        assert_eq!(glyph('µ'), glyph('μ'));
+    }
+}

@@ -1,11 +1,15 @@
 //! Pictures of maps: panels with colour bars side by side, and the colour-wheel picture of a
-//! vector field.
+//! vector field, with the decorations of [`Decor`].
 
 use super::canvas::{save, Canvas};
-use super::colour::{colour, hsv, BLACK, FRAME, GREY};
+use super::colour::{colour, hsv, Rgb, BLACK, FRAME, GREY};
+use super::decor::{
+    block_average, check_decor, display_scale, draw_flag, draw_outline, draw_scale_bar, flag_lines,
+    image_top, outline_sides, scale_bar, Scale, ScaleBar, SCALE_ROW,
+};
 use super::font::{text_w, CH, CW};
 use super::lineplot::fmt_num;
-use super::{shared_limit, MapKind, Panel};
+use super::{shared_limit, Decor, MapKind, Panel};
 use crate::error::{Error, Result};
 use std::path::Path;
 
@@ -16,22 +20,17 @@ const BAR_W: usize = 18;
 const BAR_GAP: usize = 12;
 /// Minimum colour-bar height, so that short images still get readable ticks.
 const BAR_MIN_H: usize = 120;
+/// Display width aimed at and the largest side of the image: one panel alone, one of several,
+/// the colour-wheel picture. Larger maps are block-averaged for display.
+pub(super) const ONE: (usize, usize) = (384, 1024);
+pub(super) const MANY: (usize, usize) = (256, 768);
+pub(super) const WHEEL: (usize, usize) = (384, 1024);
 
 pub(super) fn check_len(op: &'static str, len: usize, h: usize, w: usize) -> Result<()> {
     if h == 0 || w == 0 || h.checked_mul(w) != Some(len) {
         return Err(Error::arg(op, format!("{len} values for a {h}x{w} image")));
     }
     Ok(())
-}
-
-/// Integer upscaling factor so that the image is about `target` pixels wide (never so tall
-/// that it passes 1536 rows).
-fn upscale(h: usize, w: usize, target: usize) -> usize {
-    let mut k = target.div_ceil(w).max(1);
-    while k > 1 && h * k > 1536 {
-        k -= 1;
-    }
-    k
 }
 
 /// Colour range `(lo, hi)` of a panel.
@@ -61,25 +60,37 @@ fn panel_range(p: &Panel) -> (f32, f32) {
     }
 }
 
-/// Geometry of one panel: upscale factor, image size, bar height, labels, outer size.
-struct Layout {
-    k: usize,
-    img_w: usize,
-    img_h: usize,
+/// One panel, ready to draw: display scale, image colours, outline, scale bar, colour bar
+/// (height, labels), outer width and the height below the top of the image.
+pub(super) struct Layout {
+    pub(super) s: Scale,
+    pub(super) img_w: usize,
+    pub(super) img_h: usize,
+    cells: Vec<Rgb>,
+    sides: Option<Vec<u8>>,
+    bar: Option<ScaleBar>,
     bar_h: usize,
     labels: [String; 3],
     label_w: usize,
-    width: usize,
-    height: usize,
+    pub(super) width: usize,
+    pub(super) body_h: usize,
     lo: f32,
     hi: f32,
 }
 
-fn layout(p: &Panel, target: usize) -> Layout {
-    let k = upscale(p.h, p.w, target);
-    let (img_w, img_h) = (p.w * k, p.h * k);
+/// The layout of a panel at `(target, cap)` (see [`ONE`]); the colour range is that of the
+/// full-resolution data even when it is block-averaged for display.
+pub(super) fn layout(p: &Panel, (target, cap): (usize, usize), decor: &Decor) -> Layout {
+    let s = display_scale(p.h, p.w, target, cap);
+    let (img_w, img_h) = (s.cols * s.k, s.rows * s.k);
     let bar_h = img_h.max(BAR_MIN_H);
     let (lo, hi) = panel_range(p);
+    let cells = block_average(p.data, p.h, p.w, s.d)
+        .iter()
+        .map(|&v| colour(p.kind, lo, hi, v))
+        .collect();
+    let sides = decor.support.map(|m| outline_sides(m, p.h, p.w, s));
+    let bar = decor.pixel_size.and_then(|px| scale_bar(px, p.w, s));
     let mid = if p.kind == MapKind::Diverging {
         0.0
     } else {
@@ -97,31 +108,40 @@ fn layout(p: &Panel, target: usize) -> Layout {
     let label_w = labels.iter().map(|s| text_w(s)).max().unwrap_or(0);
     let width =
         (MARGIN + img_w + BAR_GAP + BAR_W + 6 + label_w + MARGIN).max(2 * MARGIN + text_w(p.title));
-    let height = MARGIN + CH + 10 + bar_h + MARGIN;
+    let below = if bar.is_some() { SCALE_ROW } else { 0 };
     Layout {
-        k,
+        s,
         img_w,
         img_h,
+        cells,
+        sides,
+        bar,
         bar_h,
         labels,
         label_w,
         width,
-        height,
+        body_h: bar_h.max(img_h + below),
         lo,
         hi,
     }
 }
 
-fn draw_panel(c: &mut Canvas, x0: usize, p: &Panel, l: &Layout) {
-    c.text(x0 + MARGIN, MARGIN, p.title, BLACK);
-    let (left, top) = (x0 + MARGIN, MARGIN + CH + 10);
-    for r in 0..p.h {
-        for col in 0..p.w {
-            let rgb = colour(p.kind, l.lo, l.hi, p.data[r * p.w + col]);
-            c.rect(left + col * l.k, top + r * l.k, l.k, l.k, rgb);
-        }
+/// Draws the image of a map with its frame, outline and scale bar at `(left, top)`.
+fn draw_image(c: &mut Canvas, (left, top): (usize, usize), l: &Layout) {
+    c.blit(left, top, l.s.cols, l.s.k, &l.cells);
+    if let Some(sides) = &l.sides {
+        draw_outline(c, (left, top), l.s, &l.cells, sides);
     }
     c.frame(left, top, l.img_w, l.img_h, FRAME);
+    if let Some(b) = &l.bar {
+        draw_scale_bar(c, (left, top + l.img_h), b);
+    }
+}
+
+fn draw_panel(c: &mut Canvas, x0: usize, top: usize, p: &Panel, l: &Layout) {
+    c.text(x0 + MARGIN, MARGIN, p.title, BLACK);
+    let left = x0 + MARGIN;
+    draw_image(c, (left, top), l);
     let bx = left + l.img_w + BAR_GAP;
     for i in 0..l.bar_h {
         let t = 1.0 - i as f32 / (l.bar_h - 1).max(1) as f32;
@@ -139,22 +159,34 @@ fn draw_panel(c: &mut Canvas, x0: usize, p: &Panel, l: &Layout) {
 
 /// Several panels side by side (e.g. measured | model | residual), each with its own title and
 /// colour bar; panels that should share a colour scale get the same `limit` (see
-/// [`shared_limit`]).
+/// [`shared_limit`]). Maps wider or taller than
+/// 1024 pixels (768 with several panels) are block-averaged for display.
 pub fn write_panels(path: &Path, panels: &[Panel]) -> Result<()> {
+    write_panels_with(path, panels, &Decor::default())
+}
+
+/// [`write_panels`] with a scale bar, support outline and flag (see [`Decor`]) on every panel;
+/// the support mask must have `h * w` values for each of them, and the flag is written once,
+/// under the titles, across the picture.
+pub fn write_panels_with(path: &Path, panels: &[Panel], decor: &Decor) -> Result<()> {
     if panels.is_empty() {
         return Err(Error::arg("write_panels", "no panels"));
     }
     for p in panels {
         check_len("write_panels", p.data.len(), p.h, p.w)?;
+        check_decor("write_panels", decor, p.h, p.w)?;
     }
-    let target = if panels.len() == 1 { 384 } else { 256 };
-    let lays: Vec<Layout> = panels.iter().map(|p| layout(p, target)).collect();
+    let size = if panels.len() == 1 { ONE } else { MANY };
+    let lays: Vec<Layout> = panels.iter().map(|p| layout(p, size, decor)).collect();
     let width = lays.iter().map(|l| l.width).sum();
-    let height = lays.iter().map(|l| l.height).max().unwrap_or(1);
+    let flag = flag_lines(decor, width);
+    let top = image_top(flag.len());
+    let height = top + lays.iter().map(|l| l.body_h).max().unwrap_or(1) + MARGIN;
     let mut c = Canvas::new(width, height);
+    draw_flag(&mut c, &flag);
     let mut x0 = 0;
     for (p, l) in panels.iter().zip(&lays) {
-        draw_panel(&mut c, x0, p, l);
+        draw_panel(&mut c, x0, top, p, l);
         x0 += l.width;
     }
     save(path, &c)
@@ -218,7 +250,8 @@ const WHEEL_R: usize = 56;
 
 /// Vector field `(vx, vy)` as a colour wheel: hue = direction `atan2(vy, vx)` (red = +x;
 /// +y points DOWN the image since the row index is y), brightness = |v| / max |v| (black = 0),
-/// non-finite grey; a legend wheel is drawn beside the image, and the title above.
+/// non-finite grey; a legend wheel is drawn beside the image, and the title above. Maps larger
+/// than 1024 pixels are shown with `(vx, vy)` averaged over blocks.
 pub fn write_colour_wheel(
     path: &Path,
     vx: &[f32],
@@ -227,36 +260,63 @@ pub fn write_colour_wheel(
     w: usize,
     title: &str,
 ) -> Result<()> {
-    check_len("write_colour_wheel", vx.len(), h, w)?;
-    check_len("write_colour_wheel", vy.len(), h, w)?;
-    let mag = |i: usize| (vx[i] * vx[i] + vy[i] * vy[i]).sqrt();
-    let mmax = (0..h * w)
-        .map(mag)
+    write_colour_wheel_with(path, vx, vy, h, w, title, &Decor::default())
+}
+
+/// [`write_colour_wheel`] with a scale bar under the image, the support outline over it and a
+/// flag under the title (see [`Decor`]).
+pub fn write_colour_wheel_with(
+    path: &Path,
+    vx: &[f32],
+    vy: &[f32],
+    h: usize,
+    w: usize,
+    title: &str,
+    decor: &Decor,
+) -> Result<()> {
+    let op = "write_colour_wheel";
+    check_len(op, vx.len(), h, w)?;
+    check_len(op, vy.len(), h, w)?;
+    check_decor(op, decor, h, w)?;
+    let mag = |x: f32, y: f32| (x * x + y * y).sqrt();
+    let mmax = vx
+        .iter()
+        .zip(vy)
+        .map(|(&x, &y)| mag(x, y))
         .filter(|m| m.is_finite())
         .fold(0f32, f32::max);
     let mmax = if mmax > 0.0 { mmax } else { 1.0 };
-    let k = upscale(h, w, 384);
-    let (img_w, img_h) = (w * k, h * k);
+    let s = display_scale(h, w, WHEEL.0, WHEEL.1);
+    let (img_w, img_h) = (s.cols * s.k, s.rows * s.k);
+    let (ax, ay) = (block_average(vx, h, w, s.d), block_average(vy, h, w, s.d));
+    let cells: Vec<Rgb> = ax
+        .iter()
+        .zip(ay.iter())
+        .map(|(&x, &y)| match x.is_finite() && y.is_finite() {
+            true => hsv(y.atan2(x), mag(x, y) / mmax),
+            false => GREY,
+        })
+        .collect();
+    let bar = decor.pixel_size.and_then(|px| scale_bar(px, w, s));
     let captions = ["hue: direction", "bright: |v|"];
     let cap_w = captions.iter().map(|s| text_w(s)).max().unwrap_or(0);
     let legend_w = (2 * WHEEL_R + 6 + text_w("+x")).max(cap_w);
     let legend_h = 2 * WHEEL_R + 8 + CH + 12 + 2 * (CH + 6);
     let width = (MARGIN + img_w + 2 * MARGIN + legend_w + MARGIN).max(2 * MARGIN + text_w(title));
-    let top = MARGIN + CH + 10;
-    let mut c = Canvas::new(width, top + img_h.max(legend_h) + MARGIN);
+    let flag = flag_lines(decor, width);
+    let top = image_top(flag.len());
+    let body_h = img_h + if bar.is_some() { SCALE_ROW } else { 0 };
+    let mut c = Canvas::new(width, top + body_h.max(legend_h) + MARGIN);
     c.text(MARGIN, MARGIN, title, BLACK);
-    for r in 0..h {
-        for col in 0..w {
-            let i = r * w + col;
-            let rgb = if vx[i].is_finite() && vy[i].is_finite() {
-                hsv(vy[i].atan2(vx[i]), mag(i) / mmax)
-            } else {
-                GREY
-            };
-            c.rect(MARGIN + col * k, top + r * k, k, k, rgb);
-        }
+    draw_flag(&mut c, &flag);
+    c.blit(MARGIN, top, s.cols, s.k, &cells);
+    if let Some(m) = decor.support {
+        draw_outline(&mut c, (MARGIN, top), s, &cells, &outline_sides(m, h, w, s));
     }
     c.frame(MARGIN, top, img_w, img_h, FRAME);
+    if let Some(b) = &bar {
+        draw_scale_bar(&mut c, (MARGIN, top + img_h), b);
+    }
     let (cx, cy) = (MARGIN + img_w + 2 * MARGIN + WHEEL_R, top + WHEEL_R);
     let rr = WHEEL_R as f32;
     for dy in -(WHEEL_R as i64)..=WHEEL_R as i64 {
@@ -320,7 +380,7 @@ mod tests {
         write_sequential_map(&p, &d, h, w, "phase", "rad", 1.0).unwrap();
         let img = decode(&p);
         done(&p);
-        assert_eq!(upscale(h, w, 384), 8);
+        assert_eq!(display_scale(h, w, ONE.0, ONE.1).k, 8);
         assert!(img.0 >= 400 && img.1 >= 320 + MARGIN + CH);
         let m = field(32, 32);
         let r: Vec<f32> = m.iter().map(|v| v * 0.05).collect();
@@ -344,9 +404,9 @@ mod tests {
         write_panels(&p, &panels).unwrap();
         let img = decode(&p);
         done(&p);
-        let one = layout(&panels[0], 256);
-        assert_eq!(one.k, 8);
-        assert!(img.0 >= 3 * 256 && img.1 == one.height);
+        let one = layout(&panels[0], MANY, &Decor::default());
+        assert_eq!(one.s.k, 8);
+        assert!(img.0 >= 3 * 256 && img.1 == image_top(0) + one.body_h + MARGIN);
         assert!(write_panels(&p, &[]).is_err());
         let e = write_scalar_map(&p, &m, 31, 32, "x", "", 1.0, None).unwrap_err();
         assert!(matches!(e, Error::BadArgument { .. }));
