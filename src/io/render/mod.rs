@@ -4,11 +4,12 @@
 //!
 //! A [`Decor`] adds what a reader of a map needs besides its colours: a scale bar in physical
 //! units, the outline of the support (the region the magnetisation may occupy) and a warning
-//! line under the title. Maps larger than the picture's cap (1024 pixels a side, 768 per panel
+//! line under the title. [`compare_panels`] gives measured and model panels the measured
+//! data's colour range. Maps larger than the picture's cap (1024 pixels a side, 768 per panel
 //! when there are several) are block-averaged for display, so the files stay small.
 //!
 //! ```no_run
-//! use magprior::io::render::{write_panels_with, Decor, MapKind, Panel};
+//! use magprior::io::render::{compare_panels, write_panels_with, Decor, MapKind, Panel};
 //! # fn main() -> magprior::error::Result<()> {
 //! let (h, w) = (64, 64);
 //! let (measured, model) = (vec![0f32; h * w], vec![0f32; h * w]);
@@ -24,11 +25,11 @@
 //!     kind: MapKind::Diverging,
 //!     limit: None,
 //! };
-//! let panels = [
+//! let panels = compare_panels(
 //!     panel(&measured, "measured B_NV"),
 //!     panel(&model, "model B_NV"),
-//!     panel(&residual, "residual"),
-//! ];
+//!     Some(panel(&residual, "residual")),
+//! );
 //! let decor = Decor::new()
 //!     .pixel_size(5e-9)
 //!     .support(&support)
@@ -94,6 +95,64 @@ pub fn shared_limit(arrays: &[&[f32]]) -> f32 {
     } else {
         1.0
     }
+}
+
+/// The quantile of |measured| that [`compare_panels`] uses as the colour limit: one pixel in
+/// 200 may saturate, so that a few hot pixels cannot wash out the picture.
+pub const ROBUST_QUANTILE: f64 = 0.995;
+
+/// The `q`-quantile (`0..=1`, nearest rank) of the finite |v|: a colour limit that a few
+/// outliers cannot inflate. Falls back to the largest |v| when the quantile is 0, and to 1 when
+/// there is no finite non-zero value.
+pub fn robust_limit(data: &[f32], q: f64) -> f32 {
+    let mut a: Vec<f32> = data
+        .iter()
+        .filter(|v| v.is_finite())
+        .map(|v| v.abs())
+        .collect();
+    if a.is_empty() {
+        return 1.0;
+    }
+    let q = if q.is_finite() {
+        q.clamp(0.0, 1.0)
+    } else {
+        1.0
+    };
+    let rank = ((q * a.len() as f64).ceil() as usize).clamp(1, a.len());
+    let (_, &mut v, _) = a.select_nth_unstable_by(rank - 1, f32::total_cmp);
+    if v > 0.0 {
+        v
+    } else {
+        shared_limit(&[data])
+    }
+}
+
+/// Measured | model (| residual) panels for comparison: measured and model get the colour
+/// limit [`robust_limit`]`(measured, ROBUST_QUANTILE)` — the MEASURED data's range, so that the
+/// model cannot change how the measurement looks (a model edge artefact only saturates) —
+/// and the residual its own symmetric robust limit. Other fields are kept; `limit` is replaced.
+/// Meant for diverging maps; a sequential panel gets the range `[0, limit]`.
+pub fn compare_panels<'a>(
+    measured: Panel<'a>,
+    model: Panel<'a>,
+    residual: Option<Panel<'a>>,
+) -> Vec<Panel<'a>> {
+    let lim = Some(robust_limit(measured.data, ROBUST_QUANTILE));
+    let mut out = vec![
+        Panel {
+            limit: lim,
+            ..measured
+        },
+        Panel {
+            limit: lim,
+            ..model
+        },
+    ];
+    if let Some(r) = residual {
+        let limit = Some(robust_limit(r.data, ROBUST_QUANTILE));
+        out.push(Panel { limit, ..r });
+    }
+    out
 }
 
 /// What is drawn on a map besides its colours (all optional; `Decor::default()` draws none):

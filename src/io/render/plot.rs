@@ -159,7 +159,7 @@ fn draw_panel(c: &mut Canvas, x0: usize, top: usize, p: &Panel, l: &Layout) {
 
 /// Several panels side by side (e.g. measured | model | residual), each with its own title and
 /// colour bar; panels that should share a colour scale get the same `limit` (see
-/// [`shared_limit`]). Maps wider or taller than
+/// [`shared_limit`] and [`compare_panels`](super::compare_panels)). Maps wider or taller than
 /// 1024 pixels (768 with several panels) are block-averaged for display.
 pub fn write_panels(path: &Path, panels: &[Panel]) -> Result<()> {
     write_panels_with(path, panels, &Decor::default())

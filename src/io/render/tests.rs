@@ -1,11 +1,11 @@
-//! Pixel tests of the decorations: scale bars, support outlines, flags and the display of
-//! large maps, read back from the PNG files.
+//! Pixel tests of the decorations: scale bars, support outlines, flags, the measured colour
+//! range of [`compare_panels`] and the display of large maps, read back from the PNG files.
 
 use super::colour::{Rgb, BLACK, FRAME, WARN, WHITE};
 use super::decor::{image_top, outline_width, FLAG_ROW, SCALE_DY, SCALE_T};
 use super::font::{CH, CW};
-use super::plot::MARGIN;
-use super::testutil::{decode, done, px, tmp};
+use super::plot::{layout, MANY, MARGIN};
+use super::testutil::{decode, done, field, px, tmp};
 use super::*;
 
 type Img = (usize, usize, Vec<u8>);
@@ -224,6 +224,85 @@ fn flag_text_is_drawn_under_the_title_and_wrapped() {
     assert_eq!(px(&img, MARGIN + 5, top - 1), FRAME);
     assert_eq!(img.1, plain.1 + 2 * FLAG_ROW);
     assert_eq!(img.0, plain.0, "the flag must not widen the picture");
+}
+
+#[test]
+fn model_outlier_does_not_change_the_measured_panel() {
+    let (h, w) = (48, 48);
+    let measured = field(h, w);
+    let model: Vec<f32> = measured.iter().map(|v| 0.9 * v).collect();
+    let mut hot = model.clone();
+    hot[w - 1] = 100.0 * shared_limit(&[&measured]); // an edge artefact of the model
+    let render = |name: &str, model: &[f32], robust: bool| {
+        let res: Vec<f32> = measured.iter().zip(model).map(|(a, b)| a - b).collect();
+        let mut ps = compare_panels(
+            panel(&measured, h, w, "measured"),
+            panel(model, h, w, "model"),
+            Some(panel(&res, h, w, "residual")),
+        );
+        if !robust {
+            // the old way: one limit over both
+            let lim = Some(shared_limit(&[&measured, model]));
+            ps[0].limit = lim;
+            ps[1].limit = lim;
+        }
+        let p = tmp(name);
+        write_panels(&p, &ps).unwrap();
+        let img = decode(&p);
+        done(&p);
+        (img, layout(&ps[0], MANY, &Decor::new()).width)
+    };
+    let ((a, wa), (b, wb)) = (
+        render("cmp-a.png", &model, true),
+        render("cmp-b.png", &hot, true),
+    );
+    assert_eq!((a.0, a.1, wa), (b.0, b.1, wb));
+    let region = |img: &Img, x0: usize, x1: usize| -> Vec<u8> {
+        (0..img.1)
+            .flat_map(|y| img.2[(y * img.0 + x0) * 3..(y * img.0 + x1) * 3].to_vec())
+            .collect()
+    };
+    assert!(
+        region(&a, 0, wa) == region(&b, 0, wb),
+        "measured panel changed"
+    );
+    // the model panel too, apart from the hot pixel (saturated red)
+    let k = super::decor::display_scale(h, w, MANY.0, MANY.1).k;
+    assert_eq!(k, 6);
+    let (left, top) = (wa + MARGIN, image_top(0));
+    let cell = (left + (w - 1) * k + k / 2, top + k / 2);
+    assert_eq!(
+        px(&a, wa + MARGIN + 5 * k, top + 7 * k),
+        px(&b, wa + MARGIN + 5 * k, top + 7 * k)
+    );
+    assert_ne!(px(&a, cell.0, cell.1), px(&b, cell.0, cell.1));
+    assert_eq!(px(&b, cell.0, cell.1), [103, 0, 31]);
+    // with a limit shared over measured and model, the outlier washes the measurement out
+    let (c, wc) = render("cmp-c.png", &hot, false);
+    assert!(
+        region(&a, 0, wa) != region(&c, 0, wc),
+        "the test cannot fail"
+    );
+}
+
+#[test]
+fn robust_limit_ignores_a_few_hot_pixels() {
+    let mut v: Vec<f32> = (0..1000).map(|i| (i as f32 / 999.0) - 0.5).collect();
+    assert!((robust_limit(&v, 1.0) - 0.5).abs() < 1e-6);
+    let before = robust_limit(&v, ROBUST_QUANTILE);
+    v[3] = 1e6;
+    v[7] = f32::NAN;
+    let after = robust_limit(&v, ROBUST_QUANTILE);
+    assert!(
+        after < 0.51 && (after - before).abs() < 2e-3,
+        "{before} {after}"
+    );
+    assert_eq!(robust_limit(&[], 0.995), 1.0);
+    assert_eq!(robust_limit(&[0.0; 10], 0.995), 1.0);
+    // mostly zero: falls back to the largest |v|
+    let mut z = vec![0f32; 1000];
+    z[0] = -3.0;
+    assert_eq!(robust_limit(&z, 0.995), 3.0);
 }
 
 #[test]
