@@ -1,78 +1,11 @@
-//! Device buffers: allocation from a pool that dropped buffers return to, uploads, zero fills,
-//! device-side copies and the one readback path (`download`).
+//! The context's buffer operations: allocation from the pool, uploads, zero fills, device-side
+//! copies and the one readback path (`download`).
 
-use std::collections::HashMap;
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc};
 
 use super::context::GpuContext;
+use super::resource::{bytes_for, GpuBuffer};
 use crate::error::{Error, Result};
-
-/// Most bytes the pool keeps in free buffers; a dropped buffer past this is freed.
-const POOL_BYTES: u64 = 1 << 30;
-/// Most free buffers of one size.
-const POOL_PER_SIZE: usize = 64;
-
-/// Free buffers by byte size.
-#[derive(Default)]
-pub(crate) struct Pool {
-    free: HashMap<u64, Vec<wgpu::Buffer>>,
-    bytes: u64,
-}
-
-impl Pool {
-    fn take(&mut self, bytes: u64) -> Option<wgpu::Buffer> {
-        let b = self.free.get_mut(&bytes)?.pop()?;
-        self.bytes -= bytes;
-        Some(b)
-    }
-    fn give(&mut self, b: &wgpu::Buffer) {
-        let size = b.size();
-        let list = self.free.entry(size).or_default();
-        if list.len() < POOL_PER_SIZE && self.bytes + size <= POOL_BYTES {
-            list.push(b.clone());
-            self.bytes += size;
-        }
-    }
-}
-
-/// A device buffer of `len` 32-bit words (f32 data; complex data uses 2 words per element).
-/// Not `Clone`: a tensor's storage shares it through an `Arc`, and when the last holder drops
-/// it the buffer goes back to its context's pool. Reusing it is safe because launches run in
-/// the order they were recorded: commands already recorded still see the old content.
-#[derive(Debug)]
-pub struct GpuBuffer {
-    pub(crate) buffer: wgpu::Buffer,
-    /// Length in 32-bit words.
-    pub len: usize,
-    pool: Option<Arc<Mutex<Pool>>>,
-}
-
-impl std::fmt::Debug for Pool {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Pool({} bytes free)", self.bytes)
-    }
-}
-
-impl GpuBuffer {
-    /// Size in bytes of the backing allocation (at least 16).
-    pub fn byte_size(&self) -> u64 {
-        self.buffer.size()
-    }
-}
-
-impl Drop for GpuBuffer {
-    fn drop(&mut self) {
-        if let Some(pool) = &self.pool {
-            pool.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .give(&self.buffer);
-        }
-    }
-}
-
-pub(crate) fn bytes_for(len: usize) -> u64 {
-    (len as u64 * 4).max(16)
-}
 
 impl GpuContext {
     fn raw_buffer(&self, bytes: u64, mapped: bool) -> wgpu::Buffer {
@@ -87,11 +20,7 @@ impl GpuContext {
     }
 
     fn wrap(&self, buffer: wgpu::Buffer, len: usize) -> GpuBuffer {
-        GpuBuffer {
-            buffer,
-            len,
-            pool: Some(self.pool.clone()),
-        }
+        GpuBuffer::pooled(buffer, len, self.pool.clone())
     }
 
     /// Copies host data into a new device buffer.
@@ -210,6 +139,6 @@ impl GpuContext {
 
     /// Bytes held in free pooled buffers (for tests and diagnostics).
     pub fn pooled_bytes(&self) -> u64 {
-        self.pool.lock().unwrap_or_else(|e| e.into_inner()).bytes
+        self.pool.lock().unwrap_or_else(|e| e.into_inner()).bytes()
     }
 }

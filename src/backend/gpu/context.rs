@@ -5,8 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::buffer::{GpuBuffer, Pool};
-use super::launch::Pipeline;
+use super::resource::{GpuBuffer, Pipeline, Pool};
 use crate::error::{Error, Result};
 
 /// What `GpuContext::open` found.

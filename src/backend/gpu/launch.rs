@@ -4,8 +4,8 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use super::buffer::GpuBuffer;
 use super::context::GpuContext;
+use super::resource::{GpuBuffer, Pipeline};
 use crate::error::{Error, Result};
 
 /// Threads per workgroup of every 1-D kernel (WGSL `@workgroup_size(256)`).
@@ -46,11 +46,6 @@ pub enum Arg<'a> {
     Read(&'a GpuBuffer),
     /// `var<storage, read_write>`
     Write(&'a GpuBuffer),
-}
-
-pub(crate) struct Pipeline {
-    pipeline: wgpu::ComputePipeline,
-    layout: wgpu::BindGroupLayout,
 }
 
 impl GpuContext {

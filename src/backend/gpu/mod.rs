@@ -6,6 +6,7 @@
 mod buffer;
 mod context;
 mod launch;
+mod resource;
 
 pub mod adamw;
 pub mod broadcast;
@@ -21,10 +22,10 @@ pub mod reduce;
 pub mod spectral;
 pub mod upsample;
 
-pub use buffer::GpuBuffer;
 pub use context::{AdapterSummary, GpuContext, Opened};
 pub(crate) use launch::gpu_kernel;
 pub use launch::{grid_1d, grid_groups, u32_of, Arg, Kernel, MAX_GROUPS_PER_DIM, WG_1D};
+pub use resource::GpuBuffer;
 
 use crate::error::{Error, Result};
 

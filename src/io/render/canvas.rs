@@ -119,3 +119,13 @@ mod tests {
         assert!(e.to_string().contains("picture.png"), "{e}");
     }
 }
+
+/// Outer margin of every panel.
+pub(super) const MARGIN: usize = 12;
+/// An error unless `len` values fill an `(h, w)` image.
+pub(super) fn check_len(op: &'static str, len: usize, h: usize, w: usize) -> Result<()> {
+    if h == 0 || w == 0 || h.checked_mul(w) != Some(len) {
+        return Err(Error::arg(op, format!("{len} values for a {h}x{w} image")));
+    }
+    Ok(())
+}

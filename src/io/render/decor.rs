@@ -3,10 +3,9 @@
 //! outlines and warning flags.
 
 use super::canvas::Canvas;
+use super::canvas::{check_len, MARGIN};
 use super::colour::{contrast, Rgb, BLACK, WARN};
-use super::font::{fit_lines, CH};
-use super::lineplot::fmt_num;
-use super::plot::{check_len, MARGIN};
+use super::font::{fit_lines, fmt_num, CH};
 use super::Decor;
 use crate::error::{Error, Result};
 use std::borrow::Cow;

@@ -183,6 +183,34 @@ pub(super) fn fit_lines(s: &str, max_w: usize, max_lines: usize) -> Vec<String> 
     lines
 }
 
+/// Formats a label value with about 3 significant digits.
+pub(super) fn fmt_num(v: f64) -> String {
+    if !v.is_finite() {
+        return "nan".into();
+    }
+    let a = v.abs();
+    if a == 0.0 || a < 1e-12 {
+        return "0".into();
+    }
+    if (1e-3..1e5).contains(&a) {
+        let dec = (2 - a.log10().floor() as i64).clamp(0, 6) as usize;
+        let s = format!("{v:.dec$}");
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s
+        }
+    } else {
+        let s = format!("{v:.2e}");
+        match s.split_once('e') {
+            Some((m, e)) if m.contains('.') => {
+                format!("{}e{e}", m.trim_end_matches('0').trim_end_matches('.'))
+            }
+            _ => s,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,39 +1,10 @@
 //! Line plots (e.g. loss against iteration) with round tick positions and number labels.
 
-use super::canvas::{save, Canvas};
+use super::canvas::{save, Canvas, MARGIN};
 use super::colour::{BLACK, GREY};
-use super::font::{text_w, CH};
-use super::plot::MARGIN;
+use super::font::{fmt_num, text_w, CH};
 use crate::error::{Error, Result};
 use std::path::Path;
-
-/// Formats a label value with about 3 significant digits.
-pub(super) fn fmt_num(v: f64) -> String {
-    if !v.is_finite() {
-        return "nan".into();
-    }
-    let a = v.abs();
-    if a == 0.0 || a < 1e-12 {
-        return "0".into();
-    }
-    if (1e-3..1e5).contains(&a) {
-        let dec = (2 - a.log10().floor() as i64).clamp(0, 6) as usize;
-        let s = format!("{v:.dec$}");
-        if s.contains('.') {
-            s.trim_end_matches('0').trim_end_matches('.').to_string()
-        } else {
-            s
-        }
-    } else {
-        let s = format!("{v:.2e}");
-        match s.split_once('e') {
-            Some((m, e)) if m.contains('.') => {
-                format!("{}e{e}", m.trim_end_matches('0').trim_end_matches('.'))
-            }
-            _ => s,
-        }
-    }
-}
 
 /// About `n` round tick positions (1, 2, 5 x 10^k steps) covering `[lo, hi]`.
 fn nice_ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {

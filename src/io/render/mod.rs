@@ -204,9 +204,9 @@ impl<'a> Decor<'a> {
 /// Helpers of the tests in this module's files: temporary paths and PNG decoding.
 #[cfg(test)]
 mod testutil {
+    use super::canvas::MARGIN;
     use super::colour::Rgb;
     use super::font::CH;
-    use super::plot::MARGIN;
     use std::fs::File;
     use std::path::{Path, PathBuf};
 

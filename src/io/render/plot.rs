@@ -1,20 +1,17 @@
 //! Pictures of maps: panels with colour bars side by side, and the colour-wheel picture of a
 //! vector field, with the decorations of [`Decor`].
 
-use super::canvas::{save, Canvas};
+use super::canvas::{check_len, save, Canvas, MARGIN};
 use super::colour::{colour, hsv, Rgb, BLACK, FRAME, GREY};
 use super::decor::{
     block_average, check_decor, display_scale, draw_flag, draw_outline, draw_scale_bar, flag_lines,
     image_top, outline_sides, scale_bar, Scale, ScaleBar, SCALE_ROW,
 };
-use super::font::{text_w, CH, CW};
-use super::lineplot::fmt_num;
+use super::font::{fmt_num, text_w, CH, CW};
 use super::{shared_limit, Decor, MapKind, Panel};
 use crate::error::{Error, Result};
 use std::path::Path;
 
-/// Outer margin of every panel.
-pub(super) const MARGIN: usize = 12;
 /// Colour-bar width and the gap between image and bar.
 const BAR_W: usize = 18;
 const BAR_GAP: usize = 12;
@@ -25,13 +22,6 @@ const BAR_MIN_H: usize = 120;
 pub(super) const ONE: (usize, usize) = (384, 1024);
 pub(super) const MANY: (usize, usize) = (256, 768);
 pub(super) const WHEEL: (usize, usize) = (384, 1024);
-
-pub(super) fn check_len(op: &'static str, len: usize, h: usize, w: usize) -> Result<()> {
-    if h == 0 || w == 0 || h.checked_mul(w) != Some(len) {
-        return Err(Error::arg(op, format!("{len} values for a {h}x{w} image")));
-    }
-    Ok(())
-}
 
 /// Colour range `(lo, hi)` of a panel.
 fn panel_range(p: &Panel) -> (f32, f32) {

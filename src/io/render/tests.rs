@@ -1,10 +1,11 @@
 //! Pixel tests of the decorations: scale bars, support outlines, flags, the measured colour
 //! range of [`compare_panels`] and the display of large maps, read back from the PNG files.
 
+use super::canvas::MARGIN;
 use super::colour::{Rgb, BLACK, FRAME, WARN, WHITE};
 use super::decor::{image_top, outline_width, FLAG_ROW, SCALE_DY, SCALE_T};
 use super::font::{CH, CW};
-use super::plot::{layout, MANY, MARGIN};
+use super::plot::{layout, MANY};
 use super::testutil::{decode, done, field, px, tmp};
 use super::*;
 
