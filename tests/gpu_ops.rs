@@ -8,41 +8,11 @@
 //! `GPU test <name> ran (<k> so far)`.
 
 mod common;
-use common::{assert_close, assert_close_slice, fx, gpu, Tol};
+use common::*;
 use magprior::nn::{Cae, CaeConfig};
 use magprior::nv::{self, mask, NvForward, NvGeometry, NvReconConfig, Preset};
 use magprior::optim::AdamW;
 use magprior::{DType, Device, Rng, Tensor, C32};
-
-// ------------------------------------------------------------------ tolerances (one place)
-
-/// Plain f32 arithmetic (a few roundings on both sides).
-const EXACTISH: Tol = Tol {
-    abs: 1e-6,
-    rel: 1e-5,
-};
-/// exp/log/tanh/sigmoid: lavapipe is up to a few hundred ULP off Rust's libm (GPU_NOTES).
-const TRANSCENDENTAL: Tol = Tol {
-    abs: 2e-6,
-    rel: 5e-5,
-};
-/// Sums and dot products of up to a few thousand O(1) terms in f32 (different orders).
-const ACCUMULATED: Tol = Tol {
-    abs: 5e-5,
-    rel: 2e-4,
-};
-/// FFT outputs of O(1) inputs (n up to ~10^3 terms; Bluestein adds two transforms).
-const FFT: Tol = Tol {
-    abs: 2e-4,
-    rel: 2e-4,
-};
-/// A network forward/backward pass or an optimiser step after one.
-const NETWORK: Tol = Tol {
-    abs: 1e-4,
-    rel: 2e-3,
-};
-/// Relative agreement of CPU and GPU final losses after a short reconstruction.
-const RECON_LOSS_REL: f64 = 0.05;
 
 macro_rules! gpu_or_skip {
     ($name:expr) => {
@@ -136,7 +106,7 @@ fn transfers_devices_and_mixed_device_errors() {
                 .to_device(v[0].device())
                 .unwrap()
         },
-        EXACTISH,
+        ELEMENTWISE,
     );
 }
 
@@ -147,34 +117,34 @@ fn unary_ops() {
     gpu_or_skip!("unary_ops");
     type F = fn(&Tensor) -> Tensor;
     let ops: [(&str, F, f32, f32, Tol); 11] = [
-        ("exp", |x| x.exp().unwrap(), -3.0, 3.0, TRANSCENDENTAL),
-        ("log", |x| x.log().unwrap(), 0.1, 4.0, TRANSCENDENTAL),
-        ("sqrt", |x| x.sqrt().unwrap(), 0.1, 4.0, TRANSCENDENTAL),
-        ("square", |x| x.square().unwrap(), -2.0, 2.0, EXACTISH),
-        ("tanh", |x| x.tanh().unwrap(), -4.0, 4.0, TRANSCENDENTAL),
+        ("exp", |x| x.exp().unwrap(), -3.0, 3.0, GPU_TRANSCENDENTAL),
+        ("log", |x| x.log().unwrap(), 0.1, 4.0, GPU_TRANSCENDENTAL),
+        ("sqrt", |x| x.sqrt().unwrap(), 0.1, 4.0, GPU_TRANSCENDENTAL),
+        ("square", |x| x.square().unwrap(), -2.0, 2.0, ELEMENTWISE),
+        ("tanh", |x| x.tanh().unwrap(), -4.0, 4.0, GPU_TRANSCENDENTAL),
         (
             "sigmoid",
             |x| x.sigmoid().unwrap(),
             -6.0,
             6.0,
-            TRANSCENDENTAL,
+            GPU_TRANSCENDENTAL,
         ),
         (
             "leaky_relu",
             |x| x.leaky_relu(0.2).unwrap(),
             -2.0,
             2.0,
-            EXACTISH,
+            ELEMENTWISE,
         ),
-        ("abs", |x| x.abs().unwrap(), -2.0, 2.0, EXACTISH),
-        ("neg", |x| x.neg().unwrap(), -2.0, 2.0, EXACTISH),
-        ("scale", |x| x.scale(-0.7).unwrap(), -2.0, 2.0, EXACTISH),
+        ("abs", |x| x.abs().unwrap(), -2.0, 2.0, ELEMENTWISE),
+        ("neg", |x| x.neg().unwrap(), -2.0, 2.0, ELEMENTWISE),
+        ("scale", |x| x.scale(-0.7).unwrap(), -2.0, 2.0, ELEMENTWISE),
         (
             "add_scalar",
             |x| x.add_scalar(1.5).unwrap(),
             -2.0,
             2.0,
-            EXACTISH,
+            ELEMENTWISE,
         ),
     ];
     for (i, (name, f, lo, hi, tol)) in ops.into_iter().enumerate() {
@@ -187,15 +157,15 @@ fn unary_ops() {
         "complex add_scalar",
         std::slice::from_ref(&z),
         |v| v[0].add_scalar(2.0).unwrap(),
-        EXACTISH,
+        ELEMENTWISE,
     );
     cpu_vs_gpu(
         "complex scale",
         std::slice::from_ref(&z),
         |v| v[0].scale(-3.0).unwrap(),
-        EXACTISH,
+        ELEMENTWISE,
     );
-    cpu_vs_gpu("complex neg", &[z], |v| v[0].neg().unwrap(), EXACTISH);
+    cpu_vs_gpu("complex neg", &[z], |v| v[0].neg().unwrap(), ELEMENTWISE);
 }
 
 #[test]
@@ -226,7 +196,7 @@ fn binary_ops_every_broadcast() {
                 &format!("{op} {case}"),
                 &[a, b],
                 |v| f(&v[0], &v[1]),
-                ACCUMULATED,
+                SUM_ORDER,
             );
             let (za, zb) = (
                 rnd_c(sa, seed + 200),
@@ -236,7 +206,7 @@ fn binary_ops_every_broadcast() {
                 &format!("complex {op} {case}"),
                 &[za, zb],
                 |v| f(&v[0], &v[1]),
-                ACCUMULATED,
+                SUM_ORDER,
             );
         }
     }
@@ -259,38 +229,38 @@ fn reductions_and_broadcasts() {
             &format!("{k}sum_all"),
             std::slice::from_ref(t),
             |v| v[0].sum_all().unwrap(),
-            ACCUMULATED,
+            SUM_ORDER,
         );
         cpu_vs_gpu(
             &format!("{k}mean_all"),
             std::slice::from_ref(t),
             |v| v[0].mean_all().unwrap(),
-            ACCUMULATED,
+            SUM_ORDER,
         );
         cpu_vs_gpu(
             &format!("{k}sum_axes 2,3"),
             std::slice::from_ref(t),
             |v| v[0].sum_axes(&[2, 3], false).unwrap(),
-            ACCUMULATED,
+            SUM_ORDER,
         );
         cpu_vs_gpu(
             &format!("{k}mean_axes 1"),
             std::slice::from_ref(t),
             |v| v[0].mean_axes(&[1], true).unwrap(),
-            ACCUMULATED,
+            SUM_ORDER,
         );
         cpu_vs_gpu(
             &format!("{k}sum_axes 0,2"),
             std::slice::from_ref(t),
             |v| v[0].sum_axes(&[0, 2], false).unwrap(),
-            ACCUMULATED,
+            SUM_ORDER,
         );
         let s = t.shape().to_vec();
         cpu_vs_gpu(
             &format!("{k}sum_to leading"),
             std::slice::from_ref(t),
             |v| v[0].sum_to(&s[1..]).unwrap(),
-            ACCUMULATED,
+            SUM_ORDER,
         );
     }
     let b = rnd(&[3, 1, 5], -1.0, 1.0, 3);
@@ -298,14 +268,14 @@ fn reductions_and_broadcasts() {
         "broadcast_to",
         &[b],
         |v| v[0].broadcast_to(&[2, 3, 4, 5]).unwrap(),
-        ACCUMULATED,
+        SUM_ORDER,
     );
     let bz = rnd_c(&[1, 4], 4);
     cpu_vs_gpu(
         "complex broadcast_to",
         &[bz],
         |v| v[0].broadcast_to(&[3, 2, 4]).unwrap(),
-        ACCUMULATED,
+        SUM_ORDER,
     );
     // a long reduction through the tree kernel
     let big = rnd(&[1 << 18], -1.0, 1.0, 5);
@@ -313,10 +283,7 @@ fn reductions_and_broadcasts() {
         "sum_all 2^18",
         &[big],
         |v| v[0].sum_all().unwrap(),
-        Tol {
-            abs: 2e-3,
-            rel: 1e-4,
-        },
+        LONG_SUM,
     );
 }
 
@@ -343,19 +310,19 @@ fn conv2d_and_fused_leaky() {
             &format!("conv2d k{k}"),
             &inputs,
             |v| v[0].conv2d(&v[1], Some(&v[2])).unwrap(),
-            ACCUMULATED,
+            SUM_ORDER,
         );
         cpu_vs_gpu(
             &format!("conv2d k{k} no bias"),
             &inputs[..2],
             |v| v[0].conv2d(&v[1], None).unwrap(),
-            ACCUMULATED,
+            SUM_ORDER,
         );
         cpu_vs_gpu(
             &format!("conv2d_leaky k{k}"),
             &inputs,
             |v| v[0].conv2d_leaky(&v[1], Some(&v[2]), 0.2).unwrap(),
-            ACCUMULATED,
+            SUM_ORDER,
         );
     }
 }
@@ -369,35 +336,35 @@ fn instance_norm_pool_upsample() {
         "instance_norm affine",
         &[x.clone(), w, b],
         |v| v[0].instance_norm(Some(&v[1]), Some(&v[2]), 1e-5).unwrap(),
-        ACCUMULATED,
+        SUM_ORDER,
     );
     cpu_vs_gpu(
         "instance_norm plain",
         std::slice::from_ref(&x),
         |v| v[0].instance_norm(None, None, 1e-5).unwrap(),
-        ACCUMULATED,
+        SUM_ORDER,
     );
     cpu_vs_gpu(
         "max_pool2d odd",
         std::slice::from_ref(&x),
         |v| v[0].max_pool2d().unwrap(),
-        EXACTISH,
+        ELEMENTWISE,
     );
     cpu_vs_gpu(
         "max_pool2d even",
         &[rnd(&[1, 2, 8, 6], -1.0, 1.0, 4)],
         |v| v[0].max_pool2d().unwrap(),
-        EXACTISH,
+        ELEMENTWISE,
     );
     cpu_vs_gpu(
         "upsample_bilinear2d",
         &[x],
         |v| v[0].upsample_bilinear2d().unwrap(),
-        ACCUMULATED,
+        SUM_ORDER,
     );
 }
 
-// ------------------------------------------------------------------ complex, FFT, pad, shape, loss
+// ------------------------------------------------------------------ complex, GPU_FFT, pad, shape, loss
 
 #[test]
 fn complex_ops() {
@@ -408,27 +375,27 @@ fn complex_ops() {
         "complex",
         &[re, im],
         |v| Tensor::complex(&v[0], &v[1]).unwrap(),
-        EXACTISH,
+        ELEMENTWISE,
     );
     cpu_vs_gpu(
         "re",
         std::slice::from_ref(&z),
         |v| v[0].re().unwrap(),
-        EXACTISH,
+        ELEMENTWISE,
     );
     cpu_vs_gpu(
         "im",
         std::slice::from_ref(&z),
         |v| v[0].im().unwrap(),
-        EXACTISH,
+        ELEMENTWISE,
     );
     cpu_vs_gpu(
         "conj",
         std::slice::from_ref(&z),
         |v| v[0].conj().unwrap(),
-        EXACTISH,
+        ELEMENTWISE,
     );
-    cpu_vs_gpu("abs2", &[z], |v| v[0].abs2().unwrap(), EXACTISH);
+    cpu_vs_gpu("abs2", &[z], |v| v[0].abs2().unwrap(), ELEMENTWISE);
 }
 
 #[test]
@@ -443,13 +410,13 @@ fn fft2_and_ifft2() {
             &format!("fft2 {shape:?}"),
             std::slice::from_ref(&z),
             |v| v[0].fft2().unwrap(),
-            FFT,
+            GPU_FFT,
         );
         cpu_vs_gpu(
             &format!("ifft2 {shape:?}"),
             &[z],
             |v| v[0].ifft2().unwrap(),
-            FFT,
+            GPU_FFT,
         );
     }
 }
@@ -469,37 +436,37 @@ fn pad_crop_cat_narrow_reshape() {
             &format!("{k}pad2d"),
             std::slice::from_ref(t),
             |v| v[0].pad2d(1, 2, 3, 0).unwrap(),
-            EXACTISH,
+            ELEMENTWISE,
         );
         cpu_vs_gpu(
             &format!("{k}pad2d bottom-right"),
             std::slice::from_ref(t),
             |v| v[0].pad2d(0, 5, 0, 6).unwrap(),
-            EXACTISH,
+            ELEMENTWISE,
         );
         cpu_vs_gpu(
             &format!("{k}crop2d"),
             std::slice::from_ref(t),
             |v| v[0].crop2d(1, 3, 2, 4).unwrap(),
-            EXACTISH,
+            ELEMENTWISE,
         );
         cpu_vs_gpu(
             &format!("{k}narrow"),
             std::slice::from_ref(t),
             |v| v[0].narrow(1, 1, 2).unwrap(),
-            EXACTISH,
+            ELEMENTWISE,
         );
         cpu_vs_gpu(
             &format!("{k}narrow last"),
             std::slice::from_ref(t),
             |v| v[0].narrow(t.rank() - 1, 2, 3).unwrap(),
-            EXACTISH,
+            ELEMENTWISE,
         );
         cpu_vs_gpu(
             &format!("{k}reshape"),
             std::slice::from_ref(t),
             |v| v[0].reshape(&[t.numel()]).unwrap().scale(2.0).unwrap(),
-            EXACTISH,
+            ELEMENTWISE,
         );
     }
     let parts = [
@@ -511,14 +478,14 @@ fn pad_crop_cat_narrow_reshape() {
         "cat axis 1",
         &parts,
         |v| Tensor::cat(v, 1).unwrap(),
-        EXACTISH,
+        ELEMENTWISE,
     );
     let zp = [rnd_c(&[2, 3], 6), rnd_c(&[1, 3], 7)];
     cpu_vs_gpu(
         "complex cat axis 0",
         &zp,
         |v| Tensor::cat(v, 0).unwrap(),
-        EXACTISH,
+        ELEMENTWISE,
     );
 }
 
@@ -533,7 +500,7 @@ fn mse_loss() {
         "mse_loss",
         &[a, b],
         |v| v[0].mse_loss(&v[1]).unwrap(),
-        ACCUMULATED,
+        SUM_ORDER,
     );
 }
 
@@ -602,7 +569,7 @@ fn golden_fixtures_on_the_gpu() {
             &["x"],
             &["gx"],
             |x| f(&x[0]),
-            TRANSCENDENTAL,
+            GPU_TRANSCENDENTAL,
         );
     }
     type F2 = fn(&Tensor, &Tensor) -> Tensor;
@@ -620,7 +587,7 @@ fn golden_fixtures_on_the_gpu() {
                 &["a", "b"],
                 &["ga", "gb"],
                 |x| f(&x[0], &x[1]),
-                ACCUMULATED,
+                SUM_ORDER,
             );
         }
     }
@@ -630,7 +597,7 @@ fn golden_fixtures_on_the_gpu() {
         &["x"],
         &["gx"],
         |x| x[0].add_scalar(1.5).unwrap(),
-        EXACTISH,
+        ELEMENTWISE,
     );
     golden_gpu(
         "scalar",
@@ -638,7 +605,7 @@ fn golden_fixtures_on_the_gpu() {
         &["x"],
         &["gx"],
         |x| x[0].scale(-0.7).unwrap(),
-        EXACTISH,
+        ELEMENTWISE,
     );
     golden_gpu(
         "reduce",
@@ -646,7 +613,7 @@ fn golden_fixtures_on_the_gpu() {
         &["x"],
         &["gx"],
         |x| x[0].sum_all().unwrap(),
-        ACCUMULATED,
+        SUM_ORDER,
     );
     golden_gpu(
         "reduce",
@@ -654,7 +621,7 @@ fn golden_fixtures_on_the_gpu() {
         &["x"],
         &["gx"],
         |x| x[0].mean_all().unwrap(),
-        ACCUMULATED,
+        SUM_ORDER,
     );
     golden_gpu(
         "reduce",
@@ -662,7 +629,7 @@ fn golden_fixtures_on_the_gpu() {
         &["x"],
         &["gx"],
         |x| x[0].sum_axes(&[2, 3], false).unwrap(),
-        ACCUMULATED,
+        SUM_ORDER,
     );
     golden_gpu(
         "reduce",
@@ -670,7 +637,7 @@ fn golden_fixtures_on_the_gpu() {
         &["x"],
         &["gx"],
         |x| x[0].mean_axes(&[1], false).unwrap(),
-        ACCUMULATED,
+        SUM_ORDER,
     );
     for k in [1, 3, 5] {
         golden_gpu(
@@ -679,7 +646,7 @@ fn golden_fixtures_on_the_gpu() {
             &["x", "w", "b"],
             &["gx", "gw", "gb"],
             |x| x[0].conv2d(&x[1], Some(&x[2])).unwrap(),
-            ACCUMULATED,
+            SUM_ORDER,
         );
     }
     golden_gpu(
@@ -688,7 +655,7 @@ fn golden_fixtures_on_the_gpu() {
         &["x", "w", "b"],
         &["gx", "gw", "gb"],
         |x| x[0].instance_norm(Some(&x[1]), Some(&x[2]), 1e-5).unwrap(),
-        ACCUMULATED,
+        SUM_ORDER,
     );
     golden_gpu(
         "max_pool",
@@ -696,7 +663,7 @@ fn golden_fixtures_on_the_gpu() {
         &["x"],
         &["gx"],
         |x| x[0].max_pool2d().unwrap(),
-        EXACTISH,
+        ELEMENTWISE,
     );
     for p in ["", "odd_"] {
         golden_gpu(
@@ -705,7 +672,7 @@ fn golden_fixtures_on_the_gpu() {
             &["x"],
             &["gx"],
             |x| x[0].upsample_bilinear2d().unwrap(),
-            EXACTISH,
+            ELEMENTWISE,
         );
     }
     golden_gpu(
@@ -714,7 +681,7 @@ fn golden_fixtures_on_the_gpu() {
         &["re", "im"],
         &["gre", "gim"],
         |x| Tensor::complex(&x[0], &x[1]).unwrap(),
-        EXACTISH,
+        ELEMENTWISE,
     );
     for (name, f) in [
         ("re", Tensor::re as fn(&Tensor) -> magprior::Result<Tensor>),
@@ -728,7 +695,7 @@ fn golden_fixtures_on_the_gpu() {
             &format!("gpu {name} out"),
             &out,
             &fx("complex", &format!("{name}_out")),
-            EXACTISH,
+            ELEMENTWISE,
         );
         let gy = fx("complex", &format!("{name}_gy")).to_device(G).unwrap();
         let g = out.backward_with(&gy).unwrap();
@@ -736,7 +703,7 @@ fn golden_fixtures_on_the_gpu() {
             &format!("gpu {name} gz"),
             g.get(&z).unwrap(),
             &fx("complex", &format!("{name}_gz")),
-            EXACTISH,
+            ELEMENTWISE,
         );
     }
     for case in ["pow2", "odd", "prime"] {
@@ -746,7 +713,7 @@ fn golden_fixtures_on_the_gpu() {
             &["x"],
             &["gx"],
             |x| x[0].fft2().unwrap(),
-            FFT,
+            GPU_FFT,
         );
         golden_gpu(
             "fft",
@@ -754,7 +721,7 @@ fn golden_fixtures_on_the_gpu() {
             &["x"],
             &["gx"],
             |x| x[0].ifft2().unwrap(),
-            FFT,
+            GPU_FFT,
         );
     }
     golden_gpu(
@@ -763,7 +730,7 @@ fn golden_fixtures_on_the_gpu() {
         &["x"],
         &["gx"],
         |x| x[0].pad2d(1, 2, 3, 0).unwrap(),
-        EXACTISH,
+        ELEMENTWISE,
     );
     golden_gpu(
         "pad",
@@ -771,7 +738,7 @@ fn golden_fixtures_on_the_gpu() {
         &["x"],
         &["gx"],
         |x| x[0].crop2d(2, 4, 1, 7).unwrap(),
-        EXACTISH,
+        ELEMENTWISE,
     );
     golden_gpu(
         "mse",
@@ -779,7 +746,7 @@ fn golden_fixtures_on_the_gpu() {
         &["a", "b"],
         &["ga", "gb"],
         |x| x[0].mse_loss(&x[1]).unwrap(),
-        ACCUMULATED,
+        SUM_ORDER,
     );
 }
 
@@ -808,7 +775,7 @@ fn adamw_on_the_gpu_matches_the_cpu() {
         );
         p.to_vec().unwrap()
     };
-    assert_close_slice("adamw 5 steps", &run(G), &run(Device::Cpu), ACCUMULATED);
+    assert_close_slice("adamw 5 steps", &run(G), &run(Device::Cpu), SUM_ORDER);
 }
 
 #[test]
@@ -848,8 +815,8 @@ fn training_iteration_matches_the_cpu() {
     };
     let (lg, pg) = run(G);
     let (lc, pc) = run(Device::Cpu);
-    assert_close_slice("training losses", &lg, &lc, NETWORK);
-    assert_close_slice("parameters after 3 steps", &pg, &pc, NETWORK);
+    assert_close_slice("training losses", &lg, &lc, TRAINING_GPU_VS_CPU);
+    assert_close_slice("parameters after 3 steps", &pg, &pc, TRAINING_GPU_VS_CPU);
 }
 
 // ------------------------------------------------------------------ NV physics
@@ -869,19 +836,19 @@ fn nv_operators_match_the_cpu() {
         "nv bnv",
         std::slice::from_ref(&m),
         |v| out(fwd.bnv(&si(&v[0])).unwrap()),
-        FFT,
+        GPU_FFT,
     );
     cpu_vs_gpu(
         "nv bnv with mz",
         std::slice::from_ref(&m3),
         |v| out(fwd.bnv(&si(&v[0])).unwrap()),
-        FFT,
+        GPU_FFT,
     );
     cpu_vs_gpu(
         "nv field",
         &[m3],
         |v| out(fwd.field(&si(&v[0])).unwrap()),
-        FFT,
+        GPU_FFT,
     );
     let d = Tensor::scalar(50.0);
     cpu_vs_gpu(
@@ -892,10 +859,7 @@ fn nv_operators_match_the_cpu() {
                 .bnv_with_standoff(&si(&v[0]), &v[1].scale(1e-9).unwrap())
                 .unwrap())
         },
-        Tol {
-            abs: 5e-4,
-            rel: 2e-3,
-        },
+        GPU_NV_STANDOFF,
     );
 }
 
@@ -932,10 +896,7 @@ fn short_nv_reconstruction_matches_the_cpu() {
     let first = rc.history[0].loss;
     println!("NV-DIP 32x32, 40 iterations: loss {first:.4e} -> CPU {lc:.4e}, GPU {lg:.4e} (rel diff {:.2e})", (lg - lc).abs() / lc);
     assert!(lc < first, "the CPU run did not descend");
-    assert!(
-        (lg - lc).abs() <= RECON_LOSS_REL * lc,
-        "final loss GPU {lg:e} vs CPU {lc:e}"
-    );
+    assert_close_scalar("NV-DIP final loss, GPU vs CPU", lg, lc, NV_RECON_LOSS);
     assert_eq!(rg.magnetization.len(), rc.magnetization.len());
 }
 
@@ -992,6 +953,6 @@ fn expi_matches_the_cpu_op() {
         "expi",
         &[phi],
         |x| x[0].expi().unwrap().abs2().unwrap(),
-        TRANSCENDENTAL,
+        GPU_TRANSCENDENTAL,
     );
 }
