@@ -506,248 +506,35 @@ fn mse_loss() {
 
 // ------------------------------------------------------------------ golden fixtures on the GPU
 
-/// `golden.rs`'s check on the GPU: inputs uploaded, outputs and gradients against NumPy.
-fn golden_gpu(
-    group: &str,
-    prefix: &str,
-    inputs: &[&str],
-    grads: &[&str],
-    f: impl Fn(&[Tensor]) -> Tensor,
-    tol: Tol,
-) {
-    let xs: Vec<Tensor> = inputs
-        .iter()
-        .map(|n| {
-            fx(group, &format!("{prefix}{n}"))
-                .to_device(G)
-                .unwrap()
-                .requires_grad()
-        })
-        .collect();
-    let out = f(&xs);
-    let what = format!("gpu {group}/{prefix}");
-    assert_close(
-        &format!("{what}out"),
-        &out,
-        &fx(group, &format!("{prefix}out")),
-        tol,
-    );
-    let gy = fx(group, &format!("{prefix}gy")).to_device(G).unwrap();
-    let g = out.backward_with(&gy).unwrap();
-    for (x, gname) in xs.iter().zip(grads) {
-        let got = g
-            .get(x)
-            .unwrap_or_else(|| panic!("{what}: no gradient {gname}"));
-        assert_close(
-            &format!("{what}{gname}"),
-            got,
-            &fx(group, &format!("{prefix}{gname}")),
-            tol,
-        );
-    }
+/// One GPU `#[test]` per family of the golden table (GPU against NumPy); the list must name
+/// every family of the table.
+macro_rules! golden_tests {
+    ($($t:ident => $f:literal),* $(,)?) => {
+        const GOLDEN_FAMILIES: &[&str] = &[$($f),*];
+        $(
+            #[test]
+            fn $t() {
+                golden::assert_all_families_tested(GOLDEN_FAMILIES);
+                gpu_or_skip!(stringify!($t));
+                let n = golden::check_family($f, G);
+                println!("{}: {n} golden cases on the GPU", $f);
+            }
+        )*
+    };
 }
 
-#[test]
-fn golden_fixtures_on_the_gpu() {
-    gpu_or_skip!("golden_fixtures_on_the_gpu");
-    type F1 = fn(&Tensor) -> Tensor;
-    let unary: [(&str, F1); 9] = [
-        ("exp", |x| x.exp().unwrap()),
-        ("log", |x| x.log().unwrap()),
-        ("sqrt", |x| x.sqrt().unwrap()),
-        ("square", |x| x.square().unwrap()),
-        ("tanh", |x| x.tanh().unwrap()),
-        ("sigmoid", |x| x.sigmoid().unwrap()),
-        ("leaky_relu", |x| x.leaky_relu(0.2).unwrap()),
-        ("abs", |x| x.abs().unwrap()),
-        ("neg", |x| x.neg().unwrap()),
-    ];
-    for (name, f) in unary {
-        golden_gpu(
-            "unary",
-            &format!("{name}_"),
-            &["x"],
-            &["gx"],
-            |x| f(&x[0]),
-            GPU_TRANSCENDENTAL,
-        );
-    }
-    type F2 = fn(&Tensor, &Tensor) -> Tensor;
-    let binary: [(&str, F2); 4] = [
-        ("add", |a, b| a.add(b).unwrap()),
-        ("sub", |a, b| a.sub(b).unwrap()),
-        ("mul", |a, b| a.mul(b).unwrap()),
-        ("div", |a, b| a.div(b).unwrap()),
-    ];
-    for (name, f) in binary {
-        for case in ["same", "chan", "mask", "scalar"] {
-            golden_gpu(
-                "binary",
-                &format!("{name}_{case}_"),
-                &["a", "b"],
-                &["ga", "gb"],
-                |x| f(&x[0], &x[1]),
-                SUM_ORDER,
-            );
-        }
-    }
-    golden_gpu(
-        "scalar",
-        "add_",
-        &["x"],
-        &["gx"],
-        |x| x[0].add_scalar(1.5).unwrap(),
-        ELEMENTWISE,
-    );
-    golden_gpu(
-        "scalar",
-        "mul_",
-        &["x"],
-        &["gx"],
-        |x| x[0].scale(-0.7).unwrap(),
-        ELEMENTWISE,
-    );
-    golden_gpu(
-        "reduce",
-        "sum_all_",
-        &["x"],
-        &["gx"],
-        |x| x[0].sum_all().unwrap(),
-        SUM_ORDER,
-    );
-    golden_gpu(
-        "reduce",
-        "mean_all_",
-        &["x"],
-        &["gx"],
-        |x| x[0].mean_all().unwrap(),
-        SUM_ORDER,
-    );
-    golden_gpu(
-        "reduce",
-        "sum_axes23_",
-        &["x"],
-        &["gx"],
-        |x| x[0].sum_axes(&[2, 3], false).unwrap(),
-        SUM_ORDER,
-    );
-    golden_gpu(
-        "reduce",
-        "mean_axis1_",
-        &["x"],
-        &["gx"],
-        |x| x[0].mean_axes(&[1], false).unwrap(),
-        SUM_ORDER,
-    );
-    for k in [1, 3, 5] {
-        golden_gpu(
-            "conv2d",
-            &format!("k{k}_"),
-            &["x", "w", "b"],
-            &["gx", "gw", "gb"],
-            |x| x[0].conv2d(&x[1], Some(&x[2])).unwrap(),
-            SUM_ORDER,
-        );
-    }
-    golden_gpu(
-        "instance_norm",
-        "",
-        &["x", "w", "b"],
-        &["gx", "gw", "gb"],
-        |x| x[0].instance_norm(Some(&x[1]), Some(&x[2]), 1e-5).unwrap(),
-        SUM_ORDER,
-    );
-    golden_gpu(
-        "max_pool",
-        "",
-        &["x"],
-        &["gx"],
-        |x| x[0].max_pool2d().unwrap(),
-        ELEMENTWISE,
-    );
-    for p in ["", "odd_"] {
-        golden_gpu(
-            "upsample",
-            p,
-            &["x"],
-            &["gx"],
-            |x| x[0].upsample_bilinear2d().unwrap(),
-            ELEMENTWISE,
-        );
-    }
-    golden_gpu(
-        "complex",
-        "from_",
-        &["re", "im"],
-        &["gre", "gim"],
-        |x| Tensor::complex(&x[0], &x[1]).unwrap(),
-        ELEMENTWISE,
-    );
-    for (name, f) in [
-        ("re", Tensor::re as fn(&Tensor) -> magprior::Result<Tensor>),
-        ("im", Tensor::im),
-        ("conj", Tensor::conj),
-        ("abs2", Tensor::abs2),
-    ] {
-        let z = fx("complex", "z").to_device(G).unwrap().requires_grad();
-        let out = f(&z).unwrap();
-        assert_close(
-            &format!("gpu {name} out"),
-            &out,
-            &fx("complex", &format!("{name}_out")),
-            ELEMENTWISE,
-        );
-        let gy = fx("complex", &format!("{name}_gy")).to_device(G).unwrap();
-        let g = out.backward_with(&gy).unwrap();
-        assert_close(
-            &format!("gpu {name} gz"),
-            g.get(&z).unwrap(),
-            &fx("complex", &format!("{name}_gz")),
-            ELEMENTWISE,
-        );
-    }
-    for case in ["pow2", "odd", "prime"] {
-        golden_gpu(
-            "fft",
-            &format!("fft2_{case}_"),
-            &["x"],
-            &["gx"],
-            |x| x[0].fft2().unwrap(),
-            GPU_FFT,
-        );
-        golden_gpu(
-            "fft",
-            &format!("ifft2_{case}_"),
-            &["x"],
-            &["gx"],
-            |x| x[0].ifft2().unwrap(),
-            GPU_FFT,
-        );
-    }
-    golden_gpu(
-        "pad",
-        "pad_",
-        &["x"],
-        &["gx"],
-        |x| x[0].pad2d(1, 2, 3, 0).unwrap(),
-        ELEMENTWISE,
-    );
-    golden_gpu(
-        "pad",
-        "crop_",
-        &["x"],
-        &["gx"],
-        |x| x[0].crop2d(2, 4, 1, 7).unwrap(),
-        ELEMENTWISE,
-    );
-    golden_gpu(
-        "mse",
-        "",
-        &["a", "b"],
-        &["ga", "gb"],
-        |x| x[0].mse_loss(&x[1]).unwrap(),
-        SUM_ORDER,
-    );
+golden_tests! {
+    golden_unary => "unary",
+    golden_binary => "binary",
+    golden_scalar => "scalar",
+    golden_reduce => "reduce",
+    golden_conv2d => "conv2d",
+    golden_instance_norm => "instance_norm",
+    golden_pool_upsample => "pool_upsample",
+    golden_complex => "complex",
+    golden_fft => "fft",
+    golden_pad => "pad",
+    golden_mse => "mse",
 }
 
 // ------------------------------------------------------------------ optimiser and training

@@ -1,8 +1,10 @@
 //! Shared test helpers: fixture loading, the tolerance table and the comparisons that say where
-//! they fail (`tol.rs`), central finite differences, and the GPU gate.
+//! they fail (`tol.rs`), central finite differences, the GPU gate, and the NumPy fixture table
+//! shared by the CPU and GPU tests (`golden.rs`).
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod golden;
 pub mod tol;
 
 pub use tol::*;
