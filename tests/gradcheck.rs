@@ -2,7 +2,9 @@
 //! adjoint identities of the linear ops.
 
 mod common;
+use common::reference::{f64s, instance_norm_ref};
 use common::*;
+use magprior::backend::NormShape;
 use magprior::{Rng, Tensor};
 
 const STEP: f32 = 1e-2;
@@ -386,5 +388,65 @@ fn fused_conv_leaky_matches_unfused() {
     );
     for (name, t) in [("x", &x), ("w", &w), ("b", &b)] {
         assert_close(name, gf.get(t).unwrap(), gp.get(t).unwrap(), ELEMENTWISE);
+    }
+}
+
+#[test]
+fn instance_norm_reference_vjp_matches_finite_differences() {
+    // Checks the maths of the f64 reference the GPU kernels are compared with (central
+    // differences of L = <gy, y>), and the CPU op against it.
+    let s = NormShape { n: 2, c: 2, m: 7 };
+    let mut r = Rng::new(60);
+    let v =
+        |n: usize, lo: f32, hi: f32, r: &mut Rng| f64s(&rand(&[n], lo, hi, r).to_vec().unwrap());
+    let (x, w, b, gy) = (
+        v(28, -1.0, 1.0, &mut r),
+        v(2, 0.5, 1.5, &mut r),
+        v(2, -0.5, 0.5, &mut r),
+        v(28, -1.0, 1.0, &mut r),
+    );
+    let loss = |x: &[f64], w: &[f64], b: &[f64]| -> f64 {
+        let [y, ..] = instance_norm_ref(&s, x, w, b, &gy, 1e-5);
+        y.iter().zip(&gy).map(|(a, g)| a * g).sum()
+    };
+    let [y, dx, dw, db] = instance_norm_ref(&s, &x, &w, &b, &gy, 1e-5);
+    let h = 1e-6;
+    let fd = |v: &[f64], f: &dyn Fn(&[f64]) -> f64| -> Vec<f64> {
+        (0..v.len())
+            .map(|i| {
+                let (mut p, mut m) = (v.to_vec(), v.to_vec());
+                p[i] += h;
+                m[i] -= h;
+                (f(&p) - f(&m)) / (2.0 * h)
+            })
+            .collect()
+    };
+    let t = FINITE_DIFF_F64;
+    compare("reference dx", &dx, &fd(&x, &|v| loss(v, &w, &b)), t);
+    compare("reference dw", &dw, &fd(&w, &|v| loss(&x, v, &b)), t);
+    compare("reference db", &db, &fd(&b, &|v| loss(&x, &w, v)), t);
+    // the CPU op against the reference
+    let t32 = |d: &[f64], shape: &[usize]| {
+        Tensor::from_shape_vec(shape, d.iter().map(|&v| v as f32).collect())
+            .unwrap()
+            .requires_grad()
+    };
+    let (xt, wt, bt) = (t32(&x, &[2, 2, 7, 1]), t32(&w, &[2]), t32(&b, &[2]));
+    let yt = xt.instance_norm(Some(&wt), Some(&bt), 1e-5).unwrap();
+    assert_close_f64(
+        "instance_norm vs reference",
+        &yt.to_vec().unwrap(),
+        &y,
+        ACCUMULATED,
+    );
+    let g = yt.backward_with(&t32(&gy, &[2, 2, 7, 1]).detach()).unwrap();
+    for (name, p, want) in [("dx", &xt, &dx), ("dw", &wt, &dw), ("db", &bt, &db)] {
+        let got = g.get(p).unwrap().to_vec().unwrap();
+        assert_close_f64(
+            &format!("instance_norm {name} vs reference"),
+            &got,
+            want,
+            ACCUMULATED,
+        );
     }
 }

@@ -1,10 +1,12 @@
 //! Shared test helpers: fixture loading, the tolerance table and the comparisons that say where
-//! they fail (`tol.rs`), central finite differences, the GPU gate, and the NumPy fixture table
-//! shared by the CPU and GPU tests (`golden.rs`).
+//! they fail (`tol.rs`), central finite differences, the GPU gate, the NumPy fixture table
+//! shared by the CPU and GPU tests (`golden.rs`) and naive f64 references of the kernels
+//! (`reference.rs`).
 #![allow(dead_code)]
 
 pub mod cli;
 pub mod golden;
+pub mod reference;
 pub mod tol;
 
 pub use tol::*;
