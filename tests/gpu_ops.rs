@@ -1,6 +1,7 @@
-//! Every engine op on the GPU against the CPU backend (forward and VJP, random inputs), the
-//! NumPy golden fixtures on the GPU, AdamW, a full training iteration, the NV operator, a short
-//! NV reconstruction and the CLI with `--device gpu`.
+//! Every engine op on the GPU against the CPU backend (forward and VJP, the random-input
+//! table of `common/ops.rs`), the NumPy golden fixtures on the GPU (`common/golden.rs`), the
+//! GPU side of the checks of the newer ops, AdamW, a full training iteration, the NV operator,
+//! a short NV reconstruction and the CLI with `--device gpu`.
 //!
 //! Runs on any adapter, lavapipe included. Without one each test prints
 //! `SKIP: no GPU adapter (...)` and returns — unless `MAGPRIOR_REQUIRE_GPU_TESTS` is set (CI
@@ -8,11 +9,12 @@
 //! `GPU test <name> ran (<k> so far)`.
 
 mod common;
+use common::ops::gpu_vs_cpu;
 use common::*;
 use magprior::nn::{Cae, CaeConfig};
 use magprior::nv::{self, mask, NvForward, NvGeometry, NvReconConfig, Preset};
 use magprior::optim::AdamW;
-use magprior::{DType, Device, Rng, Tensor, C32};
+use magprior::{Device, Rng, Tensor};
 
 macro_rules! gpu_or_skip {
     ($name:expr) => {
@@ -32,39 +34,59 @@ fn rnd_c(shape: &[usize], seed: u64) -> Tensor {
     common::rand_c(shape, &mut Rng::new(seed))
 }
 
-/// A random upstream gradient shaped like `t`.
-fn upstream(t: &Tensor, seed: u64) -> Tensor {
-    match t.dtype() {
-        DType::F32 => rnd(t.shape(), -1.0, 1.0, seed),
-        DType::C32 => rnd_c(t.shape(), seed),
-    }
+/// One GPU `#[test]` per family of the op table (GPU against CPU) and of the golden table
+/// (GPU against NumPy); each file-level list must name every family of its table.
+macro_rules! family_tests {
+    (ops: $($t:ident => $f:literal),* ; golden: $($gt:ident => $gf:literal),* $(,)?) => {
+        const OP_FAMILIES: &[&str] = &[$($f),*];
+        const GOLDEN_FAMILIES: &[&str] = &[$($gf),*];
+        $(
+            #[test]
+            fn $t() {
+                ops::assert_all_families_tested(OP_FAMILIES);
+                gpu_or_skip!(stringify!($t));
+                let n = ops::check_family_gpu($f);
+                println!("{}: {n} cases on the GPU against the CPU", $f);
+            }
+        )*
+        $(
+            #[test]
+            fn $gt() {
+                golden::assert_all_families_tested(GOLDEN_FAMILIES);
+                gpu_or_skip!(stringify!($gt));
+                let n = golden::check_family($gf, G);
+                println!("{}: {n} golden cases on the GPU", $gf);
+            }
+        )*
+    };
 }
 
-/// Runs `f` on tracked copies of `inputs` on the CPU and on the GPU; compares the outputs and
-/// the gradients of every input for one random upstream gradient.
-fn cpu_vs_gpu(name: &str, inputs: &[Tensor], f: impl Fn(&[Tensor]) -> Tensor, tol: Tol) {
-    let cpu: Vec<Tensor> = inputs.iter().map(|t| t.clone().requires_grad()).collect();
-    let gpu: Vec<Tensor> = inputs
-        .iter()
-        .map(|t| t.to_device(G).unwrap().requires_grad())
-        .collect();
-    let (yc, yg) = (f(&cpu), f(&gpu));
-    assert_eq!(yg.device(), G, "{name}: output left the GPU");
-    assert_close(&format!("{name} forward"), &yg, &yc, tol);
-    let gy = upstream(&yc, 99);
-    let gc = yc.backward_with(&gy).unwrap();
-    let gg = yg.backward_with(&gy.to_device(G).unwrap()).unwrap();
-    for (k, (xc, xg)) in cpu.iter().zip(&gpu).enumerate() {
-        let (a, b) = (gc.get(xc), gg.get(xg));
-        match (a, b) {
-            (Some(a), Some(b)) => {
-                assert_eq!(b.device(), G, "{name}: gradient {k} left the GPU");
-                assert_close(&format!("{name} grad {k}"), b, a, tol);
-            }
-            (None, None) => {}
-            _ => panic!("{name}: gradient {k} present on one device only"),
-        }
-    }
+family_tests! {
+    ops:
+    unary_ops => "unary",
+    binary_ops_every_broadcast => "binary",
+    reductions_and_broadcasts => "reduce",
+    conv2d_and_fused_leaky => "conv",
+    instance_norm_pool_upsample => "norm_pool_upsample",
+    complex_ops => "complex",
+    fft2_and_ifft2 => "fft",
+    pad_crop_cat_narrow_reshape_to_device => "shape",
+    mse_loss => "loss",
+    spectral_conv_matches_the_cpu => "spectral",
+    max_all_matches_the_cpu => "max_all",
+    expi_matches_the_cpu => "expi";
+    golden:
+    golden_unary => "unary",
+    golden_binary => "binary",
+    golden_scalar => "scalar",
+    golden_reduce => "reduce",
+    golden_conv2d => "conv2d",
+    golden_instance_norm => "instance_norm",
+    golden_pool_upsample => "pool_upsample",
+    golden_complex => "complex",
+    golden_fft => "fft",
+    golden_pad => "pad",
+    golden_mse => "mse",
 }
 
 // ------------------------------------------------------------------ devices and transfers
@@ -94,447 +116,53 @@ fn transfers_devices_and_mixed_device_errors() {
     assert_eq!((p.id(), p.device()), (id, G));
     p.assign(&Tensor::zeros(&[2, 3])).unwrap();
     assert_eq!((p.device(), p.to_vec().unwrap()), (G, vec![0.0; 6]));
-    // to_device is differentiable: the gradient comes back to the CPU
-    cpu_vs_gpu(
-        "to_device",
-        &[x],
-        |v| {
-            v[0].to_device(Device::Cpu)
-                .unwrap()
-                .square()
-                .unwrap()
-                .to_device(v[0].device())
-                .unwrap()
-        },
-        ELEMENTWISE,
-    );
 }
 
-// ------------------------------------------------------------------ elementwise
+// ------------------------------------------------------------------ the newer ops, on the GPU
 
 #[test]
-fn unary_ops() {
-    gpu_or_skip!("unary_ops");
-    type F = fn(&Tensor) -> Tensor;
-    let ops: [(&str, F, f32, f32, Tol); 11] = [
-        ("exp", |x| x.exp().unwrap(), -3.0, 3.0, GPU_TRANSCENDENTAL),
-        ("log", |x| x.log().unwrap(), 0.1, 4.0, GPU_TRANSCENDENTAL),
-        ("sqrt", |x| x.sqrt().unwrap(), 0.1, 4.0, GPU_TRANSCENDENTAL),
-        ("square", |x| x.square().unwrap(), -2.0, 2.0, ELEMENTWISE),
-        ("tanh", |x| x.tanh().unwrap(), -4.0, 4.0, GPU_TRANSCENDENTAL),
-        (
-            "sigmoid",
-            |x| x.sigmoid().unwrap(),
-            -6.0,
-            6.0,
-            GPU_TRANSCENDENTAL,
-        ),
-        (
-            "leaky_relu",
-            |x| x.leaky_relu(0.2).unwrap(),
-            -2.0,
-            2.0,
-            ELEMENTWISE,
-        ),
-        ("abs", |x| x.abs().unwrap(), -2.0, 2.0, ELEMENTWISE),
-        ("neg", |x| x.neg().unwrap(), -2.0, 2.0, ELEMENTWISE),
-        ("scale", |x| x.scale(-0.7).unwrap(), -2.0, 2.0, ELEMENTWISE),
-        (
-            "add_scalar",
-            |x| x.add_scalar(1.5).unwrap(),
-            -2.0,
-            2.0,
-            ELEMENTWISE,
-        ),
-    ];
-    for (i, (name, f, lo, hi, tol)) in ops.into_iter().enumerate() {
-        let x = rnd(&[2, 3, 7, 5], lo, hi, 10 + i as u64);
-        cpu_vs_gpu(name, &[x], |v| f(&v[0]), tol);
-    }
-    // complex affine maps: add_scalar adds to the real part only
-    let z = rnd_c(&[3, 4], 3);
-    cpu_vs_gpu(
-        "complex add_scalar",
-        std::slice::from_ref(&z),
-        |v| v[0].add_scalar(2.0).unwrap(),
-        ELEMENTWISE,
-    );
-    cpu_vs_gpu(
-        "complex scale",
-        std::slice::from_ref(&z),
-        |v| v[0].scale(-3.0).unwrap(),
-        ELEMENTWISE,
-    );
-    cpu_vs_gpu("complex neg", &[z], |v| v[0].neg().unwrap(), ELEMENTWISE);
+fn max_all_ties_on_the_gpu() {
+    gpu_or_skip!("max_all_ties_on_the_gpu");
+    ops::check_max_all_ties(G);
+}
+
+/// Fails today: `kernels/reduce.wgsl` tests NaN with `y != y`, which the shader compiler may
+/// fold to false (WGSL lets implementations assume no NaN), so the GPU's `max_all` keeps a NaN
+/// only as the first element and its VJP (the `ties` kernel) turns a NaN maximum into NaN
+/// gradients. Run with `--ignored`.
+#[test]
+#[ignore = "src bug: GPU max_all drops NaN (kernels/reduce.wgsl maxp/ties use y != y)"]
+fn max_all_propagates_nan_on_the_gpu() {
+    gpu_or_skip!("max_all_propagates_nan_on_the_gpu");
+    ops::check_max_all_nan(G);
 }
 
 #[test]
-fn binary_ops_every_broadcast() {
-    gpu_or_skip!("binary_ops_every_broadcast");
-    type F = fn(&Tensor, &Tensor) -> Tensor;
-    let ops: [(&str, F); 4] = [
-        ("add", |a, b| a.add(b).unwrap()),
-        ("sub", |a, b| a.sub(b).unwrap()),
-        ("mul", |a, b| a.mul(b).unwrap()),
-        ("div", |a, b| a.div(b).unwrap()),
-    ];
-    let cases: [(&str, &[usize], &[usize]); 7] = [
-        ("same", &[2, 3, 4, 5], &[2, 3, 4, 5]),
-        ("channel", &[2, 3, 4, 5], &[1, 3, 1, 1]),
-        ("mask", &[2, 3, 4, 5], &[4, 5]),
-        ("scalar", &[2, 3, 4, 5], &[]),
-        ("lhs broadcast", &[1, 3, 1, 5], &[2, 3, 4, 5]),
-        ("both", &[2, 1, 5], &[3, 1]),
-        ("middle", &[2, 3, 4, 5], &[2, 1, 4, 1]),
-    ];
-    for (oi, (op, f)) in ops.into_iter().enumerate() {
-        for (ci, (case, sa, sb)) in cases.iter().enumerate() {
-            let seed = (oi * 10 + ci) as u64;
-            let a = rnd(sa, 0.5, 2.0, seed);
-            let b = rnd(sb, 0.5, 2.0, seed + 100);
-            cpu_vs_gpu(
-                &format!("{op} {case}"),
-                &[a, b],
-                |v| f(&v[0], &v[1]),
-                SUM_ORDER,
-            );
-            let (za, zb) = (
-                rnd_c(sa, seed + 200),
-                rnd_c(sb, seed + 300).add_scalar(2.0).unwrap(),
-            );
-            cpu_vs_gpu(
-                &format!("complex {op} {case}"),
-                &[za, zb],
-                |v| f(&v[0], &v[1]),
-                SUM_ORDER,
-            );
-        }
-    }
-}
-
-// ------------------------------------------------------------------ reductions, broadcasting
-
-#[test]
-fn reductions_and_broadcasts() {
-    gpu_or_skip!("reductions_and_broadcasts");
-    let x = rnd(&[2, 3, 17, 9], -1.0, 1.0, 1);
-    let z = rnd_c(&[2, 3, 5, 4], 2);
-    for t in [&x, &z] {
-        let k = if t.dtype() == DType::C32 {
-            "complex "
-        } else {
-            ""
+fn randn_keyed_on_the_gpu_matches_the_cpu() {
+    gpu_or_skip!("randn_keyed_on_the_gpu_matches_the_cpu");
+    ops::check_randn_keyed(G);
+    for (key, n, scale) in [(7u64, 1000, 1.0f32), (u64::MAX, 70_001, 0.5)] {
+        let on = |d| {
+            Tensor::randn_keyed(&[n], key, scale, d)
+                .unwrap()
+                .to_vec()
+                .unwrap()
         };
-        cpu_vs_gpu(
-            &format!("{k}sum_all"),
-            std::slice::from_ref(t),
-            |v| v[0].sum_all().unwrap(),
-            SUM_ORDER,
-        );
-        cpu_vs_gpu(
-            &format!("{k}mean_all"),
-            std::slice::from_ref(t),
-            |v| v[0].mean_all().unwrap(),
-            SUM_ORDER,
-        );
-        cpu_vs_gpu(
-            &format!("{k}sum_axes 2,3"),
-            std::slice::from_ref(t),
-            |v| v[0].sum_axes(&[2, 3], false).unwrap(),
-            SUM_ORDER,
-        );
-        cpu_vs_gpu(
-            &format!("{k}mean_axes 1"),
-            std::slice::from_ref(t),
-            |v| v[0].mean_axes(&[1], true).unwrap(),
-            SUM_ORDER,
-        );
-        cpu_vs_gpu(
-            &format!("{k}sum_axes 0,2"),
-            std::slice::from_ref(t),
-            |v| v[0].sum_axes(&[0, 2], false).unwrap(),
-            SUM_ORDER,
-        );
-        let s = t.shape().to_vec();
-        cpu_vs_gpu(
-            &format!("{k}sum_to leading"),
-            std::slice::from_ref(t),
-            |v| v[0].sum_to(&s[1..]).unwrap(),
-            SUM_ORDER,
-        );
-    }
-    let b = rnd(&[3, 1, 5], -1.0, 1.0, 3);
-    cpu_vs_gpu(
-        "broadcast_to",
-        &[b],
-        |v| v[0].broadcast_to(&[2, 3, 4, 5]).unwrap(),
-        SUM_ORDER,
-    );
-    let bz = rnd_c(&[1, 4], 4);
-    cpu_vs_gpu(
-        "complex broadcast_to",
-        &[bz],
-        |v| v[0].broadcast_to(&[3, 2, 4]).unwrap(),
-        SUM_ORDER,
-    );
-    // a long reduction through the tree kernel
-    let big = rnd(&[1 << 18], -1.0, 1.0, 5);
-    cpu_vs_gpu(
-        "sum_all 2^18",
-        &[big],
-        |v| v[0].sum_all().unwrap(),
-        LONG_SUM,
-    );
-}
-
-// ------------------------------------------------------------------ network ops
-
-#[test]
-fn conv2d_and_fused_leaky() {
-    gpu_or_skip!("conv2d_and_fused_leaky");
-    for (i, &(n, cin, cout, h, w, k)) in [
-        (1, 1, 4, 9, 7, 1),
-        (2, 3, 5, 11, 13, 3),
-        (1, 4, 6, 16, 16, 5),
-        (1, 2, 3, 3, 2, 5),
-    ]
-    .iter()
-    .enumerate()
-    {
-        let s = i as u64 * 10;
-        let x = rnd(&[n, cin, h, w], -1.0, 1.0, s);
-        let wt = rnd(&[cout, cin, k, k], -0.5, 0.5, s + 1);
-        let b = rnd(&[cout], -0.5, 0.5, s + 2);
-        let inputs = [x, wt, b];
-        cpu_vs_gpu(
-            &format!("conv2d k{k}"),
-            &inputs,
-            |v| v[0].conv2d(&v[1], Some(&v[2])).unwrap(),
-            SUM_ORDER,
-        );
-        cpu_vs_gpu(
-            &format!("conv2d k{k} no bias"),
-            &inputs[..2],
-            |v| v[0].conv2d(&v[1], None).unwrap(),
-            SUM_ORDER,
-        );
-        cpu_vs_gpu(
-            &format!("conv2d_leaky k{k}"),
-            &inputs,
-            |v| v[0].conv2d_leaky(&v[1], Some(&v[2]), 0.2).unwrap(),
-            SUM_ORDER,
-        );
+        let what = format!("randn_keyed key {key} n {n}: GPU vs CPU");
+        assert_close_slice(&what, &on(G), &on(Device::Cpu), GPU_BOX_MULLER);
     }
 }
 
 #[test]
-fn instance_norm_pool_upsample() {
-    gpu_or_skip!("instance_norm_pool_upsample");
-    let x = rnd(&[2, 3, 9, 7], -2.0, 2.0, 1);
-    let (w, b) = (rnd(&[3], 0.5, 1.5, 2), rnd(&[3], -0.5, 0.5, 3));
-    cpu_vs_gpu(
-        "instance_norm affine",
-        &[x.clone(), w, b],
-        |v| v[0].instance_norm(Some(&v[1]), Some(&v[2]), 1e-5).unwrap(),
-        SUM_ORDER,
-    );
-    cpu_vs_gpu(
-        "instance_norm plain",
-        std::slice::from_ref(&x),
-        |v| v[0].instance_norm(None, None, 1e-5).unwrap(),
-        SUM_ORDER,
-    );
-    cpu_vs_gpu(
-        "max_pool2d odd",
-        std::slice::from_ref(&x),
-        |v| v[0].max_pool2d().unwrap(),
-        ELEMENTWISE,
-    );
-    cpu_vs_gpu(
-        "max_pool2d even",
-        &[rnd(&[1, 2, 8, 6], -1.0, 1.0, 4)],
-        |v| v[0].max_pool2d().unwrap(),
-        ELEMENTWISE,
-    );
-    cpu_vs_gpu(
-        "upsample_bilinear2d",
-        &[x],
-        |v| v[0].upsample_bilinear2d().unwrap(),
-        SUM_ORDER,
-    );
-}
-
-// ------------------------------------------------------------------ complex, GPU_FFT, pad, shape, loss
-
-#[test]
-fn complex_ops() {
-    gpu_or_skip!("complex_ops");
-    let z = rnd_c(&[2, 3, 4], 1);
-    let (re, im) = (rnd(&[2, 3, 4], -1.0, 1.0, 2), rnd(&[2, 3, 4], -1.0, 1.0, 3));
-    cpu_vs_gpu(
-        "complex",
-        &[re, im],
-        |v| Tensor::complex(&v[0], &v[1]).unwrap(),
-        ELEMENTWISE,
-    );
-    cpu_vs_gpu(
-        "re",
-        std::slice::from_ref(&z),
-        |v| v[0].re().unwrap(),
-        ELEMENTWISE,
-    );
-    cpu_vs_gpu(
-        "im",
-        std::slice::from_ref(&z),
-        |v| v[0].im().unwrap(),
-        ELEMENTWISE,
-    );
-    cpu_vs_gpu(
-        "conj",
-        std::slice::from_ref(&z),
-        |v| v[0].conj().unwrap(),
-        ELEMENTWISE,
-    );
-    cpu_vs_gpu("abs2", &[z], |v| v[0].abs2().unwrap(), ELEMENTWISE);
+fn spectral_conv_matches_the_composed_operator_on_the_gpu() {
+    gpu_or_skip!("spectral_conv_matches_the_composed_operator_on_the_gpu");
+    ops::check_spectral_vs_composed(G, SUM_ORDER);
 }
 
 #[test]
-fn fft2_and_ifft2() {
-    gpu_or_skip!("fft2_and_ifft2");
-    for (i, shape) in [[2, 8, 16], [1, 12, 10], [3, 7, 5], [1, 64, 64]]
-        .iter()
-        .enumerate()
-    {
-        let z = rnd_c(shape, i as u64);
-        cpu_vs_gpu(
-            &format!("fft2 {shape:?}"),
-            std::slice::from_ref(&z),
-            |v| v[0].fft2().unwrap(),
-            GPU_FFT,
-        );
-        cpu_vs_gpu(
-            &format!("ifft2 {shape:?}"),
-            &[z],
-            |v| v[0].ifft2().unwrap(),
-            GPU_FFT,
-        );
-    }
-}
-
-#[test]
-fn pad_crop_cat_narrow_reshape() {
-    gpu_or_skip!("pad_crop_cat_narrow_reshape");
-    let x = rnd(&[2, 3, 5, 6], -1.0, 1.0, 1);
-    let z = rnd_c(&[3, 5, 6], 2);
-    for t in [&x, &z] {
-        let k = if t.dtype() == DType::C32 {
-            "complex "
-        } else {
-            ""
-        };
-        cpu_vs_gpu(
-            &format!("{k}pad2d"),
-            std::slice::from_ref(t),
-            |v| v[0].pad2d(1, 2, 3, 0).unwrap(),
-            ELEMENTWISE,
-        );
-        cpu_vs_gpu(
-            &format!("{k}pad2d bottom-right"),
-            std::slice::from_ref(t),
-            |v| v[0].pad2d(0, 5, 0, 6).unwrap(),
-            ELEMENTWISE,
-        );
-        cpu_vs_gpu(
-            &format!("{k}crop2d"),
-            std::slice::from_ref(t),
-            |v| v[0].crop2d(1, 3, 2, 4).unwrap(),
-            ELEMENTWISE,
-        );
-        cpu_vs_gpu(
-            &format!("{k}narrow"),
-            std::slice::from_ref(t),
-            |v| v[0].narrow(1, 1, 2).unwrap(),
-            ELEMENTWISE,
-        );
-        cpu_vs_gpu(
-            &format!("{k}narrow last"),
-            std::slice::from_ref(t),
-            |v| v[0].narrow(t.rank() - 1, 2, 3).unwrap(),
-            ELEMENTWISE,
-        );
-        cpu_vs_gpu(
-            &format!("{k}reshape"),
-            std::slice::from_ref(t),
-            |v| v[0].reshape(&[t.numel()]).unwrap().scale(2.0).unwrap(),
-            ELEMENTWISE,
-        );
-    }
-    let parts = [
-        rnd(&[2, 1, 4], -1.0, 1.0, 3),
-        rnd(&[2, 3, 4], -1.0, 1.0, 4),
-        rnd(&[2, 2, 4], -1.0, 1.0, 5),
-    ];
-    cpu_vs_gpu(
-        "cat axis 1",
-        &parts,
-        |v| Tensor::cat(v, 1).unwrap(),
-        ELEMENTWISE,
-    );
-    let zp = [rnd_c(&[2, 3], 6), rnd_c(&[1, 3], 7)];
-    cpu_vs_gpu(
-        "complex cat axis 0",
-        &zp,
-        |v| Tensor::cat(v, 0).unwrap(),
-        ELEMENTWISE,
-    );
-}
-
-#[test]
-fn mse_loss() {
-    gpu_or_skip!("mse_loss");
-    let (a, b) = (
-        rnd(&[1, 2, 33, 31], -1.0, 1.0, 1),
-        rnd(&[1, 2, 33, 31], -1.0, 1.0, 2),
-    );
-    cpu_vs_gpu(
-        "mse_loss",
-        &[a, b],
-        |v| v[0].mse_loss(&v[1]).unwrap(),
-        SUM_ORDER,
-    );
-}
-
-// ------------------------------------------------------------------ golden fixtures on the GPU
-
-/// One GPU `#[test]` per family of the golden table (GPU against NumPy); the list must name
-/// every family of the table.
-macro_rules! golden_tests {
-    ($($t:ident => $f:literal),* $(,)?) => {
-        const GOLDEN_FAMILIES: &[&str] = &[$($f),*];
-        $(
-            #[test]
-            fn $t() {
-                golden::assert_all_families_tested(GOLDEN_FAMILIES);
-                gpu_or_skip!(stringify!($t));
-                let n = golden::check_family($f, G);
-                println!("{}: {n} golden cases on the GPU", $f);
-            }
-        )*
-    };
-}
-
-golden_tests! {
-    golden_unary => "unary",
-    golden_binary => "binary",
-    golden_scalar => "scalar",
-    golden_reduce => "reduce",
-    golden_conv2d => "conv2d",
-    golden_instance_norm => "instance_norm",
-    golden_pool_upsample => "pool_upsample",
-    golden_complex => "complex",
-    golden_fft => "fft",
-    golden_pad => "pad",
-    golden_mse => "mse",
+fn fused_conv_leaky_matches_unfused_on_the_gpu() {
+    gpu_or_skip!("fused_conv_leaky_matches_unfused_on_the_gpu");
+    ops::check_fused_conv_leaky(G);
 }
 
 // ------------------------------------------------------------------ optimiser and training
@@ -619,26 +247,26 @@ fn nv_operators_match_the_cpu() {
     let m3 = rnd(&[1, 3, h, w], -1.0, 1.0, 2);
     let si = |t: &Tensor| t.scale(1e5).unwrap();
     let out = |t: Tensor| t.scale(1e2).unwrap();
-    cpu_vs_gpu(
+    gpu_vs_cpu(
         "nv bnv",
         std::slice::from_ref(&m),
         |v| out(fwd.bnv(&si(&v[0])).unwrap()),
         GPU_FFT,
     );
-    cpu_vs_gpu(
+    gpu_vs_cpu(
         "nv bnv with mz",
         std::slice::from_ref(&m3),
         |v| out(fwd.bnv(&si(&v[0])).unwrap()),
         GPU_FFT,
     );
-    cpu_vs_gpu(
+    gpu_vs_cpu(
         "nv field",
         &[m3],
         |v| out(fwd.field(&si(&v[0])).unwrap()),
         GPU_FFT,
     );
     let d = Tensor::scalar(50.0);
-    cpu_vs_gpu(
+    gpu_vs_cpu(
         "nv bnv_with_standoff",
         &[m, d],
         |v| {
@@ -729,17 +357,13 @@ fn complex_inputs_of_the_wrong_dtype_are_errors() {
     let z = rnd_c(&[4, 4], 2).to_device(G).unwrap();
     assert!(z.exp().is_err());
     assert!(z.mse_loss(&z).is_err());
-    let _ = C32::new(0.0, 0.0);
-}
-
-#[test]
-fn expi_matches_the_cpu_op() {
-    gpu_or_skip!("expi_matches_the_cpu_op");
-    let phi = rnd(&[3, 17], -4.0, 4.0, 1);
-    cpu_vs_gpu(
-        "expi",
-        &[phi],
-        |x| x[0].expi().unwrap().abs2().unwrap(),
-        GPU_TRANSCENDENTAL,
-    );
+    assert!(z.expi().is_err());
+    assert!(z.max_all().is_err());
+    let x4 = x.reshape(&[1, 1, 4, 4]).unwrap();
+    assert!(x4.spectral_conv(&x4).is_err());
+    assert!(z
+        .reshape(&[1, 1, 4, 4])
+        .unwrap()
+        .spectral_conv(&x4)
+        .is_err());
 }

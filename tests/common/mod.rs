@@ -1,11 +1,12 @@
 //! Shared test helpers: fixture loading, the tolerance table and the comparisons that say where
-//! they fail (`tol.rs`), central finite differences, the GPU gate, the NumPy fixture table
-//! shared by the CPU and GPU tests (`golden.rs`) and naive f64 references of the kernels
-//! (`reference.rs`).
+//! they fail (`tol.rs`), central finite differences, the GPU gate, and the op tables shared by
+//! the CPU and GPU tests (`golden.rs`: NumPy fixtures; `ops.rs`: random inputs;
+//! `reference.rs`: naive f64 references of the kernels).
 #![allow(dead_code)]
 
 pub mod cli;
 pub mod golden;
+pub mod ops;
 pub mod reference;
 pub mod tol;
 
