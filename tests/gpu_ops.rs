@@ -234,6 +234,74 @@ fn training_iteration_matches_the_cpu() {
     assert_close_slice("parameters after 3 steps", &pg, &pc, TRAINING_GPU_VS_CPU);
 }
 
+// ------------------------------------------------------------------ the fitting loop
+
+/// Fits `p` (1, 1, 12, 10) to a target by the training pixels of a hold-out split.
+struct Masked {
+    p: Tensor,
+    target: Tensor,
+    holdout: magprior::fit::Holdout,
+}
+
+impl magprior::fit::Objective for Masked {
+    fn evaluate(&mut self, _: usize) -> magprior::Result<magprior::fit::Evaluation> {
+        let (train, val) = self.holdout.losses(&self.p.tanh()?, &self.target)?;
+        Ok(magprior::fit::Evaluation {
+            loss: train,
+            validation: Some(val),
+            report: vec![self.p.mean_all()?.detach()],
+            state: vec![self.p.detach()],
+        })
+    }
+}
+
+#[test]
+fn fit_loop_and_holdout_on_the_gpu_match_the_cpu() {
+    gpu_or_skip!("fit_loop_and_holdout_on_the_gpu_match_the_cpu");
+    use magprior::fit::{Fit, Holdout, Selection, StopReason};
+    let run = |dev: Device| {
+        let p = rnd(&[1, 1, 12, 10], -1.0, 1.0, 1).requires_grad();
+        p.move_to(dev).unwrap();
+        let target = rnd(&[1, 1, 12, 10], -0.9, 0.9, 2).to_device(dev).unwrap();
+        let holdout = Holdout::new(12, 10, 0.2, 3, dev).unwrap();
+        let mut obj = Masked {
+            p: p.clone(),
+            target,
+            holdout,
+        };
+        let mut opt = AdamW::new(vec![p], 0.05);
+        let mut fit = Fit::new(Selection::Validation { after: 2 });
+        let stop = fit
+            .run(25, &mut obj, &mut [&mut opt], None, &mut |_| true)
+            .unwrap();
+        assert_eq!(stop, StopReason::Completed);
+        let (history, selected) = fit.finish();
+        let selected = selected.unwrap();
+        assert_eq!(
+            selected.state[0].device(),
+            dev,
+            "the kept state stays on the device"
+        );
+        (history, selected.iter, selected.state[0].to_vec().unwrap())
+    };
+    let ((hg, ig, sg), (hc, ic, sc)) = (run(G), run(Device::Cpu));
+    let col = |h: &[magprior::fit::Iteration], f: fn(&magprior::fit::Iteration) -> f64| {
+        h.iter().map(f).map(|v| v as f32).collect::<Vec<_>>()
+    };
+    assert_close_slice(
+        "losses",
+        &col(&hg, |i| i.loss),
+        &col(&hc, |i| i.loss),
+        SUM_ORDER,
+    );
+    let (vg, vc) = (col(&hg, |i| i.validation), col(&hc, |i| i.validation));
+    assert_close_slice("held-out losses", &vg, &vc, SUM_ORDER);
+    let (rg, rc) = (col(&hg, |i| i.report[0]), col(&hc, |i| i.report[0]));
+    assert_close_slice("reported means", &rg, &rc, SUM_ORDER);
+    assert_eq!(ig, ic, "selected iteration");
+    assert_close_slice("selected state", &sg, &sc, SUM_ORDER);
+}
+
 // ------------------------------------------------------------------ NV physics
 
 #[test]
