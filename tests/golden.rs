@@ -5,300 +5,37 @@ mod common;
 use common::*;
 use magprior::nn::{Cae, CaeConfig};
 use magprior::optim::{AdamW, ReduceLrOnPlateau};
-use magprior::{Rng, Tensor};
+use magprior::{Device, Rng, Tensor};
 
-/// Runs `f` on tracked copies of `inputs`, compares the output with `<prefix>out` and each input's
-/// gradient (for upstream `<prefix>gy`) with the named fixtures.
-fn check_vjp(
-    group: &str,
-    prefix: &str,
-    inputs: &[&str],
-    grads: &[&str],
-    f: impl Fn(&[Tensor]) -> Tensor,
-    tol: Tol,
-) {
-    let xs: Vec<Tensor> = inputs
-        .iter()
-        .map(|n| fx(group, &format!("{prefix}{n}")).requires_grad())
-        .collect();
-    let out = f(&xs);
-    let what = format!("{group}/{prefix}");
-    assert_close(
-        &format!("{what}out"),
-        &out,
-        &fx(group, &format!("{prefix}out")),
-        tol,
-    );
-    let g = out
-        .backward_with(&fx(group, &format!("{prefix}gy")))
-        .unwrap();
-    for (x, gname) in xs.iter().zip(grads) {
-        let want = fx(group, &format!("{prefix}{gname}"));
-        let got = g
-            .get(x)
-            .unwrap_or_else(|| panic!("{what}: no gradient {gname}"));
-        assert_close(&format!("{what}{gname}"), got, &want, tol);
-    }
-}
-
-#[test]
-fn unary_ops() {
-    type F = fn(&Tensor) -> Tensor;
-    let ops: [(&str, F); 9] = [
-        ("exp", |x| x.exp().unwrap()),
-        ("log", |x| x.log().unwrap()),
-        ("sqrt", |x| x.sqrt().unwrap()),
-        ("square", |x| x.square().unwrap()),
-        ("tanh", |x| x.tanh().unwrap()),
-        ("sigmoid", |x| x.sigmoid().unwrap()),
-        ("leaky_relu", |x| x.leaky_relu(0.2).unwrap()),
-        ("abs", |x| x.abs().unwrap()),
-        ("neg", |x| x.neg().unwrap()),
-    ];
-    for (name, f) in ops {
-        check_vjp(
-            "unary",
-            &format!("{name}_"),
-            &["x"],
-            &["gx"],
-            |x| f(&x[0]),
-            ELEMENTWISE,
-        );
-    }
-}
-
-#[test]
-fn binary_ops_with_broadcasting() {
-    type F = fn(&Tensor, &Tensor) -> Tensor;
-    let ops: [(&str, F); 4] = [
-        ("add", |a, b| a.add(b).unwrap()),
-        ("sub", |a, b| a.sub(b).unwrap()),
-        ("mul", |a, b| a.mul(b).unwrap()),
-        ("div", |a, b| a.div(b).unwrap()),
-    ];
-    for (name, f) in ops {
-        for case in ["same", "chan", "mask", "scalar"] {
-            check_vjp(
-                "binary",
-                &format!("{name}_{case}_"),
-                &["a", "b"],
-                &["ga", "gb"],
-                |x| f(&x[0], &x[1]),
-                ACCUMULATED,
-            );
+/// The golden families on the CPU, one `#[test]` each (the table is `common/golden.rs`; the
+/// same cases run on the GPU in `gpu_ops.rs`).
+macro_rules! golden_cpu {
+    ($($test:ident => $family:literal),* $(,)?) => {
+        $(
+            #[test]
+            fn $test() {
+                golden::check_family($family, Device::Cpu);
+            }
+        )*
+        #[test]
+        fn every_golden_family_runs_on_the_cpu() {
+            golden::assert_all_families_tested(&[$($family),*]);
         }
-    }
+    };
 }
 
-#[test]
-fn scalar_ops() {
-    check_vjp(
-        "scalar",
-        "add_",
-        &["x"],
-        &["gx"],
-        |x| x[0].add_scalar(1.5).unwrap(),
-        ELEMENTWISE,
-    );
-    check_vjp(
-        "scalar",
-        "mul_",
-        &["x"],
-        &["gx"],
-        |x| x[0].scale(-0.7).unwrap(),
-        ELEMENTWISE,
-    );
-}
-
-#[test]
-fn reductions() {
-    check_vjp(
-        "reduce",
-        "sum_all_",
-        &["x"],
-        &["gx"],
-        |x| x[0].sum_all().unwrap(),
-        ACCUMULATED,
-    );
-    check_vjp(
-        "reduce",
-        "mean_all_",
-        &["x"],
-        &["gx"],
-        |x| x[0].mean_all().unwrap(),
-        ACCUMULATED,
-    );
-    check_vjp(
-        "reduce",
-        "sum_axes23_",
-        &["x"],
-        &["gx"],
-        |x| x[0].sum_axes(&[2, 3], false).unwrap(),
-        ACCUMULATED,
-    );
-    check_vjp(
-        "reduce",
-        "mean_axis1_",
-        &["x"],
-        &["gx"],
-        |x| x[0].mean_axes(&[1], false).unwrap(),
-        ACCUMULATED,
-    );
-}
-
-#[test]
-fn conv2d_k1_k3_k5() {
-    for k in [1, 3, 5] {
-        check_vjp(
-            "conv2d",
-            &format!("k{k}_"),
-            &["x", "w", "b"],
-            &["gx", "gw", "gb"],
-            |x| x[0].conv2d(&x[1], Some(&x[2])).unwrap(),
-            ACCUMULATED,
-        );
-    }
-}
-
-#[test]
-fn instance_norm() {
-    check_vjp(
-        "instance_norm",
-        "",
-        &["x", "w", "b"],
-        &["gx", "gw", "gb"],
-        |x| x[0].instance_norm(Some(&x[1]), Some(&x[2]), 1e-5).unwrap(),
-        ACCUMULATED,
-    );
-}
-
-#[test]
-fn max_pool_and_upsample() {
-    check_vjp(
-        "max_pool",
-        "",
-        &["x"],
-        &["gx"],
-        |x| x[0].max_pool2d().unwrap(),
-        ELEMENTWISE,
-    );
-    for p in ["", "odd_"] {
-        check_vjp(
-            "upsample",
-            p,
-            &["x"],
-            &["gx"],
-            |x| x[0].upsample_bilinear2d().unwrap(),
-            ELEMENTWISE,
-        );
-    }
-}
-
-#[test]
-fn complex_ops() {
-    let g = "complex";
-    let z = || fx(g, "z").requires_grad();
-    // re, im, conj, abs2 of z
-    for (name, f) in [
-        ("re", Tensor::re as fn(&Tensor) -> magprior::Result<Tensor>),
-        ("im", Tensor::im),
-        ("conj", Tensor::conj),
-        ("abs2", Tensor::abs2),
-    ] {
-        let zt = z();
-        let out = f(&zt).unwrap();
-        assert_close(
-            &format!("{name} out"),
-            &out,
-            &fx(g, &format!("{name}_out")),
-            ELEMENTWISE,
-        );
-        let gr = out.backward_with(&fx(g, &format!("{name}_gy"))).unwrap();
-        assert_close(
-            &format!("{name} gz"),
-            gr.get(&zt).unwrap(),
-            &fx(g, &format!("{name}_gz")),
-            ELEMENTWISE,
-        );
-    }
-    let (zt, wt) = (z(), fx(g, "w").requires_grad());
-    let out = zt.mul(&wt).unwrap();
-    assert_close("cmul out", &out, &fx(g, "cmul_out"), ELEMENTWISE);
-    let gr = out.backward_with(&fx(g, "cmul_gy")).unwrap();
-    assert_close(
-        "cmul gz",
-        gr.get(&zt).unwrap(),
-        &fx(g, "cmul_gz"),
-        ELEMENTWISE,
-    );
-    assert_close(
-        "cmul gw",
-        gr.get(&wt).unwrap(),
-        &fx(g, "cmul_gw"),
-        ELEMENTWISE,
-    );
-    check_vjp(
-        g,
-        "from_",
-        &["re", "im"],
-        &["gre", "gim"],
-        |x| Tensor::complex(&x[0], &x[1]).unwrap(),
-        ELEMENTWISE,
-    );
-}
-
-#[test]
-fn fft2_and_ifft2_any_size() {
-    for case in ["pow2", "odd", "prime"] {
-        check_vjp(
-            "fft",
-            &format!("fft2_{case}_"),
-            &["x"],
-            &["gx"],
-            |x| x[0].fft2().unwrap(),
-            ACCUMULATED,
-        );
-        check_vjp(
-            "fft",
-            &format!("ifft2_{case}_"),
-            &["x"],
-            &["gx"],
-            |x| x[0].ifft2().unwrap(),
-            ACCUMULATED,
-        );
-    }
-}
-
-#[test]
-fn pad_and_crop() {
-    check_vjp(
-        "pad",
-        "pad_",
-        &["x"],
-        &["gx"],
-        |x| x[0].pad2d(1, 2, 3, 0).unwrap(),
-        ELEMENTWISE,
-    );
-    check_vjp(
-        "pad",
-        "crop_",
-        &["x"],
-        &["gx"],
-        |x| x[0].crop2d(2, 4, 1, 7).unwrap(),
-        ELEMENTWISE,
-    );
-}
-
-#[test]
-fn mse_loss() {
-    check_vjp(
-        "mse",
-        "",
-        &["a", "b"],
-        &["ga", "gb"],
-        |x| x[0].mse_loss(&x[1]).unwrap(),
-        ACCUMULATED,
-    );
+golden_cpu! {
+    unary_ops => "unary",
+    binary_ops_with_broadcasting => "binary",
+    scalar_ops => "scalar",
+    reductions => "reduce",
+    conv2d_k1_k3_k5 => "conv2d",
+    instance_norm => "instance_norm",
+    max_pool_and_upsample => "pool_upsample",
+    complex_ops => "complex",
+    fft2_and_ifft2_any_size => "fft",
+    pad_and_crop => "pad",
+    mse_loss => "mse",
 }
 
 #[test]
@@ -363,7 +100,7 @@ fn cae_forward_with_given_weights() {
         p.assign(&fx("cae", &name)).unwrap();
     }
     let out = net.forward(&fx("cae", "x")).unwrap();
-    assert_close("cae out", &out, &fx("cae", "out"), NETWORK);
+    assert_close("cae out", &out, &fx("cae", "out"), NETWORK_VS_TORCH);
 }
 
 #[test]

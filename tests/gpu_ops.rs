@@ -1,6 +1,7 @@
-//! Every engine op on the GPU against the CPU backend (forward and VJP, random inputs), the
-//! NumPy golden fixtures on the GPU, AdamW, a full training iteration, the NV operator, a short
-//! NV reconstruction and the CLI with `--device gpu`.
+//! Every engine op on the GPU against the CPU backend (forward and VJP, the random-input
+//! table of `common/ops.rs`), the NumPy golden fixtures on the GPU (`common/golden.rs`), the
+//! GPU side of the checks of the newer ops, AdamW, a full training iteration, the NV operator,
+//! a short NV reconstruction and the CLI with `--device gpu`.
 //!
 //! Runs on any adapter, lavapipe included. Without one each test prints
 //! `SKIP: no GPU adapter (...)` and returns — unless `MAGPRIOR_REQUIRE_GPU_TESTS` is set (CI
@@ -8,41 +9,12 @@
 //! `GPU test <name> ran (<k> so far)`.
 
 mod common;
-use common::{assert_close, assert_close_slice, fx, gpu, Tol};
+use common::ops::gpu_vs_cpu;
+use common::*;
 use magprior::nn::{Cae, CaeConfig};
 use magprior::nv::{self, mask, NvForward, NvGeometry, NvReconConfig, Preset};
 use magprior::optim::AdamW;
-use magprior::{DType, Device, Rng, Tensor, C32};
-
-// ------------------------------------------------------------------ tolerances (one place)
-
-/// Plain f32 arithmetic (a few roundings on both sides).
-const EXACTISH: Tol = Tol {
-    abs: 1e-6,
-    rel: 1e-5,
-};
-/// exp/log/tanh/sigmoid: lavapipe is up to a few hundred ULP off Rust's libm (GPU_NOTES).
-const TRANSCENDENTAL: Tol = Tol {
-    abs: 2e-6,
-    rel: 5e-5,
-};
-/// Sums and dot products of up to a few thousand O(1) terms in f32 (different orders).
-const ACCUMULATED: Tol = Tol {
-    abs: 5e-5,
-    rel: 2e-4,
-};
-/// FFT outputs of O(1) inputs (n up to ~10^3 terms; Bluestein adds two transforms).
-const FFT: Tol = Tol {
-    abs: 2e-4,
-    rel: 2e-4,
-};
-/// A network forward/backward pass or an optimiser step after one.
-const NETWORK: Tol = Tol {
-    abs: 1e-4,
-    rel: 2e-3,
-};
-/// Relative agreement of CPU and GPU final losses after a short reconstruction.
-const RECON_LOSS_REL: f64 = 0.05;
+use magprior::{Device, Rng, Tensor};
 
 macro_rules! gpu_or_skip {
     ($name:expr) => {
@@ -62,39 +34,59 @@ fn rnd_c(shape: &[usize], seed: u64) -> Tensor {
     common::rand_c(shape, &mut Rng::new(seed))
 }
 
-/// A random upstream gradient shaped like `t`.
-fn upstream(t: &Tensor, seed: u64) -> Tensor {
-    match t.dtype() {
-        DType::F32 => rnd(t.shape(), -1.0, 1.0, seed),
-        DType::C32 => rnd_c(t.shape(), seed),
-    }
+/// One GPU `#[test]` per family of the op table (GPU against CPU) and of the golden table
+/// (GPU against NumPy); each file-level list must name every family of its table.
+macro_rules! family_tests {
+    (ops: $($t:ident => $f:literal),* ; golden: $($gt:ident => $gf:literal),* $(,)?) => {
+        const OP_FAMILIES: &[&str] = &[$($f),*];
+        const GOLDEN_FAMILIES: &[&str] = &[$($gf),*];
+        $(
+            #[test]
+            fn $t() {
+                ops::assert_all_families_tested(OP_FAMILIES);
+                gpu_or_skip!(stringify!($t));
+                let n = ops::check_family_gpu($f);
+                println!("{}: {n} cases on the GPU against the CPU", $f);
+            }
+        )*
+        $(
+            #[test]
+            fn $gt() {
+                golden::assert_all_families_tested(GOLDEN_FAMILIES);
+                gpu_or_skip!(stringify!($gt));
+                let n = golden::check_family($gf, G);
+                println!("{}: {n} golden cases on the GPU", $gf);
+            }
+        )*
+    };
 }
 
-/// Runs `f` on tracked copies of `inputs` on the CPU and on the GPU; compares the outputs and
-/// the gradients of every input for one random upstream gradient.
-fn cpu_vs_gpu(name: &str, inputs: &[Tensor], f: impl Fn(&[Tensor]) -> Tensor, tol: Tol) {
-    let cpu: Vec<Tensor> = inputs.iter().map(|t| t.clone().requires_grad()).collect();
-    let gpu: Vec<Tensor> = inputs
-        .iter()
-        .map(|t| t.to_device(G).unwrap().requires_grad())
-        .collect();
-    let (yc, yg) = (f(&cpu), f(&gpu));
-    assert_eq!(yg.device(), G, "{name}: output left the GPU");
-    assert_close(&format!("{name} forward"), &yg, &yc, tol);
-    let gy = upstream(&yc, 99);
-    let gc = yc.backward_with(&gy).unwrap();
-    let gg = yg.backward_with(&gy.to_device(G).unwrap()).unwrap();
-    for (k, (xc, xg)) in cpu.iter().zip(&gpu).enumerate() {
-        let (a, b) = (gc.get(xc), gg.get(xg));
-        match (a, b) {
-            (Some(a), Some(b)) => {
-                assert_eq!(b.device(), G, "{name}: gradient {k} left the GPU");
-                assert_close(&format!("{name} grad {k}"), b, a, tol);
-            }
-            (None, None) => {}
-            _ => panic!("{name}: gradient {k} present on one device only"),
-        }
-    }
+family_tests! {
+    ops:
+    unary_ops => "unary",
+    binary_ops_every_broadcast => "binary",
+    reductions_and_broadcasts => "reduce",
+    conv2d_and_fused_leaky => "conv",
+    instance_norm_pool_upsample => "norm_pool_upsample",
+    complex_ops => "complex",
+    fft2_and_ifft2 => "fft",
+    pad_crop_cat_narrow_reshape_to_device => "shape",
+    mse_loss => "loss",
+    spectral_conv_matches_the_cpu => "spectral",
+    max_all_matches_the_cpu => "max_all",
+    expi_matches_the_cpu => "expi";
+    golden:
+    golden_unary => "unary",
+    golden_binary => "binary",
+    golden_scalar => "scalar",
+    golden_reduce => "reduce",
+    golden_conv2d => "conv2d",
+    golden_instance_norm => "instance_norm",
+    golden_pool_upsample => "pool_upsample",
+    golden_complex => "complex",
+    golden_fft => "fft",
+    golden_pad => "pad",
+    golden_mse => "mse",
 }
 
 // ------------------------------------------------------------------ devices and transfers
@@ -124,663 +116,53 @@ fn transfers_devices_and_mixed_device_errors() {
     assert_eq!((p.id(), p.device()), (id, G));
     p.assign(&Tensor::zeros(&[2, 3])).unwrap();
     assert_eq!((p.device(), p.to_vec().unwrap()), (G, vec![0.0; 6]));
-    // to_device is differentiable: the gradient comes back to the CPU
-    cpu_vs_gpu(
-        "to_device",
-        &[x],
-        |v| {
-            v[0].to_device(Device::Cpu)
-                .unwrap()
-                .square()
-                .unwrap()
-                .to_device(v[0].device())
-                .unwrap()
-        },
-        EXACTISH,
-    );
 }
 
-// ------------------------------------------------------------------ elementwise
+// ------------------------------------------------------------------ the newer ops, on the GPU
 
 #[test]
-fn unary_ops() {
-    gpu_or_skip!("unary_ops");
-    type F = fn(&Tensor) -> Tensor;
-    let ops: [(&str, F, f32, f32, Tol); 11] = [
-        ("exp", |x| x.exp().unwrap(), -3.0, 3.0, TRANSCENDENTAL),
-        ("log", |x| x.log().unwrap(), 0.1, 4.0, TRANSCENDENTAL),
-        ("sqrt", |x| x.sqrt().unwrap(), 0.1, 4.0, TRANSCENDENTAL),
-        ("square", |x| x.square().unwrap(), -2.0, 2.0, EXACTISH),
-        ("tanh", |x| x.tanh().unwrap(), -4.0, 4.0, TRANSCENDENTAL),
-        (
-            "sigmoid",
-            |x| x.sigmoid().unwrap(),
-            -6.0,
-            6.0,
-            TRANSCENDENTAL,
-        ),
-        (
-            "leaky_relu",
-            |x| x.leaky_relu(0.2).unwrap(),
-            -2.0,
-            2.0,
-            EXACTISH,
-        ),
-        ("abs", |x| x.abs().unwrap(), -2.0, 2.0, EXACTISH),
-        ("neg", |x| x.neg().unwrap(), -2.0, 2.0, EXACTISH),
-        ("scale", |x| x.scale(-0.7).unwrap(), -2.0, 2.0, EXACTISH),
-        (
-            "add_scalar",
-            |x| x.add_scalar(1.5).unwrap(),
-            -2.0,
-            2.0,
-            EXACTISH,
-        ),
-    ];
-    for (i, (name, f, lo, hi, tol)) in ops.into_iter().enumerate() {
-        let x = rnd(&[2, 3, 7, 5], lo, hi, 10 + i as u64);
-        cpu_vs_gpu(name, &[x], |v| f(&v[0]), tol);
-    }
-    // complex affine maps: add_scalar adds to the real part only
-    let z = rnd_c(&[3, 4], 3);
-    cpu_vs_gpu(
-        "complex add_scalar",
-        std::slice::from_ref(&z),
-        |v| v[0].add_scalar(2.0).unwrap(),
-        EXACTISH,
-    );
-    cpu_vs_gpu(
-        "complex scale",
-        std::slice::from_ref(&z),
-        |v| v[0].scale(-3.0).unwrap(),
-        EXACTISH,
-    );
-    cpu_vs_gpu("complex neg", &[z], |v| v[0].neg().unwrap(), EXACTISH);
+fn max_all_ties_on_the_gpu() {
+    gpu_or_skip!("max_all_ties_on_the_gpu");
+    ops::check_max_all_ties(G);
+}
+
+/// Fails today: `kernels/reduce.wgsl` tests NaN with `y != y`, which the shader compiler may
+/// fold to false (WGSL lets implementations assume no NaN), so the GPU's `max_all` keeps a NaN
+/// only as the first element and its VJP (the `ties` kernel) turns a NaN maximum into NaN
+/// gradients. Run with `--ignored`.
+#[test]
+#[ignore = "src bug: GPU max_all drops NaN (kernels/reduce.wgsl maxp/ties use y != y)"]
+fn max_all_propagates_nan_on_the_gpu() {
+    gpu_or_skip!("max_all_propagates_nan_on_the_gpu");
+    ops::check_max_all_nan(G);
 }
 
 #[test]
-fn binary_ops_every_broadcast() {
-    gpu_or_skip!("binary_ops_every_broadcast");
-    type F = fn(&Tensor, &Tensor) -> Tensor;
-    let ops: [(&str, F); 4] = [
-        ("add", |a, b| a.add(b).unwrap()),
-        ("sub", |a, b| a.sub(b).unwrap()),
-        ("mul", |a, b| a.mul(b).unwrap()),
-        ("div", |a, b| a.div(b).unwrap()),
-    ];
-    let cases: [(&str, &[usize], &[usize]); 7] = [
-        ("same", &[2, 3, 4, 5], &[2, 3, 4, 5]),
-        ("channel", &[2, 3, 4, 5], &[1, 3, 1, 1]),
-        ("mask", &[2, 3, 4, 5], &[4, 5]),
-        ("scalar", &[2, 3, 4, 5], &[]),
-        ("lhs broadcast", &[1, 3, 1, 5], &[2, 3, 4, 5]),
-        ("both", &[2, 1, 5], &[3, 1]),
-        ("middle", &[2, 3, 4, 5], &[2, 1, 4, 1]),
-    ];
-    for (oi, (op, f)) in ops.into_iter().enumerate() {
-        for (ci, (case, sa, sb)) in cases.iter().enumerate() {
-            let seed = (oi * 10 + ci) as u64;
-            let a = rnd(sa, 0.5, 2.0, seed);
-            let b = rnd(sb, 0.5, 2.0, seed + 100);
-            cpu_vs_gpu(
-                &format!("{op} {case}"),
-                &[a, b],
-                |v| f(&v[0], &v[1]),
-                ACCUMULATED,
-            );
-            let (za, zb) = (
-                rnd_c(sa, seed + 200),
-                rnd_c(sb, seed + 300).add_scalar(2.0).unwrap(),
-            );
-            cpu_vs_gpu(
-                &format!("complex {op} {case}"),
-                &[za, zb],
-                |v| f(&v[0], &v[1]),
-                ACCUMULATED,
-            );
-        }
-    }
-}
-
-// ------------------------------------------------------------------ reductions, broadcasting
-
-#[test]
-fn reductions_and_broadcasts() {
-    gpu_or_skip!("reductions_and_broadcasts");
-    let x = rnd(&[2, 3, 17, 9], -1.0, 1.0, 1);
-    let z = rnd_c(&[2, 3, 5, 4], 2);
-    for t in [&x, &z] {
-        let k = if t.dtype() == DType::C32 {
-            "complex "
-        } else {
-            ""
+fn randn_keyed_on_the_gpu_matches_the_cpu() {
+    gpu_or_skip!("randn_keyed_on_the_gpu_matches_the_cpu");
+    ops::check_randn_keyed(G);
+    for (key, n, scale) in [(7u64, 1000, 1.0f32), (u64::MAX, 70_001, 0.5)] {
+        let on = |d| {
+            Tensor::randn_keyed(&[n], key, scale, d)
+                .unwrap()
+                .to_vec()
+                .unwrap()
         };
-        cpu_vs_gpu(
-            &format!("{k}sum_all"),
-            std::slice::from_ref(t),
-            |v| v[0].sum_all().unwrap(),
-            ACCUMULATED,
-        );
-        cpu_vs_gpu(
-            &format!("{k}mean_all"),
-            std::slice::from_ref(t),
-            |v| v[0].mean_all().unwrap(),
-            ACCUMULATED,
-        );
-        cpu_vs_gpu(
-            &format!("{k}sum_axes 2,3"),
-            std::slice::from_ref(t),
-            |v| v[0].sum_axes(&[2, 3], false).unwrap(),
-            ACCUMULATED,
-        );
-        cpu_vs_gpu(
-            &format!("{k}mean_axes 1"),
-            std::slice::from_ref(t),
-            |v| v[0].mean_axes(&[1], true).unwrap(),
-            ACCUMULATED,
-        );
-        cpu_vs_gpu(
-            &format!("{k}sum_axes 0,2"),
-            std::slice::from_ref(t),
-            |v| v[0].sum_axes(&[0, 2], false).unwrap(),
-            ACCUMULATED,
-        );
-        let s = t.shape().to_vec();
-        cpu_vs_gpu(
-            &format!("{k}sum_to leading"),
-            std::slice::from_ref(t),
-            |v| v[0].sum_to(&s[1..]).unwrap(),
-            ACCUMULATED,
-        );
-    }
-    let b = rnd(&[3, 1, 5], -1.0, 1.0, 3);
-    cpu_vs_gpu(
-        "broadcast_to",
-        &[b],
-        |v| v[0].broadcast_to(&[2, 3, 4, 5]).unwrap(),
-        ACCUMULATED,
-    );
-    let bz = rnd_c(&[1, 4], 4);
-    cpu_vs_gpu(
-        "complex broadcast_to",
-        &[bz],
-        |v| v[0].broadcast_to(&[3, 2, 4]).unwrap(),
-        ACCUMULATED,
-    );
-    // a long reduction through the tree kernel
-    let big = rnd(&[1 << 18], -1.0, 1.0, 5);
-    cpu_vs_gpu(
-        "sum_all 2^18",
-        &[big],
-        |v| v[0].sum_all().unwrap(),
-        Tol {
-            abs: 2e-3,
-            rel: 1e-4,
-        },
-    );
-}
-
-// ------------------------------------------------------------------ network ops
-
-#[test]
-fn conv2d_and_fused_leaky() {
-    gpu_or_skip!("conv2d_and_fused_leaky");
-    for (i, &(n, cin, cout, h, w, k)) in [
-        (1, 1, 4, 9, 7, 1),
-        (2, 3, 5, 11, 13, 3),
-        (1, 4, 6, 16, 16, 5),
-        (1, 2, 3, 3, 2, 5),
-    ]
-    .iter()
-    .enumerate()
-    {
-        let s = i as u64 * 10;
-        let x = rnd(&[n, cin, h, w], -1.0, 1.0, s);
-        let wt = rnd(&[cout, cin, k, k], -0.5, 0.5, s + 1);
-        let b = rnd(&[cout], -0.5, 0.5, s + 2);
-        let inputs = [x, wt, b];
-        cpu_vs_gpu(
-            &format!("conv2d k{k}"),
-            &inputs,
-            |v| v[0].conv2d(&v[1], Some(&v[2])).unwrap(),
-            ACCUMULATED,
-        );
-        cpu_vs_gpu(
-            &format!("conv2d k{k} no bias"),
-            &inputs[..2],
-            |v| v[0].conv2d(&v[1], None).unwrap(),
-            ACCUMULATED,
-        );
-        cpu_vs_gpu(
-            &format!("conv2d_leaky k{k}"),
-            &inputs,
-            |v| v[0].conv2d_leaky(&v[1], Some(&v[2]), 0.2).unwrap(),
-            ACCUMULATED,
-        );
+        let what = format!("randn_keyed key {key} n {n}: GPU vs CPU");
+        assert_close_slice(&what, &on(G), &on(Device::Cpu), GPU_BOX_MULLER);
     }
 }
 
 #[test]
-fn instance_norm_pool_upsample() {
-    gpu_or_skip!("instance_norm_pool_upsample");
-    let x = rnd(&[2, 3, 9, 7], -2.0, 2.0, 1);
-    let (w, b) = (rnd(&[3], 0.5, 1.5, 2), rnd(&[3], -0.5, 0.5, 3));
-    cpu_vs_gpu(
-        "instance_norm affine",
-        &[x.clone(), w, b],
-        |v| v[0].instance_norm(Some(&v[1]), Some(&v[2]), 1e-5).unwrap(),
-        ACCUMULATED,
-    );
-    cpu_vs_gpu(
-        "instance_norm plain",
-        std::slice::from_ref(&x),
-        |v| v[0].instance_norm(None, None, 1e-5).unwrap(),
-        ACCUMULATED,
-    );
-    cpu_vs_gpu(
-        "max_pool2d odd",
-        std::slice::from_ref(&x),
-        |v| v[0].max_pool2d().unwrap(),
-        EXACTISH,
-    );
-    cpu_vs_gpu(
-        "max_pool2d even",
-        &[rnd(&[1, 2, 8, 6], -1.0, 1.0, 4)],
-        |v| v[0].max_pool2d().unwrap(),
-        EXACTISH,
-    );
-    cpu_vs_gpu(
-        "upsample_bilinear2d",
-        &[x],
-        |v| v[0].upsample_bilinear2d().unwrap(),
-        ACCUMULATED,
-    );
-}
-
-// ------------------------------------------------------------------ complex, FFT, pad, shape, loss
-
-#[test]
-fn complex_ops() {
-    gpu_or_skip!("complex_ops");
-    let z = rnd_c(&[2, 3, 4], 1);
-    let (re, im) = (rnd(&[2, 3, 4], -1.0, 1.0, 2), rnd(&[2, 3, 4], -1.0, 1.0, 3));
-    cpu_vs_gpu(
-        "complex",
-        &[re, im],
-        |v| Tensor::complex(&v[0], &v[1]).unwrap(),
-        EXACTISH,
-    );
-    cpu_vs_gpu(
-        "re",
-        std::slice::from_ref(&z),
-        |v| v[0].re().unwrap(),
-        EXACTISH,
-    );
-    cpu_vs_gpu(
-        "im",
-        std::slice::from_ref(&z),
-        |v| v[0].im().unwrap(),
-        EXACTISH,
-    );
-    cpu_vs_gpu(
-        "conj",
-        std::slice::from_ref(&z),
-        |v| v[0].conj().unwrap(),
-        EXACTISH,
-    );
-    cpu_vs_gpu("abs2", &[z], |v| v[0].abs2().unwrap(), EXACTISH);
+fn spectral_conv_matches_the_composed_operator_on_the_gpu() {
+    gpu_or_skip!("spectral_conv_matches_the_composed_operator_on_the_gpu");
+    ops::check_spectral_vs_composed(G, SUM_ORDER);
 }
 
 #[test]
-fn fft2_and_ifft2() {
-    gpu_or_skip!("fft2_and_ifft2");
-    for (i, shape) in [[2, 8, 16], [1, 12, 10], [3, 7, 5], [1, 64, 64]]
-        .iter()
-        .enumerate()
-    {
-        let z = rnd_c(shape, i as u64);
-        cpu_vs_gpu(
-            &format!("fft2 {shape:?}"),
-            std::slice::from_ref(&z),
-            |v| v[0].fft2().unwrap(),
-            FFT,
-        );
-        cpu_vs_gpu(
-            &format!("ifft2 {shape:?}"),
-            &[z],
-            |v| v[0].ifft2().unwrap(),
-            FFT,
-        );
-    }
-}
-
-#[test]
-fn pad_crop_cat_narrow_reshape() {
-    gpu_or_skip!("pad_crop_cat_narrow_reshape");
-    let x = rnd(&[2, 3, 5, 6], -1.0, 1.0, 1);
-    let z = rnd_c(&[3, 5, 6], 2);
-    for t in [&x, &z] {
-        let k = if t.dtype() == DType::C32 {
-            "complex "
-        } else {
-            ""
-        };
-        cpu_vs_gpu(
-            &format!("{k}pad2d"),
-            std::slice::from_ref(t),
-            |v| v[0].pad2d(1, 2, 3, 0).unwrap(),
-            EXACTISH,
-        );
-        cpu_vs_gpu(
-            &format!("{k}pad2d bottom-right"),
-            std::slice::from_ref(t),
-            |v| v[0].pad2d(0, 5, 0, 6).unwrap(),
-            EXACTISH,
-        );
-        cpu_vs_gpu(
-            &format!("{k}crop2d"),
-            std::slice::from_ref(t),
-            |v| v[0].crop2d(1, 3, 2, 4).unwrap(),
-            EXACTISH,
-        );
-        cpu_vs_gpu(
-            &format!("{k}narrow"),
-            std::slice::from_ref(t),
-            |v| v[0].narrow(1, 1, 2).unwrap(),
-            EXACTISH,
-        );
-        cpu_vs_gpu(
-            &format!("{k}narrow last"),
-            std::slice::from_ref(t),
-            |v| v[0].narrow(t.rank() - 1, 2, 3).unwrap(),
-            EXACTISH,
-        );
-        cpu_vs_gpu(
-            &format!("{k}reshape"),
-            std::slice::from_ref(t),
-            |v| v[0].reshape(&[t.numel()]).unwrap().scale(2.0).unwrap(),
-            EXACTISH,
-        );
-    }
-    let parts = [
-        rnd(&[2, 1, 4], -1.0, 1.0, 3),
-        rnd(&[2, 3, 4], -1.0, 1.0, 4),
-        rnd(&[2, 2, 4], -1.0, 1.0, 5),
-    ];
-    cpu_vs_gpu(
-        "cat axis 1",
-        &parts,
-        |v| Tensor::cat(v, 1).unwrap(),
-        EXACTISH,
-    );
-    let zp = [rnd_c(&[2, 3], 6), rnd_c(&[1, 3], 7)];
-    cpu_vs_gpu(
-        "complex cat axis 0",
-        &zp,
-        |v| Tensor::cat(v, 0).unwrap(),
-        EXACTISH,
-    );
-}
-
-#[test]
-fn mse_loss() {
-    gpu_or_skip!("mse_loss");
-    let (a, b) = (
-        rnd(&[1, 2, 33, 31], -1.0, 1.0, 1),
-        rnd(&[1, 2, 33, 31], -1.0, 1.0, 2),
-    );
-    cpu_vs_gpu(
-        "mse_loss",
-        &[a, b],
-        |v| v[0].mse_loss(&v[1]).unwrap(),
-        ACCUMULATED,
-    );
-}
-
-// ------------------------------------------------------------------ golden fixtures on the GPU
-
-/// `golden.rs`'s check on the GPU: inputs uploaded, outputs and gradients against NumPy.
-fn golden_gpu(
-    group: &str,
-    prefix: &str,
-    inputs: &[&str],
-    grads: &[&str],
-    f: impl Fn(&[Tensor]) -> Tensor,
-    tol: Tol,
-) {
-    let xs: Vec<Tensor> = inputs
-        .iter()
-        .map(|n| {
-            fx(group, &format!("{prefix}{n}"))
-                .to_device(G)
-                .unwrap()
-                .requires_grad()
-        })
-        .collect();
-    let out = f(&xs);
-    let what = format!("gpu {group}/{prefix}");
-    assert_close(
-        &format!("{what}out"),
-        &out,
-        &fx(group, &format!("{prefix}out")),
-        tol,
-    );
-    let gy = fx(group, &format!("{prefix}gy")).to_device(G).unwrap();
-    let g = out.backward_with(&gy).unwrap();
-    for (x, gname) in xs.iter().zip(grads) {
-        let got = g
-            .get(x)
-            .unwrap_or_else(|| panic!("{what}: no gradient {gname}"));
-        assert_close(
-            &format!("{what}{gname}"),
-            got,
-            &fx(group, &format!("{prefix}{gname}")),
-            tol,
-        );
-    }
-}
-
-#[test]
-fn golden_fixtures_on_the_gpu() {
-    gpu_or_skip!("golden_fixtures_on_the_gpu");
-    type F1 = fn(&Tensor) -> Tensor;
-    let unary: [(&str, F1); 9] = [
-        ("exp", |x| x.exp().unwrap()),
-        ("log", |x| x.log().unwrap()),
-        ("sqrt", |x| x.sqrt().unwrap()),
-        ("square", |x| x.square().unwrap()),
-        ("tanh", |x| x.tanh().unwrap()),
-        ("sigmoid", |x| x.sigmoid().unwrap()),
-        ("leaky_relu", |x| x.leaky_relu(0.2).unwrap()),
-        ("abs", |x| x.abs().unwrap()),
-        ("neg", |x| x.neg().unwrap()),
-    ];
-    for (name, f) in unary {
-        golden_gpu(
-            "unary",
-            &format!("{name}_"),
-            &["x"],
-            &["gx"],
-            |x| f(&x[0]),
-            TRANSCENDENTAL,
-        );
-    }
-    type F2 = fn(&Tensor, &Tensor) -> Tensor;
-    let binary: [(&str, F2); 4] = [
-        ("add", |a, b| a.add(b).unwrap()),
-        ("sub", |a, b| a.sub(b).unwrap()),
-        ("mul", |a, b| a.mul(b).unwrap()),
-        ("div", |a, b| a.div(b).unwrap()),
-    ];
-    for (name, f) in binary {
-        for case in ["same", "chan", "mask", "scalar"] {
-            golden_gpu(
-                "binary",
-                &format!("{name}_{case}_"),
-                &["a", "b"],
-                &["ga", "gb"],
-                |x| f(&x[0], &x[1]),
-                ACCUMULATED,
-            );
-        }
-    }
-    golden_gpu(
-        "scalar",
-        "add_",
-        &["x"],
-        &["gx"],
-        |x| x[0].add_scalar(1.5).unwrap(),
-        EXACTISH,
-    );
-    golden_gpu(
-        "scalar",
-        "mul_",
-        &["x"],
-        &["gx"],
-        |x| x[0].scale(-0.7).unwrap(),
-        EXACTISH,
-    );
-    golden_gpu(
-        "reduce",
-        "sum_all_",
-        &["x"],
-        &["gx"],
-        |x| x[0].sum_all().unwrap(),
-        ACCUMULATED,
-    );
-    golden_gpu(
-        "reduce",
-        "mean_all_",
-        &["x"],
-        &["gx"],
-        |x| x[0].mean_all().unwrap(),
-        ACCUMULATED,
-    );
-    golden_gpu(
-        "reduce",
-        "sum_axes23_",
-        &["x"],
-        &["gx"],
-        |x| x[0].sum_axes(&[2, 3], false).unwrap(),
-        ACCUMULATED,
-    );
-    golden_gpu(
-        "reduce",
-        "mean_axis1_",
-        &["x"],
-        &["gx"],
-        |x| x[0].mean_axes(&[1], false).unwrap(),
-        ACCUMULATED,
-    );
-    for k in [1, 3, 5] {
-        golden_gpu(
-            "conv2d",
-            &format!("k{k}_"),
-            &["x", "w", "b"],
-            &["gx", "gw", "gb"],
-            |x| x[0].conv2d(&x[1], Some(&x[2])).unwrap(),
-            ACCUMULATED,
-        );
-    }
-    golden_gpu(
-        "instance_norm",
-        "",
-        &["x", "w", "b"],
-        &["gx", "gw", "gb"],
-        |x| x[0].instance_norm(Some(&x[1]), Some(&x[2]), 1e-5).unwrap(),
-        ACCUMULATED,
-    );
-    golden_gpu(
-        "max_pool",
-        "",
-        &["x"],
-        &["gx"],
-        |x| x[0].max_pool2d().unwrap(),
-        EXACTISH,
-    );
-    for p in ["", "odd_"] {
-        golden_gpu(
-            "upsample",
-            p,
-            &["x"],
-            &["gx"],
-            |x| x[0].upsample_bilinear2d().unwrap(),
-            EXACTISH,
-        );
-    }
-    golden_gpu(
-        "complex",
-        "from_",
-        &["re", "im"],
-        &["gre", "gim"],
-        |x| Tensor::complex(&x[0], &x[1]).unwrap(),
-        EXACTISH,
-    );
-    for (name, f) in [
-        ("re", Tensor::re as fn(&Tensor) -> magprior::Result<Tensor>),
-        ("im", Tensor::im),
-        ("conj", Tensor::conj),
-        ("abs2", Tensor::abs2),
-    ] {
-        let z = fx("complex", "z").to_device(G).unwrap().requires_grad();
-        let out = f(&z).unwrap();
-        assert_close(
-            &format!("gpu {name} out"),
-            &out,
-            &fx("complex", &format!("{name}_out")),
-            EXACTISH,
-        );
-        let gy = fx("complex", &format!("{name}_gy")).to_device(G).unwrap();
-        let g = out.backward_with(&gy).unwrap();
-        assert_close(
-            &format!("gpu {name} gz"),
-            g.get(&z).unwrap(),
-            &fx("complex", &format!("{name}_gz")),
-            EXACTISH,
-        );
-    }
-    for case in ["pow2", "odd", "prime"] {
-        golden_gpu(
-            "fft",
-            &format!("fft2_{case}_"),
-            &["x"],
-            &["gx"],
-            |x| x[0].fft2().unwrap(),
-            FFT,
-        );
-        golden_gpu(
-            "fft",
-            &format!("ifft2_{case}_"),
-            &["x"],
-            &["gx"],
-            |x| x[0].ifft2().unwrap(),
-            FFT,
-        );
-    }
-    golden_gpu(
-        "pad",
-        "pad_",
-        &["x"],
-        &["gx"],
-        |x| x[0].pad2d(1, 2, 3, 0).unwrap(),
-        EXACTISH,
-    );
-    golden_gpu(
-        "pad",
-        "crop_",
-        &["x"],
-        &["gx"],
-        |x| x[0].crop2d(2, 4, 1, 7).unwrap(),
-        EXACTISH,
-    );
-    golden_gpu(
-        "mse",
-        "",
-        &["a", "b"],
-        &["ga", "gb"],
-        |x| x[0].mse_loss(&x[1]).unwrap(),
-        ACCUMULATED,
-    );
+fn fused_conv_leaky_matches_unfused_on_the_gpu() {
+    gpu_or_skip!("fused_conv_leaky_matches_unfused_on_the_gpu");
+    ops::check_fused_conv_leaky(G);
 }
 
 // ------------------------------------------------------------------ optimiser and training
@@ -808,7 +190,7 @@ fn adamw_on_the_gpu_matches_the_cpu() {
         );
         p.to_vec().unwrap()
     };
-    assert_close_slice("adamw 5 steps", &run(G), &run(Device::Cpu), ACCUMULATED);
+    assert_close_slice("adamw 5 steps", &run(G), &run(Device::Cpu), SUM_ORDER);
 }
 
 #[test]
@@ -848,8 +230,76 @@ fn training_iteration_matches_the_cpu() {
     };
     let (lg, pg) = run(G);
     let (lc, pc) = run(Device::Cpu);
-    assert_close_slice("training losses", &lg, &lc, NETWORK);
-    assert_close_slice("parameters after 3 steps", &pg, &pc, NETWORK);
+    assert_close_slice("training losses", &lg, &lc, TRAINING_GPU_VS_CPU);
+    assert_close_slice("parameters after 3 steps", &pg, &pc, TRAINING_GPU_VS_CPU);
+}
+
+// ------------------------------------------------------------------ the fitting loop
+
+/// Fits `p` (1, 1, 12, 10) to a target by the training pixels of a hold-out split.
+struct Masked {
+    p: Tensor,
+    target: Tensor,
+    holdout: magprior::fit::Holdout,
+}
+
+impl magprior::fit::Objective for Masked {
+    fn evaluate(&mut self, _: usize) -> magprior::Result<magprior::fit::Evaluation> {
+        let (train, val) = self.holdout.losses(&self.p.tanh()?, &self.target)?;
+        Ok(magprior::fit::Evaluation {
+            loss: train,
+            validation: Some(val),
+            report: vec![self.p.mean_all()?.detach()],
+            state: vec![self.p.detach()],
+        })
+    }
+}
+
+#[test]
+fn fit_loop_and_holdout_on_the_gpu_match_the_cpu() {
+    gpu_or_skip!("fit_loop_and_holdout_on_the_gpu_match_the_cpu");
+    use magprior::fit::{Fit, Holdout, Selection, StopReason};
+    let run = |dev: Device| {
+        let p = rnd(&[1, 1, 12, 10], -1.0, 1.0, 1).requires_grad();
+        p.move_to(dev).unwrap();
+        let target = rnd(&[1, 1, 12, 10], -0.9, 0.9, 2).to_device(dev).unwrap();
+        let holdout = Holdout::new(12, 10, 0.2, 3, dev).unwrap();
+        let mut obj = Masked {
+            p: p.clone(),
+            target,
+            holdout,
+        };
+        let mut opt = AdamW::new(vec![p], 0.05);
+        let mut fit = Fit::new(Selection::Validation { after: 2 });
+        let stop = fit
+            .run(25, &mut obj, &mut [&mut opt], None, &mut |_| true)
+            .unwrap();
+        assert_eq!(stop, StopReason::Completed);
+        let (history, selected) = fit.finish();
+        let selected = selected.unwrap();
+        assert_eq!(
+            selected.state[0].device(),
+            dev,
+            "the kept state stays on the device"
+        );
+        (history, selected.iter, selected.state[0].to_vec().unwrap())
+    };
+    let ((hg, ig, sg), (hc, ic, sc)) = (run(G), run(Device::Cpu));
+    let col = |h: &[magprior::fit::Iteration], f: fn(&magprior::fit::Iteration) -> f64| {
+        h.iter().map(f).map(|v| v as f32).collect::<Vec<_>>()
+    };
+    assert_close_slice(
+        "losses",
+        &col(&hg, |i| i.loss),
+        &col(&hc, |i| i.loss),
+        SUM_ORDER,
+    );
+    let (vg, vc) = (col(&hg, |i| i.validation), col(&hc, |i| i.validation));
+    assert_close_slice("held-out losses", &vg, &vc, SUM_ORDER);
+    let (rg, rc) = (col(&hg, |i| i.report[0]), col(&hc, |i| i.report[0]));
+    assert_close_slice("reported means", &rg, &rc, SUM_ORDER);
+    assert_eq!(ig, ic, "selected iteration");
+    assert_close_slice("selected state", &sg, &sc, SUM_ORDER);
 }
 
 // ------------------------------------------------------------------ NV physics
@@ -865,26 +315,26 @@ fn nv_operators_match_the_cpu() {
     let m3 = rnd(&[1, 3, h, w], -1.0, 1.0, 2);
     let si = |t: &Tensor| t.scale(1e5).unwrap();
     let out = |t: Tensor| t.scale(1e2).unwrap();
-    cpu_vs_gpu(
+    gpu_vs_cpu(
         "nv bnv",
         std::slice::from_ref(&m),
         |v| out(fwd.bnv(&si(&v[0])).unwrap()),
-        FFT,
+        GPU_FFT,
     );
-    cpu_vs_gpu(
+    gpu_vs_cpu(
         "nv bnv with mz",
         std::slice::from_ref(&m3),
         |v| out(fwd.bnv(&si(&v[0])).unwrap()),
-        FFT,
+        GPU_FFT,
     );
-    cpu_vs_gpu(
+    gpu_vs_cpu(
         "nv field",
         &[m3],
         |v| out(fwd.field(&si(&v[0])).unwrap()),
-        FFT,
+        GPU_FFT,
     );
     let d = Tensor::scalar(50.0);
-    cpu_vs_gpu(
+    gpu_vs_cpu(
         "nv bnv_with_standoff",
         &[m, d],
         |v| {
@@ -892,10 +342,7 @@ fn nv_operators_match_the_cpu() {
                 .bnv_with_standoff(&si(&v[0]), &v[1].scale(1e-9).unwrap())
                 .unwrap())
         },
-        Tol {
-            abs: 5e-4,
-            rel: 2e-3,
-        },
+        GPU_NV_STANDOFF,
     );
 }
 
@@ -932,10 +379,7 @@ fn short_nv_reconstruction_matches_the_cpu() {
     let first = rc.history[0].loss;
     println!("NV-DIP 32x32, 40 iterations: loss {first:.4e} -> CPU {lc:.4e}, GPU {lg:.4e} (rel diff {:.2e})", (lg - lc).abs() / lc);
     assert!(lc < first, "the CPU run did not descend");
-    assert!(
-        (lg - lc).abs() <= RECON_LOSS_REL * lc,
-        "final loss GPU {lg:e} vs CPU {lc:e}"
-    );
+    assert_close_scalar("NV-DIP final loss, GPU vs CPU", lg, lc, NV_RECON_LOSS);
     assert_eq!(rg.magnetization.len(), rc.magnetization.len());
 }
 
@@ -981,17 +425,13 @@ fn complex_inputs_of_the_wrong_dtype_are_errors() {
     let z = rnd_c(&[4, 4], 2).to_device(G).unwrap();
     assert!(z.exp().is_err());
     assert!(z.mse_loss(&z).is_err());
-    let _ = C32::new(0.0, 0.0);
-}
-
-#[test]
-fn expi_matches_the_cpu_op() {
-    gpu_or_skip!("expi_matches_the_cpu_op");
-    let phi = rnd(&[3, 17], -4.0, 4.0, 1);
-    cpu_vs_gpu(
-        "expi",
-        &[phi],
-        |x| x[0].expi().unwrap().abs2().unwrap(),
-        TRANSCENDENTAL,
-    );
+    assert!(z.expi().is_err());
+    assert!(z.max_all().is_err());
+    let x4 = x.reshape(&[1, 1, 4, 4]).unwrap();
+    assert!(x4.spectral_conv(&x4).is_err());
+    assert!(z
+        .reshape(&[1, 1, 4, 4])
+        .unwrap()
+        .spectral_conv(&x4)
+        .is_err());
 }

@@ -1,317 +1,62 @@
-//! Central finite-difference checks of every op's VJP on random inputs (real and complex), and
-//! adjoint identities of the linear ops.
+//! Central finite-difference checks of every op's VJP on random inputs (real and complex; the
+//! table is `common/ops.rs`, whose cases `gpu_ops.rs` runs on the GPU), adjoint identities of
+//! the linear ops, and the CPU side of the checks of the newer ops (`max_all` ties,
+//! `randn_keyed`, `spectral_conv` against the composed operator, the fused `conv2d_leaky`).
 
 mod common;
+use common::reference::{f64s, instance_norm_ref, spectral_ref};
 use common::*;
-use magprior::{Rng, Tensor};
+use magprior::backend::NormShape;
+use magprior::{Device, Rng, Tensor};
 
-const STEP: f32 = 1e-2;
-const PROBES: usize = 40;
-
-#[test]
-fn unary_ops_fd() {
-    let mut r = Rng::new(1);
-    let x = rand(&[2, 3, 4, 5], -2.0, 2.0, &mut r);
-    let pos = rand(&[2, 3, 4, 5], 0.5, 2.0, &mut r);
-    check_grad(
-        "exp",
-        std::slice::from_ref(&x),
-        |v| v[0].exp().unwrap(),
-        STEP,
-        PROBES,
-    );
-    check_grad(
-        "log",
-        std::slice::from_ref(&pos),
-        |v| v[0].log().unwrap(),
-        1e-3,
-        PROBES,
-    );
-    check_grad("sqrt", &[pos], |v| v[0].sqrt().unwrap(), 1e-3, PROBES);
-    check_grad(
-        "square",
-        std::slice::from_ref(&x),
-        |v| v[0].square().unwrap(),
-        STEP,
-        PROBES,
-    );
-    check_grad(
-        "tanh",
-        std::slice::from_ref(&x),
-        |v| v[0].tanh().unwrap(),
-        STEP,
-        PROBES,
-    );
-    check_grad(
-        "sigmoid",
-        std::slice::from_ref(&x),
-        |v| v[0].sigmoid().unwrap(),
-        STEP,
-        PROBES,
-    );
-    // keep |x| away from the kinks at 0
-    let away = x
-        .abs()
-        .unwrap()
-        .add_scalar(0.05)
-        .unwrap()
-        .mul(&x.div(&x.abs().unwrap()).unwrap())
-        .unwrap();
-    check_grad(
-        "leaky_relu",
-        std::slice::from_ref(&away),
-        |v| v[0].leaky_relu(0.2).unwrap(),
-        1e-2,
-        PROBES,
-    );
-    check_grad("abs", &[away], |v| v[0].abs().unwrap(), 1e-2, PROBES);
-    check_grad(
-        "neg",
-        std::slice::from_ref(&x),
-        |v| v[0].neg().unwrap(),
-        STEP,
-        PROBES,
-    );
-    check_grad(
-        "scale",
-        std::slice::from_ref(&x),
-        |v| v[0].scale(3.0).unwrap(),
-        STEP,
-        PROBES,
-    );
-    check_grad(
-        "add_scalar",
-        &[x],
-        |v| v[0].add_scalar(3.0).unwrap(),
-        STEP,
-        PROBES,
-    );
+/// One finite-difference `#[test]` per family of the op table.
+macro_rules! fd_tests {
+    ($($test:ident => $family:literal),* $(,)?) => {
+        $(
+            #[test]
+            fn $test() {
+                let n = ops::check_family_fd($family);
+                println!("{}: {n} cases by finite differences", $family);
+            }
+        )*
+        #[test]
+        fn every_op_family_is_finite_differenced() {
+            ops::assert_all_families_tested(&[$($family),*]);
+        }
+    };
 }
 
-#[test]
-fn binary_ops_fd_real_and_complex() {
-    let mut r = Rng::new(2);
-    let a = rand(&[2, 3, 4, 5], -1.0, 1.0, &mut r);
-    let bc = rand(&[3, 1, 1], 0.5, 1.5, &mut r);
-    let za = rand_c(&[2, 3, 4], &mut r);
-    let zb = rand_c(&[3, 4], &mut r).add_scalar(2.0).unwrap(); // away from 0 for div
-    for (name, f) in [
-        (
-            "add",
-            Tensor::add as fn(&Tensor, &Tensor) -> magprior::Result<Tensor>,
-        ),
-        ("sub", Tensor::sub),
-        ("mul", Tensor::mul),
-        ("div", Tensor::div),
-    ] {
-        check_grad(
-            name,
-            &[a.clone(), bc.clone()],
-            |v| f(&v[0], &v[1]).unwrap(),
-            1e-3,
-            PROBES,
-        );
-        check_grad(
-            &format!("complex {name}"),
-            &[za.clone(), zb.clone()],
-            |v| f(&v[0], &v[1]).unwrap(),
-            1e-3,
-            PROBES,
-        );
-    }
+fd_tests! {
+    unary_ops_fd => "unary",
+    binary_ops_fd_real_and_complex => "binary",
+    reductions_and_broadcast_fd => "reduce",
+    conv_fd => "conv",
+    norm_pool_upsample_fd => "norm_pool_upsample",
+    complex_fd => "complex",
+    fft_fd => "fft",
+    pad_crop_cat_narrow_reshape_to_device_fd => "shape",
+    mse_loss_fd => "loss",
+    spectral_conv_fd => "spectral",
+    max_all_fd => "max_all",
+    expi_fd => "expi",
 }
 
-#[test]
-fn reductions_and_broadcast_fd() {
-    let mut r = Rng::new(3);
-    let x = rand(&[2, 3, 4, 5], -1.0, 1.0, &mut r);
-    check_grad(
-        "sum_axes",
-        std::slice::from_ref(&x),
-        |v| v[0].sum_axes(&[0, -1], true).unwrap(),
-        STEP,
-        PROBES,
-    );
-    check_grad(
-        "mean_axes",
-        std::slice::from_ref(&x),
-        |v| v[0].mean_axes(&[1, 2], false).unwrap(),
-        STEP,
-        PROBES,
-    );
-    check_grad(
-        "mean_all",
-        std::slice::from_ref(&x),
-        |v| v[0].mean_all().unwrap(),
-        STEP,
-        PROBES,
-    );
-    let c = rand(&[3, 1, 5], -1.0, 1.0, &mut r);
-    check_grad(
-        "broadcast_to",
-        &[c],
-        |v| v[0].broadcast_to(&[2, 3, 4, 5]).unwrap(),
-        STEP,
-        PROBES,
-    );
-    check_grad(
-        "reshape",
-        &[x],
-        |v| v[0].reshape(&[6, 20]).unwrap().square().unwrap(),
-        STEP,
-        PROBES,
-    );
+/// Complex inner product `sum conj(u) v` in f64.
+fn dot_c(u: &Tensor, v: &Tensor) -> (f64, f64) {
+    let (u, v) = (u.to_vec_c().unwrap(), v.to_vec_c().unwrap());
+    u.iter().zip(&v).fold((0f64, 0f64), |(re, im), (a, b)| {
+        let p = a.conj() * b;
+        (re + p.re as f64, im + p.im as f64)
+    })
 }
 
-#[test]
-fn conv_norm_pool_upsample_fd() {
-    let mut r = Rng::new(4);
-    for k in [1, 3, 5] {
-        let x = rand(&[2, 3, 6, 7], -1.0, 1.0, &mut r);
-        let w = rand(&[4, 3, k, k], -0.5, 0.5, &mut r);
-        let b = rand(&[4], -0.5, 0.5, &mut r);
-        check_grad(
-            &format!("conv2d k{k}"),
-            &[x, w, b],
-            |v| v[0].conv2d(&v[1], Some(&v[2])).unwrap(),
-            1e-2,
-            PROBES,
-        );
-    }
-    let x = rand(&[2, 3, 5, 6], -1.0, 1.0, &mut r);
-    let w = rand(&[3], 0.5, 1.5, &mut r);
-    let b = rand(&[3], -0.5, 0.5, &mut r);
-    check_grad(
-        "instance_norm",
-        &[x.clone(), w, b],
-        |v| v[0].instance_norm(Some(&v[1]), Some(&v[2]), 1e-5).unwrap(),
-        1e-2,
-        PROBES,
-    );
-    check_grad(
-        "instance_norm (no affine)",
-        std::slice::from_ref(&x),
-        |v| v[0].instance_norm(None, None, 1e-5).unwrap(),
-        1e-2,
-        PROBES,
-    );
-    // distinct values spaced > 2 steps apart keep each window's argmax fixed under the probe
-    let perm: Vec<f32> = (0..2 * 3 * 6 * 8)
-        .map(|i| ((i * 37) % 288) as f32 * 0.05)
-        .collect();
-    let xp = Tensor::from_shape_vec(&[2, 3, 6, 8], perm).unwrap();
-    check_grad(
-        "max_pool2d",
-        &[xp],
-        |v| v[0].max_pool2d().unwrap(),
-        1e-2,
-        PROBES,
-    );
-    check_grad(
-        "upsample",
-        &[x],
-        |v| v[0].upsample_bilinear2d().unwrap(),
-        1e-2,
-        PROBES,
-    );
-}
-
-#[test]
-fn complex_fft_pad_fd() {
-    let mut r = Rng::new(5);
-    let z = rand_c(&[2, 6, 10], &mut r);
-    let re = rand(&[6, 10], -1.0, 1.0, &mut r);
-    let im = rand(&[6, 10], -1.0, 1.0, &mut r);
-    check_grad(
-        "complex",
-        &[re, im],
-        |v| Tensor::complex(&v[0], &v[1]).unwrap(),
-        STEP,
-        PROBES,
-    );
-    check_grad(
-        "re",
-        std::slice::from_ref(&z),
-        |v| v[0].re().unwrap(),
-        STEP,
-        PROBES,
-    );
-    check_grad(
-        "im",
-        std::slice::from_ref(&z),
-        |v| v[0].im().unwrap(),
-        STEP,
-        PROBES,
-    );
-    check_grad(
-        "conj",
-        std::slice::from_ref(&z),
-        |v| v[0].conj().unwrap(),
-        STEP,
-        PROBES,
-    );
-    check_grad(
-        "abs2",
-        std::slice::from_ref(&z),
-        |v| v[0].abs2().unwrap(),
-        1e-3,
-        PROBES,
-    );
-    check_grad(
-        "fft2",
-        std::slice::from_ref(&z),
-        |v| v[0].fft2().unwrap(),
-        STEP,
-        PROBES,
-    );
-    check_grad(
-        "ifft2",
-        std::slice::from_ref(&z),
-        |v| v[0].ifft2().unwrap(),
-        STEP,
-        PROBES,
-    );
-    // a non-linear chain through the FFT: |ifft2(fft2(z) * w)|^2
-    let w = rand_c(&[6, 10], &mut r);
-    check_grad(
-        "|ifft2(fft2(z) w)|^2",
-        &[z.clone(), w],
-        |v| {
-            v[0].fft2()
-                .unwrap()
-                .mul(&v[1])
-                .unwrap()
-                .ifft2()
-                .unwrap()
-                .abs2()
-                .unwrap()
-        },
-        1e-3,
-        PROBES,
-    );
-    check_grad(
-        "pad2d",
-        std::slice::from_ref(&z),
-        |v| v[0].pad2d(2, 1, 0, 3).unwrap(),
-        STEP,
-        PROBES,
-    );
-    check_grad(
-        "crop2d",
-        &[z],
-        |v| v[0].crop2d(1, 3, 2, 5).unwrap(),
-        STEP,
-        PROBES,
-    );
-    let a = rand(&[3, 4], -1.0, 1.0, &mut r);
-    let b = rand(&[3, 4], -1.0, 1.0, &mut r);
-    check_grad(
-        "mse_loss",
-        &[a, b],
-        |v| v[0].mse_loss(&v[1]).unwrap(),
-        1e-2,
-        PROBES,
-    );
+/// Real inner product in f64 (complex data as interleaved re, im: `Re sum conj(u) v`).
+fn dot_r(u: &Tensor, v: &Tensor) -> f64 {
+    flat(u)
+        .iter()
+        .zip(flat(v))
+        .map(|(a, b)| *a as f64 * b as f64)
+        .sum()
 }
 
 /// <A x, y> == <x, A^H y> for the linear ops, with A^H computed by the backward pass.
@@ -329,62 +74,145 @@ fn adjoint_identities() {
         let x = rand_c(shape, &mut r).requires_grad();
         let ax = f(&x);
         let y = rand_c(ax.shape(), &mut r);
-        // <u, v> = sum conj(u) v ; real part suffices, check both parts
-        let dot = |u: &Tensor, v: &Tensor| {
-            let (u, v) = (u.to_vec_c().unwrap(), v.to_vec_c().unwrap());
-            u.iter().zip(&v).fold((0f64, 0f64), |(re, im), (a, b)| {
-                let p = a.conj() * b;
-                (re + p.re as f64, im + p.im as f64)
-            })
-        };
-        let lhs = dot(&ax, &y);
+        let lhs = dot_c(&ax, &y);
         let ahy = ax.backward_with(&y).unwrap().remove(&x).unwrap();
-        let rhs = dot(&x, &ahy);
-        let scale = lhs.0.abs() + lhs.1.abs() + 1.0;
-        assert!(
-            (lhs.0 - rhs.0).abs() < 1e-4 * scale && (lhs.1 - rhs.1).abs() < 1e-4 * scale,
-            "{name}: <Ax,y> = {lhs:?} but <x,A^H y> = {rhs:?}"
-        );
+        assert_adjoint(name, lhs, dot_c(&x, &ahy), ADJOINT);
     }
     // conv2d: <conv(x), g> == <x, conv^T g>
     let x = rand(&[1, 3, 9, 11], -1.0, 1.0, &mut r).requires_grad();
     let w = rand(&[4, 3, 5, 5], -1.0, 1.0, &mut r);
     let y = x.conv2d(&w, None).unwrap();
     let g = rand(y.shape(), -1.0, 1.0, &mut r);
-    let lhs: f64 = flat(&y)
-        .iter()
-        .zip(flat(&g))
-        .map(|(a, b)| (*a as f64) * b as f64)
-        .sum();
     let gx = y.backward_with(&g).unwrap().remove(&x).unwrap();
-    let rhs: f64 = flat(&x)
-        .iter()
-        .zip(flat(&gx))
-        .map(|(a, b)| (*a as f64) * b as f64)
-        .sum();
-    assert!(
-        (lhs - rhs).abs() < 1e-4 * (lhs.abs() + 1.0),
-        "conv2d adjoint {lhs} vs {rhs}"
+    assert_adjoint(
+        "conv2d",
+        (dot_r(&y, &g), 0.0),
+        (dot_r(&x, &gx), 0.0),
+        ADJOINT,
     );
+    // spectral_conv, linear in x (real) and, for a fixed x, in K (complex, as a real-linear
+    // map: the gradient convention dL/da + i dL/db makes <A_x K, y> = Re <K, A_x^H y>)
+    for (xs, ks) in [([2, 3, 5, 6], [4, 3, 10, 12]), ([1, 2, 7, 5], [3, 2, 9, 8])] {
+        let x = rand(&xs, -1.0, 1.0, &mut r).requires_grad();
+        let k = rand_c(&ks, &mut r).requires_grad();
+        let y = x.spectral_conv(&k).unwrap();
+        let g = rand(y.shape(), -1.0, 1.0, &mut r);
+        let grads = y.backward_with(&g).unwrap();
+        let lhs = (dot_r(&y, &g), 0.0);
+        let what = format!("spectral_conv {xs:?} * {ks:?}");
+        let rhs_x = (dot_r(&x, grads.get(&x).unwrap()), 0.0);
+        assert_adjoint(&format!("{what}, in x"), lhs, rhs_x, ADJOINT);
+        let rhs_k = (dot_r(&k, grads.get(&k).unwrap()), 0.0);
+        assert_adjoint(&format!("{what}, in K"), lhs, rhs_k, ADJOINT);
+    }
 }
 
-/// The fused op's forward and VJP equal conv2d followed by leaky_relu (each checked by finite
-/// differences above; FD across the kink itself would be meaningless).
+#[test]
+fn spectral_conv_matches_the_composed_operator() {
+    ops::check_spectral_vs_composed(Device::Cpu, SUM_ORDER);
+}
+
+#[test]
+fn spectral_conv_matches_a_naive_dft() {
+    let mut r = Rng::new(12);
+    let (xs, ks) = ([2, 2, 5, 4], [3, 2, 7, 8]);
+    let x = rand(&xs, -1.0, 1.0, &mut r);
+    let k = rand_c(&ks, &mut r);
+    let y = x.spectral_conv(&k).unwrap();
+    assert_eq!(y.shape(), [2, 3, 5, 4]);
+    let want = spectral_ref(&x.to_vec().unwrap(), &flat(&k), (2, 2, 5, 4), (3, 7, 8));
+    assert_close_f64(
+        "spectral_conv vs naive DFT",
+        &y.to_vec().unwrap(),
+        &want,
+        ACCUMULATED,
+    );
+    // shapes it refuses: a kernel smaller than the image, a channel mismatch, rank 3
+    let small = rand_c(&[3, 2, 4, 8], &mut r);
+    assert!(x.spectral_conv(&small).is_err());
+    assert!(x.spectral_conv(&rand_c(&[3, 1, 7, 8], &mut r)).is_err());
+    assert!(x.reshape(&[4, 5, 4]).unwrap().spectral_conv(&k).is_err());
+    // a real kernel and a complex image are dtype errors
+    assert!(x.spectral_conv(&rand(&ks, -1.0, 1.0, &mut r)).is_err());
+    assert!(rand_c(&xs, &mut r).spectral_conv(&k).is_err());
+}
+
+#[test]
+fn max_all_splits_the_gradient_over_ties() {
+    ops::check_max_all_ties(Device::Cpu);
+}
+
+#[test]
+fn max_all_propagates_nan() {
+    ops::check_max_all_nan(Device::Cpu);
+}
+
+#[test]
+fn randn_keyed_streams() {
+    ops::check_randn_keyed(Device::Cpu);
+}
+
 #[test]
 fn fused_conv_leaky_matches_unfused() {
-    let mut r = Rng::new(8);
-    let x = rand(&[2, 3, 6, 7], -1.0, 1.0, &mut r).requires_grad();
-    let w = rand(&[4, 3, 5, 5], -0.5, 0.5, &mut r).requires_grad();
-    let b = rand(&[4], -0.5, 0.5, &mut r).requires_grad();
-    let fused = x.conv2d_leaky(&w, Some(&b), 0.2).unwrap();
-    let plain = x.conv2d(&w, Some(&b)).unwrap().leaky_relu(0.2).unwrap();
-    assert_close("fused forward", &fused, &plain, ELEMENTWISE);
-    let gy = rand(fused.shape(), -1.0, 1.0, &mut r);
-    let (gf, gp) = (
-        fused.backward_with(&gy).unwrap(),
-        plain.backward_with(&gy).unwrap(),
+    ops::check_fused_conv_leaky(Device::Cpu);
+}
+
+#[test]
+fn instance_norm_reference_vjp_matches_finite_differences() {
+    // Checks the maths of the f64 reference the GPU kernels are compared with (central
+    // differences of L = <gy, y>), and the CPU op against it.
+    let s = NormShape { n: 2, c: 2, m: 7 };
+    let mut r = Rng::new(60);
+    let v =
+        |n: usize, lo: f32, hi: f32, r: &mut Rng| f64s(&rand(&[n], lo, hi, r).to_vec().unwrap());
+    let (x, w, b, gy) = (
+        v(28, -1.0, 1.0, &mut r),
+        v(2, 0.5, 1.5, &mut r),
+        v(2, -0.5, 0.5, &mut r),
+        v(28, -1.0, 1.0, &mut r),
     );
-    for (name, t) in [("x", &x), ("w", &w), ("b", &b)] {
-        assert_close(name, gf.get(t).unwrap(), gp.get(t).unwrap(), ELEMENTWISE);
+    let loss = |x: &[f64], w: &[f64], b: &[f64]| -> f64 {
+        let [y, ..] = instance_norm_ref(&s, x, w, b, &gy, 1e-5);
+        y.iter().zip(&gy).map(|(a, g)| a * g).sum()
+    };
+    let [y, dx, dw, db] = instance_norm_ref(&s, &x, &w, &b, &gy, 1e-5);
+    let h = 1e-6;
+    let fd = |v: &[f64], f: &dyn Fn(&[f64]) -> f64| -> Vec<f64> {
+        (0..v.len())
+            .map(|i| {
+                let (mut p, mut m) = (v.to_vec(), v.to_vec());
+                p[i] += h;
+                m[i] -= h;
+                (f(&p) - f(&m)) / (2.0 * h)
+            })
+            .collect()
+    };
+    let t = FINITE_DIFF_F64;
+    compare("reference dx", &dx, &fd(&x, &|v| loss(v, &w, &b)), t);
+    compare("reference dw", &dw, &fd(&w, &|v| loss(&x, v, &b)), t);
+    compare("reference db", &db, &fd(&b, &|v| loss(&x, &w, v)), t);
+    // the CPU op against the reference
+    let t32 = |d: &[f64], shape: &[usize]| {
+        Tensor::from_shape_vec(shape, d.iter().map(|&v| v as f32).collect())
+            .unwrap()
+            .requires_grad()
+    };
+    let (xt, wt, bt) = (t32(&x, &[2, 2, 7, 1]), t32(&w, &[2]), t32(&b, &[2]));
+    let yt = xt.instance_norm(Some(&wt), Some(&bt), 1e-5).unwrap();
+    assert_close_f64(
+        "instance_norm vs reference",
+        &yt.to_vec().unwrap(),
+        &y,
+        ACCUMULATED,
+    );
+    let g = yt.backward_with(&t32(&gy, &[2, 2, 7, 1]).detach()).unwrap();
+    for (name, p, want) in [("dx", &xt, &dx), ("dw", &wt, &dw), ("db", &bt, &db)] {
+        let got = g.get(p).unwrap().to_vec().unwrap();
+        assert_close_f64(
+            &format!("instance_norm {name} vs reference"),
+            &got,
+            want,
+            ACCUMULATED,
+        );
     }
 }

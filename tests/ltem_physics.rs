@@ -58,15 +58,7 @@ fn transfer_function_matches_numpy_fixture() {
     let want = fx("ltem", "transfer");
     let (h, w) = (want.shape()[0], want.shape()[1]);
     let got = Tensor::from_shape_vec_c(&[h, w], mic.transfer(h, w)).unwrap();
-    assert_close(
-        "transfer",
-        &got,
-        &want,
-        Tol {
-            abs: 2e-6,
-            rel: 1e-5,
-        },
-    );
+    assert_close("transfer", &got, &want, TRANSFER_FN);
 }
 
 #[test]
@@ -112,10 +104,7 @@ fn magnetic_phase_matches_numpy_fixture() {
         "m_phase",
         &got,
         &want,
-        Tol {
-            abs: 2e-5 * peak,
-            rel: 0.0,
-        },
+        Tol::of_peak(FIELD_OF_PEAK, peak as f64),
     );
 }
 

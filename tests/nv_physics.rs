@@ -24,9 +24,6 @@ fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
     (num / den).sqrt()
 }
 
-/// Relative to the map's largest value: FFT round-off in f32 is ~1e-6 of the peak.
-const FIELD: Tol = Tol { abs: 0.0, rel: 0.0 };
-
 #[test]
 fn forward_matches_numpy_fixture() {
     for case in ["full", "inplane"] {
@@ -42,10 +39,7 @@ fn forward_matches_numpy_fixture() {
             &format!("{case} bnv"),
             &got,
             &want,
-            Tol {
-                abs: 2e-5 * peak,
-                ..FIELD
-            },
+            Tol::of_peak(FIELD_OF_PEAK, peak as f64),
         );
         let want_f = fx("nv", &format!("{case}_field"));
         let got_f = op.field(&m).unwrap().reshape(&[3, h, w]).unwrap();
@@ -54,10 +48,7 @@ fn forward_matches_numpy_fixture() {
             &format!("{case} field"),
             &got_f,
             &want_f,
-            Tol {
-                abs: 2e-5 * peak,
-                ..FIELD
-            },
+            Tol::of_peak(FIELD_OF_PEAK, peak as f64),
         );
     }
 }
@@ -130,10 +121,7 @@ fn forward_operator_adjoint_identity() {
         .zip(flat(&aty))
         .map(|(a, b)| *a as f64 * b as f64)
         .sum();
-    assert!(
-        (lhs - rhs).abs() < 1e-4 * lhs.abs().max(1e-30),
-        "<Am,y> {lhs} vs <m,A^T y> {rhs}"
-    );
+    assert_adjoint("NV forward", (lhs, 0.0), (rhs, 0.0), ADJOINT_PHYSICAL);
 }
 
 #[test]
@@ -159,22 +147,11 @@ fn standoff_gradient_matches_finite_difference() {
     };
     let (_, grad) = loss(4.0);
     let fd = (loss(4.01).0 - loss(3.99).0) / 0.02;
-    assert!(
-        (grad - fd).abs() < 0.02 * fd.abs(),
-        "d loss / d standoff {grad} vs fd {fd}"
-    );
+    assert_close_scalar("d loss / d standoff vs fd", grad, fd, FINITE_DIFF_PHYSICAL);
     // the fixed-standoff and trainable paths agree at the same value
     let a = op.bnv(&m).unwrap();
     let b = op.bnv_with_standoff(&m, &Tensor::scalar(50e-9)).unwrap();
-    assert_close(
-        "standoff paths",
-        &b,
-        &a,
-        Tol {
-            abs: 1e-9,
-            rel: 1e-4,
-        },
-    );
+    assert_close("standoff paths", &b, &a, STANDOFF_PATHS);
 }
 
 /// A 150 x 90 nm rectangle magnetised along (1, 0.5) in a 64^2 window of 5 nm pixels:

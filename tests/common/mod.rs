@@ -1,40 +1,20 @@
-//! Shared test helpers: fixture loading, named tolerances, comparisons that say where they fail,
-//! and central finite differences.
+//! Shared test helpers: fixture loading, the tolerance table and the comparisons that say where
+//! they fail (`tol.rs`), central finite differences, the GPU gate, and the op tables shared by
+//! the CPU and GPU tests (`golden.rs`: NumPy fixtures; `ops.rs`: random inputs;
+//! `reference.rs`: naive f64 references of the kernels).
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod golden;
+pub mod ops;
+pub mod reference;
+pub mod tol;
+
+pub use tol::*;
 
 use magprior::io::npy::read_npy_any;
 use magprior::{DType, Rng, Tensor, C32};
 use std::path::PathBuf;
-
-/// Absolute + relative tolerance: |got - want| <= abs + rel * |want|.
-#[derive(Clone, Copy, Debug)]
-pub struct Tol {
-    pub abs: f32,
-    pub rel: f32,
-}
-
-/// Elementwise ops against f64 NumPy references.
-pub const ELEMENTWISE: Tol = Tol {
-    abs: 1e-6,
-    rel: 1e-5,
-};
-/// Sums over hundreds of terms (conv, norm, reductions, FFT).
-pub const ACCUMULATED: Tol = Tol {
-    abs: 1e-5,
-    rel: 1e-4,
-};
-/// A whole network forward pass.
-pub const NETWORK: Tol = Tol {
-    abs: 1e-4,
-    rel: 1e-3,
-};
-/// Finite differences in f32 (step 1e-2..1e-3): truncation + rounding.
-pub const FINITE_DIFF: Tol = Tol {
-    abs: 2e-3,
-    rel: 2e-2,
-};
 
 pub fn fixture_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")
@@ -59,37 +39,12 @@ pub fn flat(t: &Tensor) -> Vec<f32> {
     }
 }
 
-/// Asserts same shape, dtype and values within `tol`; on failure reports count, max error, where.
+/// Asserts same shape, dtype and values within `tol` (complex data compared as interleaved
+/// re, im); on failure reports count, max error and where.
 pub fn assert_close(what: &str, got: &Tensor, want: &Tensor, tol: Tol) {
     assert_eq!(got.shape(), want.shape(), "{what}: shape");
     assert_eq!(got.dtype(), want.dtype(), "{what}: dtype");
     assert_close_slice(what, &flat(got), &flat(want), tol);
-}
-
-pub fn assert_close_slice(what: &str, got: &[f32], want: &[f32], tol: Tol) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let mut bad = 0;
-    let (mut worst, mut at) = (0f32, 0usize);
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let err = (g - w).abs();
-        let ok = err <= tol.abs + tol.rel * w.abs();
-        if !ok || !g.is_finite() {
-            bad += 1;
-        }
-        let scaled = err / (tol.abs + tol.rel * w.abs());
-        if scaled > worst || !g.is_finite() {
-            worst = scaled;
-            at = i;
-        }
-    }
-    assert!(
-        bad == 0,
-        "{what}: {bad}/{} elements outside {tol:?}; worst at flat index {at}: got {} want {} (err {})",
-        got.len(),
-        got[at],
-        want[at],
-        (got[at] - want[at]).abs()
-    );
 }
 
 /// A random real tensor (uniform in [lo, hi)).
@@ -199,6 +154,10 @@ pub fn gpu(name: &str) -> bool {
             let adapter = magprior::Device::Gpu
                 .adapter()
                 .map_or("?".to_string(), |a| a.to_string());
+            if k == 1 {
+                // `.ci/run` reports the adapter from this line
+                eprintln!("GPU adapter: {adapter}");
+            }
             println!("GPU test {name} ran ({k} so far) on {adapter}");
             true
         }
