@@ -19,6 +19,13 @@ struct Params {
 @group(0) @binding(2) var<storage, read> gy: array<f32>;         // backward only
 @group(0) @binding(3) var<storage, read_write> dst: array<f32>;  // y, or dx
 
+
+// NaN by its bits: WGSL lets implementations assume floats are never NaN, so `v != v` may be
+// folded to false (it is on lavapipe).
+fn is_nan(v: f32) -> bool {
+    return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
+}
+
 fn flat(wid: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
     return (wid.y * nwg.x + wid.x) * 256u + li;
 }
@@ -30,7 +37,7 @@ fn argmax(base: u32, oy: u32, ox: u32) -> u32 {
     for (var t = 1u; t < 4u; t++) {
         let at = (2u * oy + t / 2u) * p.w + 2u * ox + t % 2u;
         let v = x[base + at];
-        if v > best || (v != v && best == best) {
+        if v > best || (is_nan(v) && !is_nan(best)) {
             best = v;
             best_at = at;
         }

@@ -20,6 +20,13 @@ struct Params {
 
 var<workgroup> sh: array<f32, 256>;
 
+
+// NaN by its bits: WGSL lets implementations assume floats are never NaN, so `v != v` may be
+// folded to false (it is on lavapipe).
+fn is_nan(v: f32) -> bool {
+    return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
+}
+
 fn tree(li: u32, v: f32) -> f32 {
     sh[li] = v;
     workgroupBarrier();
@@ -86,7 +93,7 @@ fn mse_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
 // out[g] = max(a[g*chunk .. min((g+1)*chunk, n)]); NaN propagates. Starts from the chunk's
 // first element (data, not a sentinel).
 fn maxp(x: f32, y: f32) -> f32 {
-    if y > x || (y != y && x == x) { return y; }
+    if y > x || (is_nan(y) && !is_nan(x)) { return y; }
     return x;
 }
 
@@ -119,6 +126,6 @@ fn ties(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let x = a[i];
     let m = c[0];
     var t = 0.0;
-    if x == m || (x != x && m != m) { t = 1.0; }
+    if x == m || (is_nan(x) && is_nan(m)) { t = 1.0; }
     out[i] = t;
 }

@@ -126,12 +126,10 @@ fn max_all_ties_on_the_gpu() {
     ops::check_max_all_ties(G);
 }
 
-/// Fails today: `kernels/reduce.wgsl` tests NaN with `y != y`, which the shader compiler may
-/// fold to false (WGSL lets implementations assume no NaN), so the GPU's `max_all` keeps a NaN
-/// only as the first element and its VJP (the `ties` kernel) turns a NaN maximum into NaN
-/// gradients. Run with `--ignored`.
+/// A NaN anywhere makes the GPU's `max_all` NaN and its VJP splits the gradient over the NaNs,
+/// as on the CPU (WGSL lets compilers fold `v != v` to false, as lavapipe does: the kernels
+/// test NaN by its bits).
 #[test]
-#[ignore = "src bug: GPU max_all drops NaN (kernels/reduce.wgsl maxp/ties use y != y)"]
 fn max_all_propagates_nan_on_the_gpu() {
     gpu_or_skip!("max_all_propagates_nan_on_the_gpu");
     ops::check_max_all_nan(G);

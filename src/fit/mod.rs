@@ -223,7 +223,7 @@ impl Fit {
             Selection::Validation { after } => (stats.validation, after),
             Selection::Last => (f64::NAN, usize::MAX),
         };
-        if iter > after && self.best.as_ref().is_none_or(|b| key < b.key) {
+        if iter > after && !key.is_nan() && self.best.as_ref().is_none_or(|b| key < b.key) {
             self.best = Some(Snapshot {
                 key,
                 ..snap.clone()

@@ -107,6 +107,16 @@ pub(super) fn save(path: &Path, c: &Canvas) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(io)
 }
 
+/// Outer margin of every panel.
+pub(super) const MARGIN: usize = 12;
+/// An error unless `len` values fill an `(h, w)` image.
+pub(super) fn check_len(op: &'static str, len: usize, h: usize, w: usize) -> Result<()> {
+    if h == 0 || w == 0 || h.checked_mul(w) != Some(len) {
+        return Err(Error::arg(op, format!("{len} values for a {h}x{w} image")));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::write_sequential_map;
@@ -118,14 +128,4 @@ mod tests {
         let e = write_sequential_map(p, &[1.0], 1, 1, "", "", 1.0).unwrap_err();
         assert!(e.to_string().contains("picture.png"), "{e}");
     }
-}
-
-/// Outer margin of every panel.
-pub(super) const MARGIN: usize = 12;
-/// An error unless `len` values fill an `(h, w)` image.
-pub(super) fn check_len(op: &'static str, len: usize, h: usize, w: usize) -> Result<()> {
-    if h == 0 || w == 0 || h.checked_mul(w) != Some(len) {
-        return Err(Error::arg(op, format!("{len} values for a {h}x{w} image")));
-    }
-    Ok(())
 }
