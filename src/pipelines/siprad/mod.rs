@@ -7,127 +7,23 @@
 //! (`fit/`), which keeps the selected state on the device.
 
 mod amplitude;
+mod config;
+mod objective;
 pub use amplitude::{dual_valued, threshold_amplitude};
+pub use config::{AmplitudeMode, SipradConfig};
 
-use crate::engine::device::Device;
 use crate::engine::tensor::Tensor;
 use crate::error::{Error, Result};
-use crate::fit::{Evaluation, Fit, Holdout, Iteration, Objective, Selection, StopReason};
-use crate::nn::{Cae, CaeConfig};
+use crate::fit::{Fit, Holdout, Iteration, Selection, StopReason};
+use crate::nn::Cae;
 use crate::optim::AdamW;
 use crate::physics::ltem::forward::LtemForward;
 use crate::physics::ltem::optics::{interaction_constant, Microscope};
-use crate::physics::ltem::sitie::{min_subtracted, sitie, SitieConfig};
+use crate::physics::ltem::sitie::{min_subtracted, sitie};
 use crate::physics::signal::{gaussian_filter, Boundary};
 use crate::rng::Rng;
-use amplitude::{phi_e_of, phi_e_tensor};
-
-/// How the exit-wave amplitude is modelled.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum AmplitudeMode {
-    /// Uniform amplitude (times the learnable scale).
-    Uniform,
-    /// A fixed map: pixels whose normalised intensity `I / mean(I)` is below `threshold` are
-    /// contamination with amplitude `sqrt(mean(I / I0) over them)`, the rest 1;
-    /// `phi_e = kappa (-ln a - min(-ln a))`.
-    Fixed {
-        /// Threshold on `I / mean(I)`.
-        threshold: f64,
-    },
-    /// A second DIP (input: the fixed map above) outputs `a = sigmoid(net)`, trained jointly,
-    /// with the dual-valued constraint every `constraint_every` iterations and after the last.
-    Learned {
-        /// Threshold on `I / mean(I)` for the network's input map.
-        threshold: f64,
-    },
-}
-
-/// SIPRAD settings. `Default` gives magprior's defaults, which differ from the paper's recipe
-/// where measurement showed it over-fits (README, "Lorentz TEM"): lr 5e-5 (paper 2e-4), 400
-/// iterations (paper ~1000-5000), 10 % of the pixels held out and the state with the lowest
-/// held-out loss after iteration 100 returned (paper: lowest training loss), and a
-/// Tikhonov-filtered, mirror-extended SITIE input. The paper's recipe is
-/// `SipradConfig { lr: 2e-4, iters: 1000, selection: Selection::LowestLoss { after: 100 },
-/// holdout: 0.0, .. }`.
-#[derive(Clone, Debug)]
-pub struct SipradConfig {
-    /// Fitting iterations after pretraining.
-    pub iters: usize,
-    /// Pretraining iterations (network reproduces its SITIE input).
-    pub pretrain: usize,
-    /// Adam learning rate (weight decay 0), for pretraining and fitting.
-    pub lr: f64,
-    /// Each iteration the input gets `+= noise_frac * N(0, 1)` (cumulative).
-    pub noise_frac: f64,
-    /// Gaussian smoothing of the final phase (pixels; 0 = none).
-    pub sigma: f64,
-    /// Which state is returned.
-    pub selection: Selection,
-    /// Fraction of pixels left out of the loss and used to validate (0 = none; needed by
-    /// [`Selection::Validation`]).
-    pub holdout: f64,
-    /// Learning rate of the scalar amplitude scale (Adam).
-    pub amp_scale_lr: f64,
-    /// Amplitude model.
-    pub amplitude: AmplitudeMode,
-    /// Mean inner potential V0 (V) for `kappa = V0 sigma xi`.
-    pub v0: f64,
-    /// Absorption length xi (nm) for `kappa`.
-    pub xi: f64,
-    /// Dual-valued constraint period (learned amplitude).
-    pub constraint_every: usize,
-    /// Steps re-fitting the amplitude network to the constrained map after each constraint.
-    pub constraint_refit: usize,
-    /// SITIE settings for the network input. `qc: None` picks `1 / (max(h, w) scale)`: wavelengths
-    /// longer than the field of view, which the image barely constrains, are filtered out
-    /// (`Some(0.0)`: no filter).
-    pub sitie: SitieConfig,
-    /// Seeds the weights, then the input noise.
-    pub seed: u64,
-    /// Encoder channels per level.
-    pub channels: Vec<usize>,
-    /// Convolution kernel size.
-    pub kernel: usize,
-    /// Padding factor of the forward model (1 = periodic).
-    pub pad: usize,
-    /// Where the networks and the forward model run (default CPU). On the GPU the loop reads
-    /// back one small tensor per iteration (loss, held-out loss, amplitude scale); the input
-    /// noise is drawn on the CPU from the seeded generator and uploaded, and the selected phase
-    /// stays on the device until the end, so both devices give the same result within float
-    /// tolerance. (A learned amplitude also reads its map back once per iteration for its
-    /// maximum.)
-    pub device: Device,
-}
-
-impl Default for SipradConfig {
-    fn default() -> Self {
-        let net = CaeConfig::ltem_default();
-        SipradConfig {
-            iters: 400,
-            pretrain: 200,
-            lr: 5e-5,
-            noise_frac: 1.0 / 30.0,
-            sigma: 2.0,
-            selection: Selection::Validation { after: 100 },
-            holdout: 0.1,
-            amp_scale_lr: 0.1,
-            amplitude: AmplitudeMode::Uniform,
-            v0: 20.0,
-            xi: 10.0,
-            constraint_every: 100,
-            constraint_refit: 50,
-            sitie: SitieConfig {
-                qc: None,
-                symmetric: true,
-            },
-            seed: 0,
-            channels: net.channels,
-            kernel: net.kernel,
-            pad: 1,
-            device: Device::Cpu,
-        }
-    }
-}
+use amplitude::phi_e_of;
+use objective::{amplitude_now, padded, Fitting, Pretrain};
 
 /// Which phase of the run an iteration belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -201,7 +97,7 @@ pub struct SipradResult {
 }
 
 /// The modelled amplitude.
-enum Amplitude {
+pub(crate) enum Amplitude {
     /// Uniform (times the learnable scale).
     Uniform,
     /// A fixed map and its electrostatic phase, (1, 1, h, w) each.
@@ -233,75 +129,6 @@ pub struct Siprad {
     fit: Fit,
     pretrain_history: Vec<Stats>,
     history: Vec<Stats>,
-}
-
-/// Zero-pads an (h, w) map to (1, 1, hp, wp) on `device`.
-fn padded(
-    v: &[f32],
-    (h, w): (usize, usize),
-    (hp, wp): (usize, usize),
-    dev: Device,
-) -> Result<Tensor> {
-    Tensor::from_shape_vec(&[1, 1, h, w], v.to_vec())?
-        .pad2d(0, hp - h, 0, wp - w)?
-        .to_device(dev)
-}
-
-impl SipradConfig {
-    /// Checks every setting; the error names the setting.
-    pub fn validate(&self) -> Result<()> {
-        const OP: &str = "siprad";
-        if !(self.lr > 0.0
-            && self.lr.is_finite()
-            && self.noise_frac >= 0.0
-            && self.sigma >= 0.0
-            && self.amp_scale_lr >= 0.0)
-        {
-            return Err(Error::arg(
-                OP,
-                "lr must be positive; noise_frac, sigma and amp_scale_lr >= 0",
-            ));
-        }
-        if !(0.0..0.9).contains(&self.holdout) {
-            return Err(Error::arg(
-                OP,
-                format!("holdout must be in [0, 0.9), got {}", self.holdout),
-            ));
-        }
-        if matches!(self.selection, Selection::Validation { .. }) && self.holdout == 0.0 {
-            return Err(Error::arg(
-                OP,
-                "validation selection needs a holdout fraction > 0",
-            ));
-        }
-        if self.pad == 0 {
-            return Err(Error::arg(OP, "pad must be >= 1"));
-        }
-        self.network().validate()
-    }
-
-    /// [`SipradConfig::validate`] plus what the microscope must offer: a valid microscope with a
-    /// non-zero defocus (the SITIE input needs phase contrast).
-    pub fn validate_with(&self, mic: &Microscope) -> Result<()> {
-        self.validate()?;
-        mic.validate()?;
-        if mic.defocus == 0.0 {
-            return Err(Error::arg(
-                "siprad",
-                "defocus must be non-zero (the SITIE input needs phase contrast)",
-            ));
-        }
-        Ok(())
-    }
-
-    fn network(&self) -> CaeConfig {
-        CaeConfig {
-            in_ch: 1,
-            out_ch: 1,
-            channels: self.channels.clone(),
-            kernel: self.kernel,
-        }
-    }
 }
 
 impl Siprad {
@@ -661,180 +488,6 @@ impl Siprad {
             seconds,
         };
         Ok((res, self.state))
-    }
-}
-
-/// The current amplitude (without scale) and `phi_e`, as tensors (none when uniform).
-fn amplitude_now(
-    amplitude: &Amplitude,
-    amp_net: Option<&Cae>,
-    (h, w): (usize, usize),
-    kappa: f64,
-) -> Result<Option<(Tensor, Tensor)>> {
-    match (amplitude, amp_net) {
-        (Amplitude::Learned { input }, Some(n)) => {
-            let a = n.forward(input)?.crop2d(0, h, 0, w)?.sigmoid()?;
-            let phi_e = phi_e_tensor(&a, kappa)?;
-            Ok(Some((a, phi_e)))
-        }
-        (Amplitude::Fixed { amp, phi_e }, _) => Ok(Some((amp.clone(), phi_e.clone()))),
-        _ => Ok(None),
-    }
-}
-
-/// Pretraining: the phase network reproduces the SITIE phase, the amplitude network its input
-/// map; one loss (their sum: the networks share no parameter, so each gets its own gradient).
-struct Pretrain<'a> {
-    net: &'a Cae,
-    input: &'a Tensor,
-    target: Tensor,
-    amp: Option<(&'a Cae, Tensor, Tensor)>,
-    hw: (usize, usize),
-}
-
-impl Objective for Pretrain<'_> {
-    /// Reports the phase loss.
-    fn evaluate(&mut self, _: usize) -> Result<Evaluation> {
-        let (h, w) = self.hw;
-        let l = self
-            .net
-            .forward(self.input)?
-            .crop2d(0, h, 0, w)?
-            .mse_loss(&self.target)?;
-        let report = vec![l.detach()];
-        let loss = match &self.amp {
-            Some((n, input, t)) => l.add(
-                &n.forward(input)?
-                    .crop2d(0, h, 0, w)?
-                    .sigmoid()?
-                    .mse_loss(t)?,
-            )?,
-            None => l,
-        };
-        Ok(Evaluation {
-            loss,
-            validation: None,
-            report,
-            state: vec![],
-        })
-    }
-}
-
-/// The fit: the drifting input through the phase network, the amplitude, the image model, the
-/// (held-out) image loss; the constraint of a learned amplitude after the step.
-struct Fitting<'a> {
-    cfg: &'a SipradConfig,
-    hw: (usize, usize),
-    net_hw: (usize, usize),
-    fwd: &'a LtemForward,
-    meas: &'a Tensor,
-    holdout: Option<&'a Holdout>,
-    input: &'a mut Tensor,
-    noise_key: u64,
-    net: &'a Cae,
-    amp_scale: &'a Tensor,
-    amp_net: Option<&'a Cae>,
-    amplitude: &'a mut Amplitude,
-    kappa: f64,
-}
-
-impl Objective for Fitting<'_> {
-    /// Reports the amplitude scale; keeps the phase (and the amplitude).
-    fn evaluate(&mut self, iter: usize) -> Result<Evaluation> {
-        let (h, w) = self.hw;
-        let (hp, wp) = self.net_hw;
-        let nf = self.cfg.noise_frac;
-        if nf > 0.0 {
-            let key = self.noise_key ^ (iter as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            let noise = Tensor::randn_keyed(&[1, 1, hp, wp], key, nf as f32, self.input.device())?;
-            *self.input = self.input.add(&noise)?;
-        }
-        let phi_m = self.net.forward(self.input)?.crop2d(0, h, 0, w)?;
-        let amp = amplitude_now(self.amplitude, self.amp_net, self.hw, self.kappa)?;
-        let (a, phi) = match &amp {
-            Some((a, e)) => (Some(a), phi_m.add(e)?),
-            None => (None, phi_m.clone()),
-        };
-        let img = self.fwd.image(&phi, a, Some(self.amp_scale))?;
-        let (loss, validation) = match self.holdout {
-            None => (img.mse_loss(self.meas)?, None),
-            Some(ho) => {
-                let (l, v) = ho.losses(&img, self.meas)?;
-                (l, Some(v))
-            }
-        };
-        let mut state = vec![phi_m.detach()];
-        state.extend(amp.map(|(a, _)| a.detach()));
-        Ok(Evaluation {
-            loss,
-            validation,
-            report: vec![self.amp_scale.detach()],
-            state,
-        })
-    }
-
-    /// Every `constraint_every` iterations the learned amplitude is made dual-valued. A network
-    /// output cannot be overwritten, so the constrained map becomes the amplitude network's new
-    /// input and the network is re-fitted to reproduce it (`constraint_refit` Adam steps of
-    /// MSE): training resumes from an amplitude that is (close to) the dual-valued map.
-    fn after_step(&mut self, iter: usize) -> Result<()> {
-        let every = self.cfg.constraint_every;
-        let (Some(net), Amplitude::Learned { input }) = (self.amp_net, &mut *self.amplitude) else {
-            return Ok(());
-        };
-        if every == 0 || !iter.is_multiple_of(every) {
-            return Ok(());
-        }
-        let (h, w) = self.hw;
-        let dev = self.cfg.device;
-        let a = crate::engine::autograd::no_grad(|| {
-            net.forward(input)?.crop2d(0, h, 0, w)?.sigmoid()?.to_vec()
-        })?;
-        let c = dual_valued(&a, h, w);
-        let new_in = padded(&c, self.hw, self.net_hw, dev)?;
-        let mut refit = Refit {
-            net,
-            input: &new_in,
-            target: Tensor::from_shape_vec(&[1, 1, h, w], c)?.to_device(dev)?,
-            hw: self.hw,
-        };
-        let mut opt = AdamW::new(net.parameters(), self.cfg.lr).with_weight_decay(0.0);
-        let mut fit = Fit::new(Selection::Last);
-        fit.run(
-            self.cfg.constraint_refit,
-            &mut refit,
-            &mut [&mut opt],
-            None,
-            &mut |_| true,
-        )?;
-        *input = new_in;
-        Ok(())
-    }
-}
-
-/// The amplitude network re-fitted to a constrained map (its new input).
-struct Refit<'a> {
-    net: &'a Cae,
-    input: &'a Tensor,
-    target: Tensor,
-    hw: (usize, usize),
-}
-
-impl Objective for Refit<'_> {
-    fn evaluate(&mut self, _: usize) -> Result<Evaluation> {
-        let (h, w) = self.hw;
-        let loss = self
-            .net
-            .forward(self.input)?
-            .crop2d(0, h, 0, w)?
-            .sigmoid()?
-            .mse_loss(&self.target)?;
-        Ok(Evaluation {
-            loss,
-            validation: None,
-            report: vec![],
-            state: vec![],
-        })
     }
 }
 

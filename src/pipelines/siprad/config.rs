@@ -1,0 +1,172 @@
+//! SIPRAD's settings: the amplitude model and every knob of the recipe, with their checks.
+
+use crate::engine::device::Device;
+use crate::error::{Error, Result};
+use crate::fit::Selection;
+use crate::nn::CaeConfig;
+use crate::physics::ltem::optics::Microscope;
+use crate::physics::ltem::sitie::SitieConfig;
+
+/// How the exit-wave amplitude is modelled.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum AmplitudeMode {
+    /// Uniform amplitude (times the learnable scale).
+    Uniform,
+    /// A fixed map: pixels whose normalised intensity `I / mean(I)` is below `threshold` are
+    /// contamination with amplitude `sqrt(mean(I / I0) over them)`, the rest 1;
+    /// `phi_e = kappa (-ln a - min(-ln a))`.
+    Fixed {
+        /// Threshold on `I / mean(I)`.
+        threshold: f64,
+    },
+    /// A second DIP (input: the fixed map above) outputs `a = sigmoid(net)`, trained jointly,
+    /// with the dual-valued constraint every `constraint_every` iterations and after the last.
+    Learned {
+        /// Threshold on `I / mean(I)` for the network's input map.
+        threshold: f64,
+    },
+}
+
+/// SIPRAD settings. `Default` gives magprior's defaults, which differ from the paper's recipe
+/// where measurement showed it over-fits (README, "Lorentz TEM"): lr 5e-5 (paper 2e-4), 400
+/// iterations (paper ~1000-5000), 10 % of the pixels held out and the state with the lowest
+/// held-out loss after iteration 100 returned (paper: lowest training loss), and a
+/// Tikhonov-filtered, mirror-extended SITIE input. The paper's recipe is
+/// `SipradConfig { lr: 2e-4, iters: 1000, selection: Selection::LowestLoss { after: 100 },
+/// holdout: 0.0, .. }`.
+#[derive(Clone, Debug)]
+pub struct SipradConfig {
+    /// Fitting iterations after pretraining.
+    pub iters: usize,
+    /// Pretraining iterations (network reproduces its SITIE input).
+    pub pretrain: usize,
+    /// Adam learning rate (weight decay 0), for pretraining and fitting.
+    pub lr: f64,
+    /// Each iteration the input gets `+= noise_frac * N(0, 1)` (cumulative).
+    pub noise_frac: f64,
+    /// Gaussian smoothing of the final phase (pixels; 0 = none).
+    pub sigma: f64,
+    /// Which state is returned.
+    pub selection: Selection,
+    /// Fraction of pixels left out of the loss and used to validate (0 = none; needed by
+    /// [`Selection::Validation`]).
+    pub holdout: f64,
+    /// Learning rate of the scalar amplitude scale (Adam).
+    pub amp_scale_lr: f64,
+    /// Amplitude model.
+    pub amplitude: AmplitudeMode,
+    /// Mean inner potential V0 (V) for `kappa = V0 sigma xi`.
+    pub v0: f64,
+    /// Absorption length xi (nm) for `kappa`.
+    pub xi: f64,
+    /// Dual-valued constraint period (learned amplitude).
+    pub constraint_every: usize,
+    /// Steps re-fitting the amplitude network to the constrained map after each constraint.
+    pub constraint_refit: usize,
+    /// SITIE settings for the network input. `qc: None` picks `1 / (max(h, w) scale)`: wavelengths
+    /// longer than the field of view, which the image barely constrains, are filtered out
+    /// (`Some(0.0)`: no filter).
+    pub sitie: SitieConfig,
+    /// Seeds the weights, then the input noise.
+    pub seed: u64,
+    /// Encoder channels per level.
+    pub channels: Vec<usize>,
+    /// Convolution kernel size.
+    pub kernel: usize,
+    /// Padding factor of the forward model (1 = periodic).
+    pub pad: usize,
+    /// Where the networks and the forward model run (default CPU). On the GPU the loop reads
+    /// back one small tensor per iteration (loss, held-out loss, amplitude scale); the input
+    /// noise is drawn on the CPU from the seeded generator and uploaded, and the selected phase
+    /// stays on the device until the end, so both devices give the same result within float
+    /// tolerance. (A learned amplitude also reads its map back once per iteration for its
+    /// maximum.)
+    pub device: Device,
+}
+
+impl Default for SipradConfig {
+    fn default() -> Self {
+        let net = CaeConfig::ltem_default();
+        SipradConfig {
+            iters: 400,
+            pretrain: 200,
+            lr: 5e-5,
+            noise_frac: 1.0 / 30.0,
+            sigma: 2.0,
+            selection: Selection::Validation { after: 100 },
+            holdout: 0.1,
+            amp_scale_lr: 0.1,
+            amplitude: AmplitudeMode::Uniform,
+            v0: 20.0,
+            xi: 10.0,
+            constraint_every: 100,
+            constraint_refit: 50,
+            sitie: SitieConfig {
+                qc: None,
+                symmetric: true,
+            },
+            seed: 0,
+            channels: net.channels,
+            kernel: net.kernel,
+            pad: 1,
+            device: Device::Cpu,
+        }
+    }
+}
+
+impl SipradConfig {
+    /// Checks every setting; the error names the setting.
+    pub fn validate(&self) -> Result<()> {
+        const OP: &str = "siprad";
+        if !(self.lr > 0.0
+            && self.lr.is_finite()
+            && self.noise_frac >= 0.0
+            && self.sigma >= 0.0
+            && self.amp_scale_lr >= 0.0)
+        {
+            return Err(Error::arg(
+                OP,
+                "lr must be positive; noise_frac, sigma and amp_scale_lr >= 0",
+            ));
+        }
+        if !(0.0..0.9).contains(&self.holdout) {
+            return Err(Error::arg(
+                OP,
+                format!("holdout must be in [0, 0.9), got {}", self.holdout),
+            ));
+        }
+        if matches!(self.selection, Selection::Validation { .. }) && self.holdout == 0.0 {
+            return Err(Error::arg(
+                OP,
+                "validation selection needs a holdout fraction > 0",
+            ));
+        }
+        if self.pad == 0 {
+            return Err(Error::arg(OP, "pad must be >= 1"));
+        }
+        self.network().validate()
+    }
+
+    /// [`SipradConfig::validate`] plus what the microscope must offer: a valid microscope with a
+    /// non-zero defocus (the SITIE input needs phase contrast).
+    pub fn validate_with(&self, mic: &Microscope) -> Result<()> {
+        self.validate()?;
+        mic.validate()?;
+        if mic.defocus == 0.0 {
+            return Err(Error::arg(
+                "siprad",
+                "defocus must be non-zero (the SITIE input needs phase contrast)",
+            ));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn network(&self) -> CaeConfig {
+        CaeConfig {
+            in_ch: 1,
+            out_ch: 1,
+            channels: self.channels.clone(),
+            kernel: self.kernel,
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! SIPRAD's objectives for the fitting loop: pretraining on the SITIE input, the image fit with
+//! its drifting input and amplitude constraint, and the amplitude network's re-fit.
+
+use super::amplitude::{dual_valued, phi_e_tensor};
+use super::{Amplitude, SipradConfig};
+use crate::engine::device::Device;
+use crate::engine::tensor::Tensor;
+use crate::error::Result;
+use crate::fit::{Evaluation, Fit, Holdout, Objective, Selection};
+use crate::nn::Cae;
+use crate::optim::AdamW;
+use crate::physics::ltem::forward::LtemForward;
+
+/// Zero-pads an (h, w) map to (1, 1, hp, wp) on `device`.
+pub(crate) fn padded(
+    v: &[f32],
+    (h, w): (usize, usize),
+    (hp, wp): (usize, usize),
+    dev: Device,
+) -> Result<Tensor> {
+    Tensor::from_shape_vec(&[1, 1, h, w], v.to_vec())?
+        .pad2d(0, hp - h, 0, wp - w)?
+        .to_device(dev)
+}
+
+/// The current amplitude (without scale) and `phi_e`, as tensors (none when uniform).
+pub(crate) fn amplitude_now(
+    amplitude: &Amplitude,
+    amp_net: Option<&Cae>,
+    (h, w): (usize, usize),
+    kappa: f64,
+) -> Result<Option<(Tensor, Tensor)>> {
+    match (amplitude, amp_net) {
+        (Amplitude::Learned { input }, Some(n)) => {
+            let a = n.forward(input)?.crop2d(0, h, 0, w)?.sigmoid()?;
+            let phi_e = phi_e_tensor(&a, kappa)?;
+            Ok(Some((a, phi_e)))
+        }
+        (Amplitude::Fixed { amp, phi_e }, _) => Ok(Some((amp.clone(), phi_e.clone()))),
+        _ => Ok(None),
+    }
+}
+
+/// Pretraining: the phase network reproduces the SITIE phase, the amplitude network its input
+/// map; one loss (their sum: the networks share no parameter, so each gets its own gradient).
+pub(crate) struct Pretrain<'a> {
+    pub(crate) net: &'a Cae,
+    pub(crate) input: &'a Tensor,
+    pub(crate) target: Tensor,
+    pub(crate) amp: Option<(&'a Cae, Tensor, Tensor)>,
+    pub(crate) hw: (usize, usize),
+}
+
+impl Objective for Pretrain<'_> {
+    /// Reports the phase loss.
+    fn evaluate(&mut self, _: usize) -> Result<Evaluation> {
+        let (h, w) = self.hw;
+        let l = self
+            .net
+            .forward(self.input)?
+            .crop2d(0, h, 0, w)?
+            .mse_loss(&self.target)?;
+        let report = vec![l.detach()];
+        let loss = match &self.amp {
+            Some((n, input, t)) => l.add(
+                &n.forward(input)?
+                    .crop2d(0, h, 0, w)?
+                    .sigmoid()?
+                    .mse_loss(t)?,
+            )?,
+            None => l,
+        };
+        Ok(Evaluation {
+            loss,
+            validation: None,
+            report,
+            state: vec![],
+        })
+    }
+}
+
+/// The fit: the drifting input through the phase network, the amplitude, the image model, the
+/// (held-out) image loss; the constraint of a learned amplitude after the step.
+pub(crate) struct Fitting<'a> {
+    pub(crate) cfg: &'a SipradConfig,
+    pub(crate) hw: (usize, usize),
+    pub(crate) net_hw: (usize, usize),
+    pub(crate) fwd: &'a LtemForward,
+    pub(crate) meas: &'a Tensor,
+    pub(crate) holdout: Option<&'a Holdout>,
+    pub(crate) input: &'a mut Tensor,
+    pub(crate) noise_key: u64,
+    pub(crate) net: &'a Cae,
+    pub(crate) amp_scale: &'a Tensor,
+    pub(crate) amp_net: Option<&'a Cae>,
+    pub(crate) amplitude: &'a mut Amplitude,
+    pub(crate) kappa: f64,
+}
+
+impl Objective for Fitting<'_> {
+    /// Reports the amplitude scale; keeps the phase (and the amplitude).
+    fn evaluate(&mut self, iter: usize) -> Result<Evaluation> {
+        let (h, w) = self.hw;
+        let (hp, wp) = self.net_hw;
+        let nf = self.cfg.noise_frac;
+        if nf > 0.0 {
+            let key = self.noise_key ^ (iter as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let noise = Tensor::randn_keyed(&[1, 1, hp, wp], key, nf as f32, self.input.device())?;
+            *self.input = self.input.add(&noise)?;
+        }
+        let phi_m = self.net.forward(self.input)?.crop2d(0, h, 0, w)?;
+        let amp = amplitude_now(self.amplitude, self.amp_net, self.hw, self.kappa)?;
+        let (a, phi) = match &amp {
+            Some((a, e)) => (Some(a), phi_m.add(e)?),
+            None => (None, phi_m.clone()),
+        };
+        let img = self.fwd.image(&phi, a, Some(self.amp_scale))?;
+        let (loss, validation) = match self.holdout {
+            None => (img.mse_loss(self.meas)?, None),
+            Some(ho) => {
+                let (l, v) = ho.losses(&img, self.meas)?;
+                (l, Some(v))
+            }
+        };
+        let mut state = vec![phi_m.detach()];
+        state.extend(amp.map(|(a, _)| a.detach()));
+        Ok(Evaluation {
+            loss,
+            validation,
+            report: vec![self.amp_scale.detach()],
+            state,
+        })
+    }
+
+    /// Every `constraint_every` iterations the learned amplitude is made dual-valued. A network
+    /// output cannot be overwritten, so the constrained map becomes the amplitude network's new
+    /// input and the network is re-fitted to reproduce it (`constraint_refit` Adam steps of
+    /// MSE): training resumes from an amplitude that is (close to) the dual-valued map.
+    fn after_step(&mut self, iter: usize) -> Result<()> {
+        let every = self.cfg.constraint_every;
+        let (Some(net), Amplitude::Learned { input }) = (self.amp_net, &mut *self.amplitude) else {
+            return Ok(());
+        };
+        if every == 0 || !iter.is_multiple_of(every) {
+            return Ok(());
+        }
+        let (h, w) = self.hw;
+        let dev = self.cfg.device;
+        let a = crate::engine::autograd::no_grad(|| {
+            net.forward(input)?.crop2d(0, h, 0, w)?.sigmoid()?.to_vec()
+        })?;
+        let c = dual_valued(&a, h, w);
+        let new_in = padded(&c, self.hw, self.net_hw, dev)?;
+        let mut refit = Refit {
+            net,
+            input: &new_in,
+            target: Tensor::from_shape_vec(&[1, 1, h, w], c)?.to_device(dev)?,
+            hw: self.hw,
+        };
+        let mut opt = AdamW::new(net.parameters(), self.cfg.lr).with_weight_decay(0.0);
+        let mut fit = Fit::new(Selection::Last);
+        fit.run(
+            self.cfg.constraint_refit,
+            &mut refit,
+            &mut [&mut opt],
+            None,
+            &mut |_| true,
+        )?;
+        *input = new_in;
+        Ok(())
+    }
+}
+
+/// The amplitude network re-fitted to a constrained map (its new input).
+struct Refit<'a> {
+    net: &'a Cae,
+    input: &'a Tensor,
+    target: Tensor,
+    hw: (usize, usize),
+}
+
+impl Objective for Refit<'_> {
+    fn evaluate(&mut self, _: usize) -> Result<Evaluation> {
+        let (h, w) = self.hw;
+        let loss = self
+            .net
+            .forward(self.input)?
+            .crop2d(0, h, 0, w)?
+            .sigmoid()?
+            .mse_loss(&self.target)?;
+        Ok(Evaluation {
+            loss,
+            validation: None,
+            report: vec![],
+            state: vec![],
+        })
+    }
+}
