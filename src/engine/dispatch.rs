@@ -146,6 +146,52 @@ fn wrong_device(op: &'static str) -> Error {
     }
 }
 
+/// The operands' shapes and dtypes, from their read guards.
+fn metas<'t>(
+    inputs: &[&'t Tensor],
+    guards: &[RwLockReadGuard<Storage>],
+    index: &[usize],
+) -> Vec<Meta<'t>> {
+    inputs
+        .iter()
+        .zip(index)
+        .map(|(t, &i)| Meta {
+            shape: t.shape(),
+            dtype: guards[i].dtype(),
+        })
+        .collect()
+}
+
+/// Each operand's host data (all must be on the CPU).
+fn host<'g>(
+    op: &'static str,
+    guards: &'g [RwLockReadGuard<Storage>],
+    index: &[usize],
+) -> Result<Vec<&'g CpuStorage>> {
+    index
+        .iter()
+        .map(|&i| match &*guards[i] {
+            Storage::Cpu(c) => Ok(c),
+            Storage::Gpu(_) => Err(wrong_device(op)),
+        })
+        .collect()
+}
+
+/// Each operand's device buffer (all must be on the GPU).
+fn device_bufs<'g>(
+    op: &'static str,
+    guards: &'g [RwLockReadGuard<Storage>],
+    index: &[usize],
+) -> Result<Vec<&'g GpuBuffer>> {
+    index
+        .iter()
+        .map(|&i| match &*guards[i] {
+            Storage::Gpu(g) => Ok(&*g.buf),
+            Storage::Cpu(_) => Err(wrong_device(op)),
+        })
+        .collect()
+}
+
 /// Runs `k` on `inputs` on `device` (where they live); returns each output's shape and storage.
 fn run<K: Kernel + ?Sized>(
     k: &K,
@@ -154,36 +200,17 @@ fn run<K: Kernel + ?Sized>(
 ) -> Result<Vec<(Vec<usize>, Storage)>> {
     let op = k.name();
     let (guards, index) = read_all(inputs);
-    let meta: Vec<Meta> = inputs
-        .iter()
-        .zip(&index)
-        .map(|(t, &i)| Meta {
-            shape: t.shape(),
-            dtype: guards[i].dtype(),
-        })
-        .collect();
+    let meta = metas(inputs, &guards, &index);
     let outs = k.signature(&meta)?;
     let storages: Vec<Storage> = match device {
         Device::Cpu => {
-            let data = index
-                .iter()
-                .map(|&i| match &*guards[i] {
-                    Storage::Cpu(c) => Ok(c),
-                    Storage::Gpu(_) => Err(wrong_device(op)),
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let data = host(op, &guards, &index)?;
             let got = k.cpu(&Args { op, data, meta })?;
             got.into_iter().map(Storage::Cpu).collect()
         }
         Device::Gpu => {
             let ctx = gpu_context()?;
-            let data = index
-                .iter()
-                .map(|&i| match &*guards[i] {
-                    Storage::Gpu(g) => Ok(&*g.buf),
-                    Storage::Cpu(_) => Err(wrong_device(op)),
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let data = device_bufs(op, &guards, &index)?;
             let got = k.gpu(ctx, &Args { op, data, meta })?;
             got.into_iter()
                 .zip(&outs)
@@ -280,14 +307,7 @@ impl Tensor {
         }
         let mut writes: Vec<_> = targets.iter().map(|t| t.write()).collect();
         let (guards, index) = read_all(inputs);
-        let meta: Vec<Meta> = inputs
-            .iter()
-            .zip(&index)
-            .map(|(t, &i)| Meta {
-                shape: t.shape(),
-                dtype: guards[i].dtype(),
-            })
-            .collect();
+        let meta = metas(inputs, &guards, &index);
         let tmeta: Vec<(Vec<usize>, DType)> = targets
             .iter()
             .zip(&writes)
@@ -303,13 +323,7 @@ impl Tensor {
         u.check(&tm, &meta)?;
         match device {
             Device::Cpu => {
-                let data = index
-                    .iter()
-                    .map(|&i| match &*guards[i] {
-                        Storage::Cpu(c) => Ok(c),
-                        Storage::Gpu(_) => Err(wrong_device(op)),
-                    })
-                    .collect::<Result<Vec<_>>>()?;
+                let data = host(op, &guards, &index)?;
                 let mut ts = writes
                     .iter_mut()
                     .map(|w| match &mut **w {
@@ -324,13 +338,7 @@ impl Tensor {
                 for w in writes.iter_mut() {
                     w.make_unique()?;
                 }
-                let data = index
-                    .iter()
-                    .map(|&i| match &*guards[i] {
-                        Storage::Gpu(g) => Ok(&*g.buf),
-                        Storage::Cpu(_) => Err(wrong_device(op)),
-                    })
-                    .collect::<Result<Vec<_>>>()?;
+                let data = device_bufs(op, &guards, &index)?;
                 let ts = writes
                     .iter()
                     .map(|w| match &**w {
