@@ -453,9 +453,13 @@ impl Pixel {
             12 => Pixel::F64,
             13 => Pixel::C128,
             14 => Pixel::Bool,
-            4 => return Err("data type 4 (obsolete) is not supported".into()),
-            5 => return Err("data type 5 (packed complex, FFT) is not supported".into()),
-            8 | 23 => return Err(format!("data type {code} (RGB colour) is not supported")),
+            4 => return Err("data type 4 (obsolete) cannot be read".into()),
+            5 => return Err("data type 5 (packed complex, FFT) cannot be read".into()),
+            8 | 23 => {
+                return Err(format!(
+                    "data type {code} (RGB colour) cannot be read as a greyscale image"
+                ))
+            }
             c => return Err(format!("unknown data type {c}")),
         })
     }

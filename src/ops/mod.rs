@@ -19,4 +19,4 @@ mod resample;
 mod shape;
 mod spectral;
 
-pub(crate) use optim::adamw_update;
+pub(crate) use optim::{adamw_update, AdamWStep};

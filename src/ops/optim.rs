@@ -3,7 +3,7 @@
 
 use crate::backend::cpu::optim as cpu;
 use crate::backend::gpu::{adamw as gpu, GpuBuffer, GpuContext};
-use crate::backend::AdamWStep;
+pub(crate) use crate::backend::AdamWStep;
 use crate::engine::dispatch::{expect_real, Args, Meta, Update};
 use crate::engine::storage::CpuStorage;
 use crate::engine::tensor::Tensor;

@@ -1,10 +1,9 @@
 //! AdamW (decoupled weight decay), PyTorch semantics.
 
-use crate::backend::AdamWStep;
 use crate::engine::autograd::GradStore;
 use crate::engine::tensor::Tensor;
 use crate::error::Result;
-use crate::ops::adamw_update;
+use crate::ops::{adamw_update, AdamWStep};
 
 /// AdamW: `m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; p -= lr wd p;
 /// p -= lr m_hat / (sqrt(v_hat) + eps)` with bias-corrected `m_hat`, `v_hat`.
