@@ -12,7 +12,7 @@ pub enum ValueUnits {
     Unitless,
     /// The header has no value-unit key, so the file does not say (OVF 2.0 makes it optional).
     /// Real files of this kind hold A/m (`ovf2-bin8_different-case.ovf`: |M| ~ 1e6) as well as
-    /// unit vectors, so callers must decide, e.g. from [`Ovf::norm_range`].
+    /// unit vectors, so callers must decide, e.g. from [`Ovf::norm_range`](crate::io::ovf::Ovf::norm_range).
     Unspecified,
     /// Any other unit (e.g. `T`, `mT`, `J/m3`) as written once, or the components' units
     /// joined by spaces where they differ.
