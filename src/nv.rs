@@ -4,6 +4,7 @@
 pub use crate::fit::StopReason;
 pub use crate::physics::constants::{MU0, MU_B};
 pub use crate::physics::nv::deproject::{deproject, Deprojection};
+pub use crate::physics::nv::energy;
 pub use crate::physics::nv::forward::{NvForward, NvGeometry};
 pub use crate::physics::nv::mask::{self, Mask, Preset};
 pub use crate::physics::nv::mask::{MaskFile, MaskSpec};

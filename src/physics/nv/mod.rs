@@ -2,6 +2,7 @@
 //! synthetic data.
 
 pub mod deproject;
+pub mod energy;
 pub mod forward;
 pub mod mask;
 pub mod metrics;
