@@ -1,5 +1,6 @@
-//! Signal helpers shared by the physics of both instruments: FFT sample frequencies and a
-//! separable Gaussian filter with a named boundary rule.
+//! Signal helpers shared by the physics of both instruments: FFT sample frequencies, a
+//! separable Gaussian filter with a named boundary rule, and (crate-internal) a least-squares
+//! plane.
 
 /// `numpy.fft.fftfreq(n, d)`: frequencies in cycles per unit of `d`, in FFT order (0, 1, ...,
 /// then the negative ones). `d = 1` gives cycles per sample (LTEM); `2 pi fftfreq(n, pixel)` the
@@ -111,6 +112,68 @@ pub fn gaussian_filter_f64(
         out.extend(pass(&rows, h, w, w, 1));
     }
     out
+}
+
+/// Least-squares plane `p0 + p1 (col - cx) + p2 (row - cy)` (pixel units, centred on the map's
+/// centre `cx = (w-1)/2`, `cy = (h-1)/2`) through the finite pixels of an `(h, w)` map for which
+/// `use_pixel(row, col)` holds. The mean (slopes 0) when the pixels cannot fix a plane (fewer
+/// than three, or on one line); `None` when there is none.
+pub(crate) fn fit_plane(
+    map: &[f32],
+    h: usize,
+    w: usize,
+    use_pixel: impl Fn(usize, usize) -> bool,
+) -> Option<[f64; 3]> {
+    let (cx, cy) = ((w as f64 - 1.0) / 2.0, (h as f64 - 1.0) / 2.0);
+    let mut a = [[0f64; 3]; 3];
+    let mut b = [0f64; 3];
+    for r in 0..h {
+        for c in 0..w {
+            let v = map.get(r * w + c).copied().unwrap_or(f32::NAN);
+            if !v.is_finite() || !use_pixel(r, c) {
+                continue;
+            }
+            let p = [1.0, c as f64 - cx, r as f64 - cy];
+            for i in 0..3 {
+                for j in 0..3 {
+                    a[i][j] += p[i] * p[j];
+                }
+                b[i] += p[i] * v as f64;
+            }
+        }
+    }
+    if a[0][0] == 0.0 {
+        return None;
+    }
+    Some(solve3(a, b).unwrap_or([b[0] / a[0][0], 0.0, 0.0]))
+}
+
+/// Solves a 3x3 system by Gaussian elimination with partial pivoting; `None` when (nearly)
+/// singular.
+fn solve3(mut a: [[f64; 3]; 3], mut b: [f64; 3]) -> Option<[f64; 3]> {
+    let scale = a.iter().flatten().fold(0f64, |m, v| m.max(v.abs()));
+    for col in 0..3 {
+        let piv = (col..3).max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs()))?;
+        if a[piv][col].abs() <= 1e-12 * scale {
+            return None;
+        }
+        a.swap(col, piv);
+        b.swap(col, piv);
+        let pivot_row = a[col];
+        for r in col + 1..3 {
+            let f = a[r][col] / pivot_row[col];
+            for (x, p) in a[r][col..].iter_mut().zip(&pivot_row[col..]) {
+                *x -= f * p;
+            }
+            b[r] -= f * b[col];
+        }
+    }
+    let mut x = [0f64; 3];
+    for r in (0..3).rev() {
+        let s: f64 = (r + 1..3).map(|c| a[r][c] * x[c]).sum();
+        x[r] = (b[r] - s) / a[r][r];
+    }
+    Some(x)
 }
 
 #[cfg(test)]

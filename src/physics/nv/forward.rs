@@ -1,10 +1,13 @@
 //! NV magnetometry forward model (SPEC section 2): magnetisation M(x, y) of a film of thickness t
 //! -> stray field B at standoff d above it -> B_NV = n . B, in Fourier space with zero padding.
 
+use crate::engine::device::Device;
+use crate::engine::storage::C32;
+use crate::engine::tensor::Tensor;
 use crate::error::{Error, Result};
 use crate::physics::constants::MU0;
 use crate::physics::signal::wavenumbers;
-use crate::{Device, Tensor, C32};
+use num_complex::Complex64;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -80,15 +83,15 @@ impl NvGeometry {
     }
 }
 
-/// `-(mu0/2) (1-e^{-kt})/k A(k)` times the optional low-pass, on the padded grid (ph, pw):
-/// `a[r][c]` maps M component c to field component r; and |k| (rad/m). k = 0: B(0) = 0 (the
+/// `-(mu0/2) (1-e^{-kt})/k A(k)` times the optional low-pass, on the padded grid (ph, pw), in
+/// f64: `a[r][c]` maps M component c to field component r; and |k| (rad/m). k = 0: B(0) = 0 (the
 /// limits of kx^2/k, kx ky/k, i kx and k all vanish).
-fn field_kernels(ph: usize, pw: usize, g: &NvGeometry) -> ([[Vec<C32>; 3]; 3], Vec<f64>) {
+fn field_kernels_f64(ph: usize, pw: usize, g: &NvGeometry) -> ([[Vec<Complex64>; 3]; 3], Vec<f64>) {
     let (ky, kx) = (wavenumbers(ph, g.pixel), wavenumbers(pw, g.pixel));
     let n = ph * pw;
     let mut kmag = vec![0.0; n];
-    let zero = || vec![C32::new(0.0, 0.0); n];
-    let mut a: [[Vec<C32>; 3]; 3] = std::array::from_fn(|_| std::array::from_fn(|_| zero()));
+    let zero = || vec![Complex64::new(0.0, 0.0); n];
+    let mut a: [[Vec<Complex64>; 3]; 3] = std::array::from_fn(|_| std::array::from_fn(|_| zero()));
     let t = g.thickness;
     for (r, &ky) in ky.iter().enumerate() {
         for (c, &kx) in kx.iter().enumerate() {
@@ -110,12 +113,85 @@ fn field_kernels(ph: usize, pw: usize, g: &NvGeometry) -> ([[Vec<C32>; 3]; 3], V
             for rr in 0..3 {
                 for cc in 0..3 {
                     let (re, im) = m[rr][cc];
-                    a[rr][cc][i] = C32::new((pre * re) as f32, (pre * im) as f32);
+                    a[rr][cc][i] = Complex64::new(pre * re, pre * im);
                 }
             }
         }
     }
     (a, kmag)
+}
+
+/// [`field_kernels_f64`] rounded to the f32 kernels of the engine.
+fn field_kernels(ph: usize, pw: usize, g: &NvGeometry) -> ([[Vec<C32>; 3]; 3], Vec<f64>) {
+    let (a, kmag) = field_kernels_f64(ph, pw, g);
+    let a = a.map(|row| {
+        row.map(|k| {
+            k.iter()
+                .map(|z| C32::new(z.re as f32, z.im as f32))
+                .collect()
+        })
+    });
+    (a, kmag)
+}
+
+/// The forward model's B_NV kernels on the padded grid `(ph, pw)`, per magnetisation component,
+/// in f64 (for the classical inversions, which divide by them).
+pub(crate) struct BnvKernels {
+    /// `K_c(k)`, c = x, y, z: `B_NV(k) = sum_c K_c(k) M_c(k)` with both sides the unnormalised
+    /// FFTs of the padded maps (T per A/m: the numbers [`NvForward::bnv`] multiplies by, in
+    /// f64), the standoff decay `e^{-kd}` and the optional low-pass included. Every `|K_c|` is
+    /// `thin_film * decay` times an angular factor of at most 1.
+    pub(crate) per_component: [Vec<Complex64>; 3],
+    /// `|k|` (rad/m) per coefficient.
+    pub(crate) kmag: Vec<f64>,
+    /// The thin-film factor `(mu0/2) (1-e^{-kt})` times the optional low-pass: `|a_zz|`, the
+    /// magnitude of the `B_z` kernel of `M_z` before the standoff decay.
+    pub(crate) thin_film: Vec<f64>,
+    /// The standoff decay `e^{-kd}`.
+    pub(crate) decay: Vec<f64>,
+}
+
+/// `K_c = sum_r n_r a[r][c] e^{-kd}` from the field kernels (SPEC section 2), with or without
+/// the standoff decay.
+fn project_on_axis(
+    a: &[[Vec<Complex64>; 3]; 3],
+    kmag: &[f64],
+    g: &NvGeometry,
+    with_standoff: bool,
+) -> [Vec<Complex64>; 3] {
+    let n = g.axis();
+    std::array::from_fn(|c| {
+        kmag.iter()
+            .enumerate()
+            .map(|(i, &k)| {
+                let e = if with_standoff {
+                    (-k * g.standoff).exp()
+                } else {
+                    1.0
+                };
+                a.iter()
+                    .zip(n)
+                    .map(|(row, nr)| row[c][i] * nr)
+                    .sum::<Complex64>()
+                    * e
+            })
+            .collect()
+    })
+}
+
+/// The per-component B_NV kernels of the geometry on a `(ph, pw)` padded grid (see
+/// [`BnvKernels`]).
+pub(crate) fn bnv_kernels(ph: usize, pw: usize, g: &NvGeometry) -> BnvKernels {
+    let (a, kmag) = field_kernels_f64(ph, pw, g);
+    let per_component = project_on_axis(&a, &kmag, g, true);
+    let thin_film = a[2][2].iter().map(|z| z.norm()).collect();
+    let decay = kmag.iter().map(|&k| (-k * g.standoff).exp()).collect();
+    BnvKernels {
+        per_component,
+        kmag,
+        thin_film,
+        decay,
+    }
 }
 
 /// Which constant kernel.
@@ -187,34 +263,27 @@ impl NvForward {
         }
         let g = &self.geom;
         let (ph, pw) = (self.h * g.pad, self.w * g.pad);
-        let (a, kmag) = field_kernels(ph, pw, g);
-        let decay: Vec<f32> = match kind {
-            Kind::BnvNoStandoff => vec![1.0; ph * pw],
-            _ => kmag
-                .iter()
-                .map(|&k| (-k * g.standoff).exp() as f32)
-                .collect(),
-        };
         let t = match kind {
             Kind::NegK => {
+                let (_, kmag) = field_kernels(ph, pw, g);
                 Tensor::from_shape_vec(&[ph, pw], kmag.iter().map(|&k| -k as f32).collect())?
             }
             Kind::Bnv | Kind::BnvNoStandoff => {
-                let n = g.axis();
-                let mut v = Vec::with_capacity(c * ph * pw);
-                for cc in 0..c {
-                    for (i, &e) in decay.iter().enumerate() {
-                        let k: C32 = a
-                            .iter()
-                            .zip(n)
-                            .map(|(row, nr)| row[cc][i] * nr as f32)
-                            .sum();
-                        v.push(if kind == Kind::Bnv { k * e } else { k });
-                    }
-                }
+                let (a, kmag) = field_kernels_f64(ph, pw, g);
+                let per = project_on_axis(&a, &kmag, g, kind == Kind::Bnv);
+                let v = per
+                    .iter()
+                    .take(c)
+                    .flat_map(|k| k.iter().map(|z| C32::new(z.re as f32, z.im as f32)))
+                    .collect();
                 Tensor::from_shape_vec_c(&[1, c, ph, pw], v)?
             }
             Kind::Field => {
+                let (a, kmag) = field_kernels(ph, pw, g);
+                let decay: Vec<f32> = kmag
+                    .iter()
+                    .map(|&k| (-k * g.standoff).exp() as f32)
+                    .collect();
                 let mut v = Vec::with_capacity(3 * c * ph * pw);
                 for row in &a {
                     for kern in row.iter().take(c) {

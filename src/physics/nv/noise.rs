@@ -1,0 +1,371 @@
+//! What a map says about its own noise, and whether a model's residual is noise (SPEC section
+//! 9: noise floor, chi^2 per pixel).
+//!
+//! [`noise_floor`] gives two estimates of a white-noise standard deviation:
+//!
+//! - from first differences of neighbouring pixels: `d = b(r, c+1) - b(r, c)` (and along rows),
+//!   over pairs of valid pixels only, `sigma = 1.4826 MAD(d) / sqrt 2` per direction (the MAD
+//!   taken about each direction's own median, so a plane adds nothing), the two directions
+//!   combined as the pair-weighted root mean square. A difference of two pixels of independent
+//!   noise has variance `2 sigma^2`; the median absolute deviation ignores the few large
+//!   differences at edges and spikes, and a smooth signal adds only its small gradient spread.
+//!   **This is the one to use** ([`NoiseFloor::sigma`]): it is local, works with invalid pixels,
+//!   and does not depend on how the map ends at its borders.
+//! - from the spectrum: after a least-squares plane is removed (invalid pixels set to zero),
+//!   the median of `|B(k)|^2` over the outer wave numbers (`|q| >= 1/4` cycles per pixel, half
+//!   of Nyquist and above), divided by `ln 2` (the median of an exponential variable) and by
+//!   the number of valid pixels, is `sigma^2` for white noise. For comparison: noise that is
+//!   not white (filtered data, correlated drifts) makes the two disagree, the spectral one
+//!   lower when the data were low-pass filtered.
+
+use crate::engine::autograd::no_grad;
+use crate::engine::storage::C32;
+use crate::engine::tensor::Tensor;
+use crate::error::{Error, Result};
+use crate::physics::signal::{fftfreq, fit_plane};
+
+/// The two noise estimates of [`noise_floor`] (tesla for a B_NV map).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NoiseFloor {
+    /// The estimate to use: the one from pixel differences (`sigma_diff`).
+    pub sigma: f64,
+    /// From first differences along x and y combined (module docs).
+    pub sigma_diff: f64,
+    /// From differences along x (between columns) only.
+    pub sigma_diff_x: f64,
+    /// From differences along y (between rows) only.
+    pub sigma_diff_y: f64,
+    /// From the outer part of the spectrum (module docs).
+    pub sigma_spectrum: f64,
+    /// Valid pixel pairs used by the difference estimate.
+    pub pairs: usize,
+    /// Valid pixels.
+    pub valid: usize,
+}
+
+/// Checks a map and a mask and returns the validity of each pixel (finite and in the mask).
+fn validity(
+    op: &'static str,
+    map: &[f32],
+    h: usize,
+    w: usize,
+    valid: Option<&[bool]>,
+) -> Result<Vec<bool>> {
+    if map.len() != h * w || h == 0 || w == 0 {
+        return Err(Error::arg(
+            op,
+            format!("{} values for a {h}x{w} map", map.len()),
+        ));
+    }
+    if let Some(v) = valid {
+        if v.len() != map.len() {
+            return Err(Error::arg(
+                op,
+                format!("mask of {} pixels for a map of {}", v.len(), map.len()),
+            ));
+        }
+    }
+    Ok(map
+        .iter()
+        .enumerate()
+        .map(|(i, x)| x.is_finite() && valid.is_none_or(|v| v[i]))
+        .collect())
+}
+
+/// [`validity`] of a list of any length (no shape).
+fn validity_flat(op: &'static str, data: &[f32], valid: Option<&[bool]>) -> Result<Vec<bool>> {
+    if let Some(v) = valid {
+        if v.len() != data.len() {
+            return Err(Error::arg(
+                op,
+                format!("mask of {} pixels for {} values", v.len(), data.len()),
+            ));
+        }
+    }
+    Ok(data
+        .iter()
+        .enumerate()
+        .map(|(i, x)| x.is_finite() && valid.is_none_or(|v| v[i]))
+        .collect())
+}
+
+/// The median of a non-empty list (mean of the two middle values for an even count).
+fn median(v: &mut [f64]) -> f64 {
+    let n = v.len();
+    let mid = n / 2;
+    let (lo, m, _) = v.select_nth_unstable_by(mid, |a, b| a.total_cmp(b));
+    let m = *m;
+    if n % 2 == 1 {
+        m
+    } else {
+        let below = lo.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        0.5 * (m + below)
+    }
+}
+
+/// `1.4826 MAD(d) / sqrt 2` of a list of differences; `None` when empty.
+fn sigma_from_differences(d: &mut [f64]) -> Option<f64> {
+    if d.is_empty() {
+        return None;
+    }
+    let med = median(d);
+    let mut dev: Vec<f64> = d.iter().map(|x| (x - med).abs()).collect();
+    Some(1.4826 * median(&mut dev) / std::f64::consts::SQRT_2)
+}
+
+/// The white-noise level of a map `(h, w)` row-major, from its pixel differences and from its
+/// spectrum (module docs). `valid` (same size) marks the pixels to use; non-finite pixels are
+/// never used. Errors when no pair of neighbouring valid pixels exists.
+pub fn noise_floor(map: &[f32], h: usize, w: usize, valid: Option<&[bool]>) -> Result<NoiseFloor> {
+    let ok = validity("noise floor", map, h, w, valid)?;
+    let mut dx = Vec::new();
+    let mut dy = Vec::new();
+    for r in 0..h {
+        for c in 0..w {
+            let i = r * w + c;
+            if !ok[i] {
+                continue;
+            }
+            if c + 1 < w && ok[i + 1] {
+                dx.push(map[i + 1] as f64 - map[i] as f64);
+            }
+            if r + 1 < h && ok[i + w] {
+                dy.push(map[i + w] as f64 - map[i] as f64);
+            }
+        }
+    }
+    let (nx, ny) = (dx.len(), dy.len());
+    let sx = sigma_from_differences(&mut dx);
+    let sy = sigma_from_differences(&mut dy);
+    let sigma_diff = match (sx, sy) {
+        (Some(a), Some(b)) => ((nx as f64 * a * a + ny as f64 * b * b) / (nx + ny) as f64).sqrt(),
+        (Some(a), None) | (None, Some(a)) => a,
+        (None, None) => {
+            return Err(Error::arg(
+                "noise floor",
+                "no pair of neighbouring valid pixels",
+            ))
+        }
+    };
+    let nvalid = ok.iter().filter(|&&v| v).count();
+    Ok(NoiseFloor {
+        sigma: sigma_diff,
+        sigma_diff,
+        sigma_diff_x: sx.unwrap_or(f64::NAN),
+        sigma_diff_y: sy.unwrap_or(f64::NAN),
+        sigma_spectrum: spectral_sigma(map, h, w, &ok, nvalid)?,
+        pairs: nx + ny,
+        valid: nvalid,
+    })
+}
+
+/// The unnormalised spectrum of the valid pixels (others zero) and `|q|` per coefficient
+/// (cycles per pixel).
+fn spectrum(values: &[f64], h: usize, w: usize) -> Result<(Vec<C32>, Vec<f64>)> {
+    let data: Vec<C32> = values.iter().map(|&v| C32::new(v as f32, 0.0)).collect();
+    let spec = no_grad(|| Tensor::from_shape_vec_c(&[h, w], data)?.fft2())?.to_vec_c()?;
+    let (qy, qx) = (fftfreq(h, 1.0), fftfreq(w, 1.0));
+    let q = qy
+        .iter()
+        .flat_map(|&y| qx.iter().map(move |&x| (x * x + y * y).sqrt()))
+        .collect();
+    Ok((spec, q))
+}
+
+/// The spectral estimate of [`noise_floor`].
+fn spectral_sigma(map: &[f32], h: usize, w: usize, ok: &[bool], nvalid: usize) -> Result<f64> {
+    if nvalid == 0 {
+        return Ok(f64::NAN);
+    }
+    let (cx, cy) = ((w as f64 - 1.0) / 2.0, (h as f64 - 1.0) / 2.0);
+    let plane = fit_plane(map, h, w, |r, c| ok[r * w + c]).unwrap_or([0.0; 3]);
+    let values: Vec<f64> = map
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            if ok[i] {
+                v as f64
+                    - plane[0]
+                    - plane[1] * ((i % w) as f64 - cx)
+                    - plane[2] * ((i / w) as f64 - cy)
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let (spec, q) = spectrum(&values, h, w)?;
+    let mut outer: Vec<f64> = spec
+        .iter()
+        .zip(&q)
+        .filter(|(_, &q)| q >= 0.25)
+        .map(|(z, _)| z.norm_sqr() as f64)
+        .collect();
+    if outer.is_empty() {
+        return Ok(f64::NAN);
+    }
+    Ok((median(&mut outer) / std::f64::consts::LN_2 / nvalid as f64).sqrt())
+}
+
+/// `chi^2` per pixel: the mean of `(residual / sigma)^2` over the valid, finite pixels.
+pub fn chi2_per_pixel(residual: &[f32], sigma: f64, valid: Option<&[bool]>) -> Result<f64> {
+    if !(sigma.is_finite() && sigma > 0.0) {
+        return Err(Error::arg(
+            "chi2",
+            format!("sigma must be positive, got {sigma}"),
+        ));
+    }
+    let ok = validity_flat("chi2", residual, valid)?;
+    let (s, n) = residual
+        .iter()
+        .zip(&ok)
+        .filter(|(_, &v)| v)
+        .fold((0.0, 0usize), |(s, n), (&r, _)| {
+            (s + (r as f64).powi(2), n + 1)
+        });
+    if n == 0 {
+        return Err(Error::arg("chi2", "no valid pixel"));
+    }
+    Ok(s / n as f64 / (sigma * sigma))
+}
+
+/// The residual's mean power at low wave numbers over the white-noise expectation: the mean of
+/// `|R(k)|^2` over the coefficients with `|q| < k_fraction / 2` cycles per pixel (the Nyquist
+/// wave number is 1/2), `k = 0` included (an offset left in the residual is structure too),
+/// divided by `n sigma^2` (n valid pixels; non-finite pixels count as zero and invalid). About
+/// 1 (within `1/sqrt(count)`) for a white residual of standard deviation `sigma`, much more when
+/// the model leaves smooth structure. `k_fraction` in `(0, 1]`.
+pub fn lowk_excess(
+    residual: &[f32],
+    h: usize,
+    w: usize,
+    sigma: f64,
+    k_fraction: f64,
+) -> Result<f64> {
+    let ok = validity("low-k excess", residual, h, w, None)?;
+    if !(sigma.is_finite() && sigma > 0.0) {
+        return Err(Error::arg(
+            "low-k excess",
+            format!("sigma must be positive, got {sigma}"),
+        ));
+    }
+    if !(k_fraction > 0.0 && k_fraction <= 1.0) {
+        return Err(Error::arg(
+            "low-k excess",
+            format!("k_fraction must be in (0, 1], got {k_fraction}"),
+        ));
+    }
+    let n = ok.iter().filter(|&&v| v).count();
+    if n == 0 {
+        return Err(Error::arg("low-k excess", "no finite pixel"));
+    }
+    let values: Vec<f64> = residual
+        .iter()
+        .zip(&ok)
+        .map(|(&r, &v)| if v { r as f64 } else { 0.0 })
+        .collect();
+    let (spec, q) = spectrum(&values, h, w)?;
+    let (s, count) = spec
+        .iter()
+        .zip(&q)
+        .filter(|(_, &q)| q < 0.5 * k_fraction)
+        .fold((0.0, 0usize), |(s, c), (z, _)| {
+            (s + z.norm_sqr() as f64, c + 1)
+        });
+    Ok(s / count as f64 / (n as f64 * sigma * sigma))
+}
+
+/// A model against the zero field, over the valid pixels.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ZeroFieldCheck {
+    /// `sum (data - model)^2`.
+    pub sse_model: f64,
+    /// `sum data^2`: the misfit of predicting no field at all.
+    pub sse_zero: f64,
+    /// `sse_model >= sse_zero`: the model explains nothing (or less than nothing).
+    pub worse_than_zero: bool,
+    /// Valid pixels compared.
+    pub pixels: usize,
+}
+
+/// Compares a model map with the zero field over the pixels valid in `valid` and finite in
+/// both maps.
+pub fn compare_with_zero(
+    data: &[f32],
+    model: &[f32],
+    valid: Option<&[bool]>,
+) -> Result<ZeroFieldCheck> {
+    if data.len() != model.len() {
+        return Err(Error::arg(
+            "zero-field check",
+            format!("data of {} pixels, model of {}", data.len(), model.len()),
+        ));
+    }
+    let ok = validity_flat("zero-field check", data, valid)?;
+    let (mut sm, mut s0, mut n) = (0.0, 0.0, 0usize);
+    for ((&d, &m), &v) in data.iter().zip(model).zip(&ok) {
+        if v && m.is_finite() {
+            sm += (d as f64 - m as f64).powi(2);
+            s0 += (d as f64).powi(2);
+            n += 1;
+        }
+    }
+    if n == 0 {
+        return Err(Error::arg("zero-field check", "no valid pixel"));
+    }
+    Ok(ZeroFieldCheck {
+        sse_model: sm,
+        sse_zero: s0,
+        worse_than_zero: sm >= s0,
+        pixels: n,
+    })
+}
+
+/// What the residual of a model says: [`diagnose`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Diagnostics {
+    /// The noise level used (given, or [`noise_floor`]'s `sigma` of the data).
+    pub sigma: f64,
+    /// [`chi2_per_pixel`] of `data - model`.
+    pub chi2_per_pixel: f64,
+    /// [`lowk_excess`] of `data - model`.
+    pub lowk_excess: f64,
+    /// The model against the zero field.
+    pub zero_field: ZeroFieldCheck,
+}
+
+/// Residual diagnostics of a model map against data `(h, w)`: chi^2 per pixel, the low-k
+/// excess below `k_fraction` of Nyquist, and the zero-field comparison, over the valid pixels.
+/// `sigma = None` estimates the noise from the data's pixel differences.
+pub fn diagnose(
+    data: &[f32],
+    model: &[f32],
+    h: usize,
+    w: usize,
+    sigma: Option<f64>,
+    valid: Option<&[bool]>,
+    k_fraction: f64,
+) -> Result<Diagnostics> {
+    let ok = validity("diagnostics", data, h, w, valid)?;
+    if model.len() != data.len() {
+        return Err(Error::arg(
+            "diagnostics",
+            format!("data of {} pixels, model of {}", data.len(), model.len()),
+        ));
+    }
+    let sigma = match sigma {
+        Some(s) => s,
+        None => noise_floor(data, h, w, valid)?.sigma,
+    };
+    let residual: Vec<f32> = data
+        .iter()
+        .zip(model)
+        .zip(&ok)
+        .map(|((&d, &m), &v)| if v { d - m } else { f32::NAN })
+        .collect();
+    Ok(Diagnostics {
+        sigma,
+        chi2_per_pixel: chi2_per_pixel(&residual, sigma, None)?,
+        lowk_excess: lowk_excess(&residual, h, w, sigma, k_fraction)?,
+        zero_field: compare_with_zero(data, model, valid)?,
+    })
+}
