@@ -21,7 +21,11 @@ pub use crate::physics::nv::support::{
     self, auto_support, auto_support_with, AutoSupport, SupportOptions, SupportRule,
 };
 pub use crate::physics::nv::synthetic;
-pub use crate::pipelines::nv_dip::{reconstruct, IterStats, NvReconConfig, NvResult, NvTarget};
+pub use crate::pipelines::nv::{
+    reconstruct, Background as ModelBackground, BackgroundFit, Circulation, DirectionScan,
+    DirectionSpec, EnergyConfig, EnergyReport, IterStats, NvDiagnostics, NvModel, NvReconConfig,
+    NvResult, NvTarget, Start, StartOutcome, UnitParametrisation,
+};
 pub use crate::pipelines::sweep::{
     sweep, Significance, SweepConfig, SweepPoint, SweepResult, SweepRow,
 };

@@ -15,24 +15,33 @@ fn relaxed(name: &str) -> (Tensor, Vec<f32>, serde_json::Value) {
         .unwrap()
         .to_vec()
         .unwrap();
-    let meta: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap(),
-    )
-    .unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap())
+            .unwrap();
     let s = m.shape().to_vec();
     (m.reshape(&[1, 3, s[1], s[2]]).unwrap(), sup, meta)
 }
 
 #[test]
 fn energies_of_relaxed_states_match_magnum_np() {
-    for name in ["landau_ellipse", "vortex_disk", "needle", "s_state", "c_state", "diamond_rect"] {
+    for name in [
+        "landau_ellipse",
+        "vortex_disk",
+        "needle",
+        "s_state",
+        "c_state",
+        "diamond_rect",
+    ] {
         let (m, sup, meta) = relaxed(name);
         let (h, w) = (m.shape()[2], m.shape()[3]);
         let mat = Material::default();
         let e = Energy::new(h, w, 5e-9, 20e-9, &sup, &mat, 2, Device::Cpu).unwrap();
         let p = e.parts(&m).unwrap();
         let want = &meta["energy_J"];
-        let (ex, dm) = (want["exchange"].as_f64().unwrap(), want["demag"].as_f64().unwrap());
+        let (ex, dm) = (
+            want["exchange"].as_f64().unwrap(),
+            want["demag"].as_f64().unwrap(),
+        );
         println!(
             "{name}: exchange {:.4e} (magnum.np {ex:.4e}, {:+.2} %), demag {:.4e} ({dm:.4e}, {:+.2} %)",
             p.exchange,

@@ -150,7 +150,7 @@ pub(crate) fn fit_plane(
 
 /// Solves a 3x3 system by Gaussian elimination with partial pivoting; `None` when (nearly)
 /// singular.
-fn solve3(mut a: [[f64; 3]; 3], mut b: [f64; 3]) -> Option<[f64; 3]> {
+pub(crate) fn solve3(mut a: [[f64; 3]; 3], mut b: [f64; 3]) -> Option<[f64; 3]> {
     let scale = a.iter().flatten().fold(0f64, |m, v| m.max(v.abs()));
     for col in 0..3 {
         let piv = (col..3).max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs()))?;

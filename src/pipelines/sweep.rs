@@ -7,7 +7,7 @@ use crate::error::Error;
 use crate::fit::StopReason;
 use crate::physics::nv::forward::NvGeometry;
 use crate::physics::nv::mask::Mask;
-use crate::pipelines::nv_dip::{reconstruct, IterStats, NvReconConfig, NvResult};
+use crate::pipelines::nv::{reconstruct, IterStats, NvReconConfig, NvResult};
 
 /// What to sweep.
 #[derive(Clone, Debug, PartialEq)]

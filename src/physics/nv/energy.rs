@@ -108,14 +108,25 @@ impl Energy {
     ) -> Result<Energy> {
         const OP: &str = "energy prior";
         if support.len() != h * w || h < 2 || w < 2 || pad == 0 {
-            return Err(Error::arg(OP, format!("support of {} values for {h}x{w}", support.len())));
+            return Err(Error::arg(
+                OP,
+                format!("support of {} values for {h}x{w}", support.len()),
+            ));
         }
-        for (n, v) in [("pixel", pixel), ("thickness", thickness), ("ms", material.ms)] {
+        for (n, v) in [
+            ("pixel", pixel),
+            ("thickness", thickness),
+            ("ms", material.ms),
+        ] {
             if !(v.is_finite() && v > 0.0) {
                 return Err(Error::arg(OP, format!("{n} must be positive, got {v}")));
             }
         }
-        for (n, v) in [("A", material.a_ex), ("K", material.ku), ("D", material.dmi)] {
+        for (n, v) in [
+            ("A", material.a_ex),
+            ("K", material.ku),
+            ("D", material.dmi),
+        ] {
             if !v.is_finite() {
                 return Err(Error::arg(OP, format!("{n} must be finite, got {v}")));
             }
@@ -234,11 +245,9 @@ impl Energy {
         // anisotropy: -K t p^2 sum (m . u)^2
         let u = self.material.axis;
         let un = (u[0] * u[0] + u[1] * u[1] + u[2] * u[2]).sqrt().max(1e-300);
-        let axis = Tensor::from_shape_vec(
-            &[1, 3, 1, 1],
-            u.iter().map(|&x| (x / un) as f32).collect(),
-        )?
-        .to_device(m.device())?;
+        let axis =
+            Tensor::from_shape_vec(&[1, 3, 1, 1], u.iter().map(|&x| (x / un) as f32).collect())?
+                .to_device(m.device())?;
         let anisotropy = m
             .mul(&axis)?
             .sum_axes(&[1], true)?
@@ -254,8 +263,14 @@ impl Energy {
                 .mul(mask)?
                 .sum_all()
         };
-        let avg_x = m.crop2d(0, h, 1, w - 1)?.add(&m.crop2d(0, h, 0, w - 1)?)?.scale(0.5)?;
-        let avg_y = m.crop2d(1, h - 1, 0, w)?.add(&m.crop2d(0, h - 1, 0, w)?)?.scale(0.5)?;
+        let avg_x = m
+            .crop2d(0, h, 1, w - 1)?
+            .add(&m.crop2d(0, h, 0, w - 1)?)?
+            .scale(0.5)?;
+        let avg_y = m
+            .crop2d(1, h - 1, 0, w)?
+            .add(&m.crop2d(0, h - 1, 0, w)?)?
+            .scale(0.5)?;
         let dmi = pair_term(&dx, avg_x, 0, &self.pair_x)?
             .add(&pair_term(&dy, avg_y, 1, &self.pair_y)?)?
             .scale(d)?;
@@ -290,7 +305,11 @@ impl Energy {
 /// Unit vectors `v / |v|` per pixel of a (1, 3, h, w) field, times the (1, 1, h, w) support:
 /// the direct parametrisation of `|m| = 1` inside the support (differentiable in `v`).
 pub fn normalized(v: &Tensor, support: &Tensor) -> Result<Tensor> {
-    let norm = v.square()?.sum_axes(&[1], true)?.add_scalar(1e-12)?.sqrt()?;
+    let norm = v
+        .square()?
+        .sum_axes(&[1], true)?
+        .add_scalar(1e-12)?
+        .sqrt()?;
     v.div(&norm)?.mul(support)
 }
 
@@ -347,9 +366,15 @@ mod tests {
                 }
             }
         }
-        let p = e.parts(&Tensor::from_shape_vec(&[1, 3, h, w], v).unwrap()).unwrap();
+        let p = e
+            .parts(&Tensor::from_shape_vec(&[1, 3, h, w], v).unwrap())
+            .unwrap();
         // pairs across the step: 4 rows, all inside the support
         let want = 4.0 * 2.0 * mat.a_ex * 20e-9;
-        assert!((p.exchange / want - 1.0).abs() < 1e-5, "{} vs {want}", p.exchange);
+        assert!(
+            (p.exchange / want - 1.0).abs() < 1e-5,
+            "{} vs {want}",
+            p.exchange
+        );
     }
 }

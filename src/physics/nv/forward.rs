@@ -203,6 +203,8 @@ enum Kind {
     BnvNoStandoff,
     /// (Bx, By, Bz) with the standoff, (3, C, ph, pw)
     Field,
+    /// (Bx, By, Bz) without e^{-kd}, for a trained standoff, (3, C, ph, pw)
+    FieldNoStandoff,
     /// -|k| (ph, pw), real, to build e^{-kd}
     NegK,
 }
@@ -278,11 +280,14 @@ impl NvForward {
                     .collect();
                 Tensor::from_shape_vec_c(&[1, c, ph, pw], v)?
             }
-            Kind::Field => {
+            Kind::Field | Kind::FieldNoStandoff => {
                 let (a, kmag) = field_kernels(ph, pw, g);
                 let decay: Vec<f32> = kmag
                     .iter()
-                    .map(|&k| (-k * g.standoff).exp() as f32)
+                    .map(|&k| match kind {
+                        Kind::Field => (-k * g.standoff).exp() as f32,
+                        _ => 1.0,
+                    })
                     .collect();
                 let mut v = Vec::with_capacity(3 * c * ph * pw);
                 for row in &a {
@@ -309,12 +314,22 @@ impl NvForward {
     /// (whose VJP includes the kernel's gradient).
     pub fn bnv_with_standoff(&self, m: &Tensor, standoff: &Tensor) -> Result<Tensor> {
         let k0 = self.kernel(Kind::BnvNoStandoff, self.channels(m)?, m.device())?;
-        let neg_k = self.kernel(Kind::NegK, 1, m.device())?;
+        m.spectral_conv(&k0.mul(&self.decay(standoff, m.device())?)?)
+    }
+
+    /// `(Bx, By, Bz)` with the standoff as a scalar tensor (metres), differentiable with respect
+    /// to it, as [`NvForward::bnv_with_standoff`]: (1, C, H, W) A/m -> (1, 3, H, W) T.
+    pub fn field_with_standoff(&self, m: &Tensor, standoff: &Tensor) -> Result<Tensor> {
+        let k0 = self.kernel(Kind::FieldNoStandoff, self.channels(m)?, m.device())?;
+        m.spectral_conv(&k0.mul(&self.decay(standoff, m.device())?)?)
+    }
+
+    /// `e^{-k d}` (1, 1, ph, pw), complex, from tensor ops on a scalar standoff `d`.
+    fn decay(&self, standoff: &Tensor, device: Device) -> Result<Tensor> {
+        let neg_k = self.kernel(Kind::NegK, 1, device)?;
         let (ph, pw) = (neg_k.shape()[0], neg_k.shape()[1]);
-        // e^{-k d} with d a (trainable) scalar
         let e = neg_k.mul(&standoff.reshape(&[1, 1])?)?.exp()?;
-        let e = Tensor::complex(&e, &e.zeros_like()?)?.reshape(&[1, 1, ph, pw])?;
-        m.spectral_conv(&k0.mul(&e)?)
+        Tensor::complex(&e, &e.zeros_like()?)?.reshape(&[1, 1, ph, pw])
     }
 
     /// The stray field `(Bx, By, Bz)` at the sensor: (1, C, H, W) A/m -> (1, 3, H, W) T.

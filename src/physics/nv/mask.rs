@@ -30,6 +30,13 @@ pub enum Preset {
     },
     /// Uniform magnetisation along the mask angle.
     Dipole,
+    /// A vortex: M tangential to circles about the support's centre (its bounding box's,
+    /// scaled to its aspect ratio); `ccw` = M along (-y, x) about the centre. The core's Mz
+    /// needs `with_mz`.
+    Vortex {
+        /// Counter-clockwise circulation (in SPEC's frame).
+        ccw: bool,
+    },
     /// Support only: every in-plane component free (value 1).
     None,
 }
@@ -40,10 +47,11 @@ impl std::str::FromStr for Preset {
         match s {
             "landau" => Ok(Preset::Landau { ccw: true }),
             "dipole" => Ok(Preset::Dipole),
+            "vortex" => Ok(Preset::Vortex { ccw: true }),
             "none" => Ok(Preset::None),
             _ => Err(Error::arg(
                 "mask preset",
-                format!("unknown preset '{s}' (expected landau, dipole or none)"),
+                format!("unknown preset '{s}' (expected landau, dipole, vortex or none)"),
             )),
         }
     }
@@ -141,6 +149,21 @@ pub fn preset_mask(
             let (mx, my) = match preset {
                 Preset::None => (1.0, 1.0),
                 Preset::Dipole => (c, s),
+                Preset::Vortex { ccw } => {
+                    // tangent to the ellipse through the pixel: (-v / ay^2, u / ax^2) direction
+                    // in pattern coordinates, normalised, rotated by +angle
+                    let (dx, dy) = (col as f64 - cx, r as f64 - cy);
+                    let (u, v) = (c * dx + s * dy, -s * dx + c * dy);
+                    let (tx, ty) = (-v / (ay * ay).max(1e-12), u / (ax * ax).max(1e-12));
+                    let n = tx.hypot(ty);
+                    let (tx, ty) = if n > 0.0 {
+                        (tx / n, ty / n)
+                    } else {
+                        (0.0, 0.0)
+                    };
+                    let sign = if ccw { 1.0 } else { -1.0 };
+                    (sign * (c * tx - s * ty), sign * (s * tx + c * ty))
+                }
                 Preset::Landau { ccw } => {
                     // pattern coordinates: rotate the position by -angle
                     let (dx, dy) = (col as f64 - cx, r as f64 - cy);
@@ -354,6 +377,15 @@ mod tests {
                 }
             }
         }
+        // the vortex: tangential everywhere, the same sense as the Landau domains
+        let v = preset_mask(&sup, h, w, Preset::Vortex { ccw: true }, 0.0, false).unwrap();
+        let vat = |r: usize, c: usize| (v.data[r * w + c], v.data[h * w + r * w + c]);
+        assert_eq!(vat(10, 17), (0.0, 1.0));
+        assert_eq!(vat(17, 10), (-1.0, 0.0));
+        let (x, y) = vat(14, 14); // below right: along (-1, 1) / sqrt 2
+        assert!((x + 0.70710677).abs() < 1e-6 && (y - 0.70710677).abs() < 1e-6);
+        let cw = preset_mask(&sup, h, w, Preset::Vortex { ccw: false }, 0.0, false).unwrap();
+        assert_eq!(cw.data[10 * w + 17 + h * w], -1.0);
         let d = preset_mask(&sup, h, w, Preset::Dipole, 90.0, true).unwrap();
         assert!(
             d.data[10 * w + 10].abs() < 1e-6 && (d.data[h * w + 10 * w + 10] - 1.0).abs() < 1e-6
