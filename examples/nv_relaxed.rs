@@ -2,7 +2,7 @@
 //! `fixtures/relaxed/`) from its simulated NV map, through the library alone, and scores the
 //! in-plane directions against the truth:
 //!
-//! `cargo run --release --example nv_relaxed -- STATE MODEL [ITERS] [NOISE]`
+//! `cargo run --release --example nv_relaxed -- STATE MODEL [ITERS] [NOISE] [START_ITERS]`
 //!
 //! STATE: landau_ellipse, vortex_disk, s_state, c_state, needle, diamond_rect.
 //! MODEL: energy, none, landau, vortex, dipole (the last four: the tanh DIP with that preset).
@@ -22,6 +22,7 @@ fn main() -> magprior::Result<()> {
     let model = args.get(2).map_or("energy", |s| s.as_str());
     let iters: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(1500);
     let noise: f64 = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(0.01);
+    let start_iters: usize = args.get(5).and_then(|s| s.parse().ok()).unwrap_or(300);
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/relaxed");
     let m = load_array(&dir.join(format!("{state}_m.npy")))?.tensor;
     let sup = load_array(&dir.join(format!("{state}_support.npy")))?.tensor;
@@ -41,16 +42,20 @@ fn main() -> magprior::Result<()> {
         .map(|&v| (v as f64 + noise * peak * rng.normal()) as f32)
         .collect();
     let (preset, nv_model) = match model {
-        "energy" => (Preset::None, NvModel::Energy(EnergyConfig::default())),
+        "energy" => (
+            Preset::None,
+            NvModel::Energy(EnergyConfig {
+                start_iters,
+                ..Default::default()
+            }),
+        ),
         "none" => (Preset::None, NvModel::Tanh),
         "landau" => (Preset::Landau { ccw: true }, NvModel::Tanh),
         "vortex" => (Preset::Vortex { ccw: true }, NvModel::Tanh),
         "dipole" => (Preset::Dipole, NvModel::Tanh),
         other => {
-            return Err(magprior::Error::arg(
-                "nv_relaxed",
-                format!("unknown model {other}"),
-            ))
+            eprintln!("unknown model {other}: energy, none, landau, vortex or dipole");
+            std::process::exit(2);
         }
     };
     let with_mz = model == "energy";
@@ -84,6 +89,9 @@ fn main() -> magprior::Result<()> {
     );
     for wmsg in &d.warnings {
         println!("  warning: {wmsg}");
+    }
+    for n in &d.notes {
+        println!("  note: {n}");
     }
     if let Some(e) = &res.energy {
         println!(

@@ -4,7 +4,7 @@
 pub use crate::fit::StopReason;
 pub use crate::physics::constants::{MU0, MU_B};
 pub use crate::physics::nv::deproject::{deproject, Deprojection};
-pub use crate::physics::nv::energy;
+pub use crate::physics::nv::energy::{self, Material};
 pub use crate::physics::nv::forward::{NvForward, NvGeometry};
 pub use crate::physics::nv::invert::{
     amperes_to_mub_per_nm2, areal_magnetization, areal_magnetization_mub_nm2, border_plane,
@@ -22,9 +22,9 @@ pub use crate::physics::nv::support::{
 };
 pub use crate::physics::nv::synthetic;
 pub use crate::pipelines::nv::{
-    reconstruct, Background as ModelBackground, BackgroundFit, Circulation, DirectionScan,
-    DirectionSpec, EnergyConfig, EnergyReport, IterStats, NvDiagnostics, NvModel, NvReconConfig,
-    NvResult, NvTarget, Start, StartOutcome, UnitParametrisation,
+    reconstruct, support_scan, Background as ModelBackground, BackgroundFit, Circulation,
+    DirectionScan, DirectionSpec, EnergyConfig, EnergyReport, IterStats, NvDiagnostics, NvModel,
+    NvReconConfig, NvResult, NvTarget, Start, StartOutcome, SupportScan, UnitParametrisation,
 };
 pub use crate::pipelines::sweep::{
     sweep, Significance, SweepConfig, SweepPoint, SweepResult, SweepRow,

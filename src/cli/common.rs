@@ -40,7 +40,7 @@ pub fn nonneg_length(s: &str) -> std::result::Result<f64, String> {
     }
 }
 
-fn number(s: &str) -> std::result::Result<f64, String> {
+pub fn number(s: &str) -> std::result::Result<f64, String> {
     let v: f64 = s
         .trim()
         .parse()
@@ -203,7 +203,19 @@ impl Progress {
 
 /// An (H, W) map from a file (an (1, H, W) array is accepted), H and W >= `min`.
 pub fn load_map(path: &Path, min: usize) -> Result<(Vec<f32>, usize, usize)> {
-    let t = load_array(path)?.tensor;
+    map_shape(path, load_array(path)?.tensor, min)
+}
+
+/// [`load_map`] keeping NaN / inf pixels (dropouts, for `--ignore-nan`).
+pub fn load_map_with_nan(path: &Path, min: usize) -> Result<(Vec<f32>, usize, usize)> {
+    map_shape(
+        path,
+        magprior::io::load::load_array_with_nan(path)?.tensor,
+        min,
+    )
+}
+
+fn map_shape(path: &Path, t: Tensor, min: usize) -> Result<(Vec<f32>, usize, usize)> {
     match t.shape() {
         [h, w] | [1, h, w] if *h >= min && *w >= min => Ok((t.to_vec()?, *h, *w)),
         s => bail!(

@@ -27,6 +27,20 @@ pub struct Loaded {
 /// (3, ny, nx) vectors (z-averaged, as stored: not multiplied by the `valuemultiplier`), cell
 /// size recorded. Non-finite values are an error naming the file.
 pub fn load_array(path: &Path) -> Result<Loaded> {
+    let loaded = load_array_with_nan(path)?;
+    if let Some(i) = loaded.tensor.to_vec()?.iter().position(|v| !v.is_finite()) {
+        return Err(Error::Format {
+            path: path.to_path_buf(),
+            msg: format!(
+                "non-finite value (NaN or inf) at element {i}; a measured map's dropouts can be left out of the fit with --ignore-nan"
+            ),
+        });
+    }
+    Ok(loaded)
+}
+
+/// [`load_array`] that keeps NaN / inf values (scan dropouts, to be masked by the caller).
+pub fn load_array_with_nan(path: &Path) -> Result<Loaded> {
     let loaded = if FileKind::from_path(path) == Some(FileKind::Ovf) {
         let o = ovf::read_ovf(path)?;
         let data = o.to_chw();
@@ -43,11 +57,5 @@ pub fn load_array(path: &Path) -> Result<Loaded> {
             calibration: a.calibration,
         }
     };
-    if let Some(i) = loaded.tensor.to_vec()?.iter().position(|v| !v.is_finite()) {
-        return Err(Error::Format {
-            path: path.to_path_buf(),
-            msg: format!("non-finite value (NaN or inf) at element {i}"),
-        });
-    }
     Ok(loaded)
 }

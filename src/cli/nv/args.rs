@@ -3,7 +3,10 @@
 use crate::cli::common::{self, DeviceArg};
 use anyhow::{anyhow, Result};
 use clap::{Args, ValueEnum};
-use magprior::nv::{mask, MaskSpec, NvGeometry, NvReconConfig, NvTarget, Preset};
+use magprior::nv::{
+    mask, AutoSupport, DirectionSpec, EnergyConfig, MaskSpec, Material, ModelBackground,
+    NvGeometry, NvModel, NvReconConfig, NvTarget, Preset, SupportRule, UnitParametrisation,
+};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -65,8 +68,75 @@ pub enum PresetArg {
     Landau,
     /// Uniform along --mask-angle.
     Dipole,
-    /// Both in-plane components free.
+    /// Tangential about the support's centre (with --with-mz: a vortex core).
+    Vortex,
+    /// Both in-plane components free (the default: nothing assumed about the texture).
     None,
+}
+
+/// `--model`.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelArg {
+    /// The paper's NV-DIP: M = Ms tanh(net(z)) mask.
+    Tanh,
+    /// M = Ms tanh(net(z)) support u, one direction u (--direction).
+    Direction,
+    /// |M| = Ms in the support with a micromagnetic energy prior (--exchange, --ku, --dmi).
+    Energy,
+}
+
+/// `--background`.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackgroundArg {
+    /// None (synthetic maps).
+    None,
+    /// A constant offset.
+    Offset,
+    /// An offset and a linear plane.
+    Plane,
+}
+
+/// `--ms`: a value in A/m or `auto`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum MsArg {
+    /// Given (A/m).
+    Value(f64),
+    /// Chosen from a classical inversion of the data.
+    Auto,
+}
+
+/// Parses `--ms`.
+pub fn parse_ms(s: &str) -> std::result::Result<MsArg, String> {
+    if s.eq_ignore_ascii_case("auto") {
+        Ok(MsArg::Auto)
+    } else {
+        common::positive(s).map(MsArg::Value)
+    }
+}
+
+/// Parses `--direction`: `THETA,PHI` in degrees or `fit` / `fit:THETA,PHI`.
+pub fn parse_direction(s: &str) -> std::result::Result<DirectionSpec, String> {
+    let angles = |t: &str| -> std::result::Result<(f64, f64), String> {
+        let v: Vec<&str> = t.split(',').collect();
+        match v.as_slice() {
+            [a, b] => Ok((common::number(a.trim())?, common::number(b.trim())?)),
+            _ => Err(format!(
+                "'{s}': expected THETA,PHI (degrees), fit or fit:THETA,PHI"
+            )),
+        }
+    };
+    if s.eq_ignore_ascii_case("fit") {
+        Ok(DirectionSpec::Fit { start: None })
+    } else if let Some(rest) = s.strip_prefix("fit:") {
+        Ok(DirectionSpec::Fit {
+            start: Some(angles(rest)?),
+        })
+    } else {
+        let (theta_deg, phi_deg) = angles(s)?;
+        Ok(DirectionSpec::Given { theta_deg, phi_deg })
+    }
 }
 
 /// `--chirality` of the Landau preset.
@@ -97,19 +167,77 @@ pub struct ReconArgs {
     pub bnv: PathBuf,
     #[command(flatten)]
     pub geom: GeomArgs,
-    /// Saturation magnetisation (A/m).
-    #[arg(long, default_value_t = 8.6e5, value_parser = common::positive)]
-    pub ms: f64,
+    /// Saturation magnetisation (A/m): the output's bound (tanh, direction) or its magnitude
+    /// (energy); `auto` chooses it from a classical inversion of the data (and the energy
+    /// model then fits it).
+    #[arg(long, default_value = "8.6e5", value_parser = parse_ms)]
+    pub ms: MsArg,
+    /// Magnetisation model.
+    #[arg(long, value_enum, default_value_t = ModelArg::Tanh)]
+    pub model: ModelArg,
+    /// Direction of --model direction: THETA,PHI (degrees, polar from the normal, azimuth
+    /// from +x), `fit` (trained from the best direction of a scan of classical inversions) or
+    /// fit:THETA,PHI (trained from there).
+    #[arg(long, value_parser = parse_direction, allow_hyphen_values = true)]
+    pub direction: Option<DirectionSpec>,
+    /// Background in B_NV fitted with the magnetisation (measured maps carry offsets and
+    /// tilts; `none` for synthetic maps).
+    #[arg(long, value_enum, default_value_t = BackgroundArg::Plane)]
+    pub background: BackgroundArg,
+    /// Noise level of the map (T) for chi^2 and the energy weight; default: estimated from the
+    /// map's pixel differences.
+    #[arg(long, value_parser = common::positive)]
+    pub noise: Option<f64>,
+    /// Leave NaN / inf pixels (scan dropouts) out of the loss (without it they are an error).
+    #[arg(long)]
+    pub ignore_nan: bool,
+    /// Train the NV axis angles (--theta, --phi as the start).
+    #[arg(long)]
+    pub fit_axis: bool,
+    /// Exchange stiffness of the energy prior (J/m; Permalloy 1.3e-11).
+    #[arg(long, default_value_t = 1.3e-11, value_parser = common::nonneg)]
+    pub exchange: f64,
+    /// Uniaxial anisotropy of the energy prior (J/m^3; > 0 easy axis).
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    pub ku: f64,
+    /// Anisotropy axis (x,y,z).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "0,0,1",
+        allow_hyphen_values = true,
+        num_args = 3
+    )]
+    pub ku_axis: Vec<f64>,
+    /// Interfacial DMI of the energy prior (J/m^2).
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    pub dmi: f64,
+    /// Fixed weight of the energy prior (default: chosen by the discrepancy principle, chi^2
+    /// per pixel ~ 1 at the noise level).
+    #[arg(long, value_parser = common::positive)]
+    pub lambda: Option<f64>,
+    /// Iterations of each of the energy model's starts (four uniform, two vortices, two vortex pairs, one
+    /// random) before the lowest objective is continued.
+    #[arg(long, default_value_t = 300, value_parser = common::at_least_one)]
+    pub start_iters: usize,
+    /// The energy model's unit vectors from the DIP network instead of trained directly.
+    #[arg(long)]
+    pub energy_network: bool,
     /// Mask file: .npy (2|3, H, W) signed per component, or an (H, W) support (.npy/.png/.tif)
     /// used with --mask-preset.
     #[arg(long, conflicts_with = "support")]
     pub mask: Option<PathBuf>,
     /// Support: a file (.npy/.png/.tif, > 0.5 inside), `ellipse:RX,RY[,DEG]` or `rect:AX,AY`
-    /// (semi-axes with units, centred in the map).
+    /// (semi-axes with units, centred in the map), or `auto` (from the data: Otsu's threshold
+    /// of the classical inversion along --direction THETA,PHI when given, else of the
+    /// inversion along the direction that explains the map best (`auto:scan`);
+    /// `auto:gradient` thresholds the field's gradient, `auto:inversion` the inversion along
+    /// --direction or z; saved as support.png).
     #[arg(long)]
     pub support: Option<String>,
-    /// Pattern inside the support.
-    #[arg(long, value_enum, default_value_t = PresetArg::Landau)]
+    /// Pattern inside the support (tanh model). `none` (the default) assumes nothing about
+    /// the texture; the others constrain each pixel's direction.
+    #[arg(long, value_enum, default_value_t = PresetArg::None)]
     pub mask_preset: PresetArg,
     /// Rotation of the pattern and its vectors (degrees, from +x towards +y).
     #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
@@ -167,6 +295,9 @@ impl ReconArgs {
                     ccw: self.chirality == Chirality::Ccw,
                 },
                 PresetArg::Dipole => Preset::Dipole,
+                PresetArg::Vortex => Preset::Vortex {
+                    ccw: self.chirality == Chirality::Ccw,
+                },
                 PresetArg::None => Preset::None,
             },
             angle_deg: angle,
@@ -176,10 +307,57 @@ impl ReconArgs {
     }
 
     /// The library's settings for one run.
-    pub fn config(&self, geom: &NvGeometry, device: magprior::Device) -> NvReconConfig {
-        NvReconConfig {
+    pub fn config(&self, geom: &NvGeometry, device: magprior::Device) -> Result<NvReconConfig> {
+        let ms = match self.ms {
+            MsArg::Value(v) => v,
+            MsArg::Auto => 8.6e5,
+        };
+        let model = match self.model {
+            ModelArg::Tanh => {
+                if self.direction.is_some() {
+                    anyhow::bail!("--direction needs --model direction");
+                }
+                NvModel::Tanh
+            }
+            ModelArg::Direction => NvModel::Direction(self.direction.ok_or_else(|| {
+                anyhow!("--model direction needs --direction THETA,PHI or --direction fit")
+            })?),
+            ModelArg::Energy => NvModel::Energy(EnergyConfig {
+                material: Material {
+                    ms,
+                    a_ex: self.exchange,
+                    ku: self.ku,
+                    axis: [self.ku_axis[0], self.ku_axis[1], self.ku_axis[2]],
+                    dmi: self.dmi,
+                },
+                lambda: self.lambda,
+                start_iters: self.start_iters,
+                parametrisation: if self.energy_network {
+                    UnitParametrisation::Network
+                } else {
+                    UnitParametrisation::Direct
+                },
+                ..Default::default()
+            }),
+        };
+        if self.model != ModelArg::Energy
+            && (self.lambda.is_some() || self.energy_network || self.ku != 0.0 || self.dmi != 0.0)
+        {
+            anyhow::bail!("--lambda, --energy-network, --ku and --dmi belong to --model energy");
+        }
+        Ok(NvReconConfig {
             geom: geom.clone(),
-            ms: self.ms,
+            ms,
+            ms_auto: self.ms == MsArg::Auto,
+            model,
+            background: match self.background {
+                BackgroundArg::None => ModelBackground::None,
+                BackgroundArg::Offset => ModelBackground::Offset,
+                BackgroundArg::Plane => ModelBackground::Plane,
+            },
+            noise: self.noise,
+            ignore_nan: self.ignore_nan,
+            fit_axis: self.fit_axis,
             iters: self.iters,
             lr: self.lr,
             weight_decay: self.weight_decay,
@@ -194,7 +372,7 @@ impl ReconArgs {
             standoff_lr: self.standoff_lr,
             device,
             ..Default::default()
-        }
+        })
     }
 }
 
@@ -205,19 +383,73 @@ pub struct Problem {
     pub w: usize,
     pub geom: NvGeometry,
     pub masks: mask::MaskFile,
+    /// The support found from the data (`--support auto`).
+    pub auto: Option<AutoSupport>,
 }
 
 impl Problem {
     /// Reads the map and the mask or support the flags name.
     pub fn load(a: &ReconArgs) -> Result<Problem> {
-        let (bnv, h, w) = common::load_map(&a.bnv, 1)?;
+        let (bnv, h, w) = if a.ignore_nan {
+            common::load_map_with_nan(&a.bnv, 1)?
+        } else {
+            common::load_map(&a.bnv, 1)?
+        };
         let geom = a.geom.geometry(None, &a.bnv)?;
         let from_file = |p: &Path| -> Result<mask::MaskFile> {
             let t = magprior::io::load::load_array(p)?.tensor;
             Ok(mask::mask_from_array(p, t.to_vec()?, t.shape(), h, w)?)
         };
+        let mut auto = None;
         let masks = match (&a.mask, &a.support) {
             (Some(p), _) => from_file(p)?,
+            (None, Some(spec)) if spec == "auto" || spec.starts_with("auto:") => {
+                let given = match a.direction {
+                    Some(DirectionSpec::Given { theta_deg, phi_deg }) => {
+                        Some(magprior::nv::direction_from_angles(theta_deg, phi_deg))
+                    }
+                    _ => None,
+                };
+                let rule = match (spec.as_str(), given) {
+                    ("auto" | "auto:inversion", Some(direction)) => {
+                        Some(SupportRule::Inversion { direction })
+                    }
+                    ("auto" | "auto:scan", None) => None,
+                    ("auto:scan", Some(_)) => None,
+                    ("auto:gradient", _) => Some(SupportRule::Gradient),
+                    ("auto:inversion", None) => Some(SupportRule::Inversion {
+                        direction: [0.0, 0.0, 1.0],
+                    }),
+                    (other, _) => anyhow::bail!(
+                        "--support {other}: expected auto, auto:scan, auto:gradient or auto:inversion"
+                    ),
+                };
+                let fail =
+                    |e: magprior::Error| anyhow!("{}: automatic support: {e}", a.bnv.display());
+                let found = match rule {
+                    Some(rule) => {
+                        magprior::nv::auto_support(&bnv, h, w, &geom, rule).map_err(fail)?
+                    }
+                    None => {
+                        let sc = magprior::nv::support_scan(&bnv, h, w, &geom, a.ignore_nan)
+                            .map_err(fail)?;
+                        if !a.quiet {
+                            eprintln!(
+                                "support: from the classical inversion along theta {:.1}, phi {:.1} deg (the best of {} directions; misfit {:.3} of the zero field's), {:.1} % of the map",
+                                sc.direction.0,
+                                sc.direction.1,
+                                sc.tried.len(),
+                                sc.score,
+                                100.0 * sc.support.area_fraction
+                            );
+                        }
+                        sc.support
+                    }
+                };
+                let s = found.support.clone();
+                auto = Some(found);
+                mask::MaskFile::Support(s)
+            }
             (None, Some(spec)) => match mask::parse_support_shape(spec, h, w, geom.pixel)? {
                 Some(s) => mask::MaskFile::Support(s),
                 None => match from_file(Path::new(spec))? {
@@ -237,6 +469,7 @@ impl Problem {
             w,
             geom,
             masks,
+            auto,
         })
     }
 
@@ -247,5 +480,13 @@ impl Problem {
             mask::MaskFile::Mask(m) => m.clone(),
             mask::MaskFile::Support(s) => a.mask_spec(angle).build(s, self.h, self.w)?,
         })
+    }
+}
+
+/// Parses `THETA,PHI` in degrees.
+pub fn parse_angles(s: &str) -> std::result::Result<(f64, f64), String> {
+    match parse_direction(s)? {
+        DirectionSpec::Given { theta_deg, phi_deg } => Ok((theta_deg, phi_deg)),
+        DirectionSpec::Fit { .. } => Err(format!("'{s}': give THETA,PHI in degrees")),
     }
 }

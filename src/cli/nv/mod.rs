@@ -5,11 +5,13 @@ mod output;
 
 use crate::cli::common::{self, select_device, DeviceMeta, Progress, VERSION};
 use anyhow::{bail, Context, Result};
-use args::{GeomArgs, Problem, ReconArgs};
-use clap::{Args, Subcommand};
-use magprior::io::load::load_array;
+pub use args::GeomArgs;
+use args::{Problem, ReconArgs};
+use clap::{Args, Parser, Subcommand};
 use magprior::io::outdir::OutputDir;
+use magprior::io::ovf::{read_ovf, ValueUnits};
 use magprior::io::render;
+use magprior::io::FileKind;
 use magprior::nv::{self, NvForward, NvGeometry, NvResult, StopReason, SweepConfig};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -20,6 +22,8 @@ pub enum NvCmd {
     Forward(ForwardArgs),
     /// B_NV -> (Bx, By, Bz) with a regularised inverse.
     Deproject(DeprojectArgs),
+    /// Classical Fourier inversion: B_NV -> the magnetisation along a known direction.
+    Invert(InvertArgs),
     /// NV-DIP reconstruction of the magnetisation from a B_NV map.
     Reconstruct(ReconCmd),
     /// Reconstruct for several mask angles and/or standoffs and rank them by final loss.
@@ -28,7 +32,8 @@ pub enum NvCmd {
 
 #[derive(Args)]
 pub struct ForwardArgs {
-    /// Magnetisation: .npy (2|3, H, W) in A/m, or .ovf (unit vectors scaled by --ms).
+    /// Magnetisation: .npy (2|3, H, W) in A/m, or .ovf (its `valueunits` honoured: A/m used as
+    /// it is, unit vectors scaled by --ms; several z layers summed at their depths).
     #[arg(long)]
     magnetization: PathBuf,
     #[command(flatten)]
@@ -36,12 +41,47 @@ pub struct ForwardArgs {
     /// Saturation magnetisation for OVF unit vectors (A/m).
     #[arg(long, default_value_t = 8.6e5, value_parser = common::positive)]
     ms: f64,
-    /// Output B_NV (H, W) in tesla, .npy.
+    /// Output B_NV (H, W) in tesla, .npy (a .json beside it says what the input was).
     #[arg(long)]
     out: PathBuf,
     /// Also write (Bx, By, Bz) (3, H, W) in tesla here.
     #[arg(long)]
     components: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct InvertArgs {
+    /// B_NV map (H, W) in tesla: .npy, .txt or .tif.
+    #[arg(long)]
+    bnv: PathBuf,
+    #[command(flatten)]
+    geom: GeomArgs,
+    /// Magnetisation direction THETA,PHI in degrees (polar from the normal, azimuth from +x).
+    #[arg(long, value_parser = args::parse_angles, allow_hyphen_values = true)]
+    direction: (f64, f64),
+    /// Regularisation: hanning[:WAVELENGTH] (default wavelength max(2 standoff, 3 pixels)),
+    /// tikhonov:K (rad/m, the wave number where the filter is one half) or none.
+    #[arg(long, default_value = "hanning")]
+    filter: String,
+    /// What is removed from the map first.
+    #[arg(long, value_enum, default_value_t = InvertBackground::Plane)]
+    background: InvertBackground,
+    /// Output: the magnetisation along the direction (H, W) in A/m, .npy; a .json beside it
+    /// records the settings and M t in A and mu_B/nm^2.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// `nv invert --background`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum InvertBackground {
+    /// Nothing (the map has no offset).
+    None,
+    /// The mean of the whole map.
+    Mean,
+    /// A plane through the map's border band.
+    Plane,
 }
 
 #[derive(Args)]
@@ -90,12 +130,13 @@ pub fn run(cmd: NvCmd) -> Result<()> {
     match cmd {
         NvCmd::Forward(a) => forward(a),
         NvCmd::Deproject(a) => deproject(a),
+        NvCmd::Invert(a) => invert(a),
         NvCmd::Reconstruct(a) => {
             let job = Problem::load(&a.recon)?;
-            let out = OutputDir::create(&a.out)?;
             let cfg = a
                 .recon
-                .config(&job.geom, select_device(a.recon.device, a.recon.quiet)?);
+                .config(&job.geom, select_device(a.recon.device, a.recon.quiet)?)?;
+            let out = OutputDir::create(&a.out)?;
             let res = run_one(
                 &a.recon,
                 &job,
@@ -112,28 +153,245 @@ pub fn run(cmd: NvCmd) -> Result<()> {
     }
 }
 
+/// What `nv forward` records beside its output.
+#[derive(Serialize)]
+struct ForwardMeta {
+    program: &'static str,
+    version: &'static str,
+    magnetization: String,
+    values: String,
+    value_multiplier: f64,
+    layers: usize,
+    layer_thickness_m: f64,
+    pixel_m: f64,
+    standoff_m: f64,
+    theta_deg: f64,
+    phi_deg: f64,
+    output_units: &'static str,
+}
+
 fn forward(a: ForwardArgs) -> Result<()> {
-    let loaded = load_array(&a.magnetization)?;
-    let is_ovf = loaded.cell.is_some();
-    let t = loaded.tensor;
-    let s = t.shape().to_vec();
-    if s.len() != 3 || !(2..=3).contains(&s[0]) {
-        bail!(
-            "{}: expected a (2|3, H, W) magnetisation, got shape {s:?}",
-            a.magnetization.display()
-        );
+    let path = &a.magnetization;
+    let (layers, h, w, pixel_file, dz, values, mult) = if FileKind::from_path(path)
+        == Some(FileKind::Ovf)
+    {
+        let o = read_ovf(path)?;
+        let mult = o.value_multiplier;
+        let o = o.multiplied();
+        let max_norm = o.norm_range().map_or(0.0, |r| r.1);
+        let (scale, values) = match &o.value_units {
+                ValueUnits::AmperePerMetre => {
+                    (1.0, "magnetisation in A/m (valueunits A/m), used as it is".to_string())
+                }
+                ValueUnits::Unitless => (
+                    a.ms,
+                    format!("unit vectors (unitless valueunits), multiplied by --ms {:.4e} A/m", a.ms),
+                ),
+                ValueUnits::Unspecified if max_norm <= 1.5 => (
+                    a.ms,
+                    format!("no valueunits, vectors of length <= {max_norm:.3}: unit vectors, multiplied by --ms {:.4e} A/m", a.ms),
+                ),
+                ValueUnits::Unspecified if max_norm >= 100.0 => {
+                    eprintln!("warning: {}: no valueunits in the header; vectors up to {max_norm:.3e} long are taken as A/m", path.display());
+                    (1.0, format!("no valueunits, vectors up to {max_norm:.3e}: taken as A/m"))
+                }
+                ValueUnits::Unspecified => bail!(
+                    "{}: no valueunits in the header and vectors up to {max_norm:.3} long: neither unit vectors nor A/m; add a valueunits line",
+                    path.display()
+                ),
+                ValueUnits::Other(u) => bail!(
+                    "{}: values in '{u}' are neither a magnetisation in A/m nor unit vectors",
+                    path.display()
+                ),
+            };
+        let layers: Vec<Vec<f32>> = o
+            .layers()
+            .into_iter()
+            .map(|l| l.data.iter().map(|v| (*v as f64 * scale) as f32).collect())
+            .collect();
+        (
+            layers,
+            o.ny,
+            o.nx,
+            Some(o.step[0]),
+            Some(o.step[2]),
+            values,
+            mult,
+        )
+    } else {
+        let t = magprior::io::load::load_array(path)?.tensor;
+        let s = t.shape().to_vec();
+        if s.len() != 3 || !(2..=3).contains(&s[0]) {
+            bail!(
+                "{}: expected a (2|3, H, W) magnetisation, got shape {s:?}",
+                path.display()
+            );
+        }
+        (
+            vec![t.to_vec()?],
+            s[1],
+            s[2],
+            None,
+            None,
+            "magnetisation in A/m (.npy)".to_string(),
+            1.0,
+        )
+    };
+    let mut g = a.geom.geometry(pixel_file, path)?;
+    // an OVF mesh: each layer is a film of one cell's thickness at its own depth below the
+    // top of the stack (layer nz-1 on top)
+    if let Some(dz) = dz {
+        g.thickness = dz;
     }
-    let g = a
-        .geom
-        .geometry(loaded.cell.map(|c| c.0), &a.magnetization)?;
-    let m = if is_ovf { t.scale(a.ms as f32)? } else { t };
-    let m = m.reshape(&[1, s[0], s[1], s[2]])?;
-    let op = NvForward::new(s[1], s[2], &g)?;
-    common::write_map(&a.out, &[s[1], s[2]], &op.bnv(&m)?.to_vec()?)?;
+    let n = layers.len();
+    let c = layers[0].len() / (h * w);
+    let (mut bnv, mut field) = (vec![0f32; h * w], vec![0f32; 3 * h * w]);
+    for (k, layer) in layers.iter().enumerate() {
+        let lg = NvGeometry {
+            standoff: g.standoff + (n - 1 - k) as f64 * g.thickness,
+            ..g.clone()
+        };
+        let op = NvForward::new(h, w, &lg)?;
+        let m = magprior::Tensor::from_shape_vec(&[1, c, h, w], layer.clone())?;
+        for (acc, v) in bnv.iter_mut().zip(op.bnv(&m)?.to_vec()?) {
+            *acc += v;
+        }
+        if a.components.is_some() {
+            for (acc, v) in field.iter_mut().zip(op.field(&m)?.to_vec()?) {
+                *acc += v;
+            }
+        }
+    }
+    common::write_map(&a.out, &[h, w], &bnv)?;
     if let Some(p) = &a.components {
-        common::write_map(p, &[3, s[1], s[2]], &op.field(&m)?.to_vec()?)?;
+        common::write_map(p, &[3, h, w], &field)?;
     }
-    eprintln!("wrote {} ({}x{} B_NV, T)", a.out.display(), s[1], s[2]);
+    common::write_json(
+        &a.out.with_extension("json"),
+        &ForwardMeta {
+            program: "magprior nv forward",
+            version: VERSION,
+            magnetization: path.display().to_string(),
+            values: values.clone(),
+            value_multiplier: mult,
+            layers: n,
+            layer_thickness_m: g.thickness,
+            pixel_m: g.pixel,
+            standoff_m: g.standoff,
+            theta_deg: g.theta_deg,
+            phi_deg: g.phi_deg,
+            output_units: "T",
+        },
+    )?;
+    eprintln!(
+        "{}: {values}; {n} layer(s) of {}{}",
+        path.display(),
+        magprior::units::format_length(g.thickness),
+        if n > 1 {
+            ", B_NV summed over the layers at their depths"
+        } else {
+            ""
+        }
+    );
+    eprintln!("wrote {} ({h}x{w} B_NV, T)", a.out.display());
+    Ok(())
+}
+
+/// What `nv invert` records beside its output.
+#[derive(Serialize)]
+#[allow(non_snake_case)]
+struct InvertMeta {
+    program: &'static str,
+    version: &'static str,
+    bnv: String,
+    direction_theta_phi_deg: [f64; 2],
+    filter: String,
+    filter_parameter: f64,
+    background: InvertBackground,
+    background_offset_T_slope_T_per_m: [f64; 3],
+    level: String,
+    guarded_fraction: f64,
+    pixel_m: f64,
+    thickness_m: f64,
+    standoff_m: f64,
+    theta_deg: f64,
+    phi_deg: f64,
+    m_p99_A_per_m: f64,
+    mt_p99_A: f64,
+    mt_p99_mub_per_nm2: f64,
+    output_units: &'static str,
+}
+
+fn invert(a: InvertArgs) -> Result<()> {
+    let (data, h, w) = common::load_map(&a.bnv, 2)?;
+    let g = a.geom.geometry(None, &a.bnv)?;
+    let filter = match a.filter.split_once(':') {
+        None if a.filter == "none" => nv::Filter::None,
+        None if a.filter == "hanning" => nv::Filter::Hanning {
+            wavelength: (2.0 * g.standoff).max(3.0 * g.pixel),
+        },
+        Some(("hanning", l)) => nv::Filter::Hanning {
+            wavelength: common::positive_length(l).map_err(anyhow::Error::msg)?,
+        },
+        Some(("tikhonov", k)) => nv::Filter::Tikhonov {
+            k: common::positive(k).map_err(anyhow::Error::msg)?,
+        },
+        _ => bail!(
+            "--filter {}: expected hanning[:WAVELENGTH], tikhonov:K or none",
+            a.filter
+        ),
+    };
+    let mut cfg = nv::InversionConfig::new(
+        nv::direction_from_angles(a.direction.0, a.direction.1),
+        filter,
+    );
+    cfg.background = match a.background {
+        InvertBackground::None => nv::Background::None,
+        InvertBackground::Mean => nv::Background::Mean,
+        InvertBackground::Plane => nv::Background::BorderPlane,
+    };
+    let inv = nv::invert(&data, h, w, &g, &cfg)
+        .with_context(|| format!("inverting {}", a.bnv.display()))?;
+    let mut abs: Vec<f64> = inv.m.iter().map(|v| (*v as f64).abs()).collect();
+    let k = ((abs.len() - 1) as f64 * 0.99).round() as usize;
+    let p99 = *abs.select_nth_unstable_by(k, |x, y| x.total_cmp(y)).1;
+    common::write_map(&a.out, &[h, w], &inv.m)?;
+    let mt = p99 * g.thickness;
+    common::write_json(
+        &a.out.with_extension("json"),
+        &InvertMeta {
+            program: "magprior nv invert",
+            version: VERSION,
+            bnv: a.bnv.display().to_string(),
+            direction_theta_phi_deg: [a.direction.0, a.direction.1],
+            filter: a.filter.clone(),
+            filter_parameter: inv.filter_parameter,
+            background: a.background,
+            background_offset_T_slope_T_per_m: inv.background,
+            level: format!("{:?}", inv.level),
+            guarded_fraction: inv.guarded_fraction,
+            pixel_m: g.pixel,
+            thickness_m: g.thickness,
+            standoff_m: g.standoff,
+            theta_deg: g.theta_deg,
+            phi_deg: g.phi_deg,
+            m_p99_A_per_m: p99,
+            mt_p99_A: mt,
+            mt_p99_mub_per_nm2: nv::amperes_to_mub_per_nm2(mt),
+            output_units:
+                "A/m (H, W), the magnetisation along the direction; M t = value x thickness",
+        },
+    )?;
+    eprintln!(
+        "wrote {} (M along theta {}, phi {} deg; 99th percentile |M| {:.3e} A/m, M t {:.3e} A = {:.3} mu_B/nm^2 for {} thick)",
+        a.out.display(),
+        a.direction.0,
+        a.direction.1,
+        p99,
+        mt,
+        nv::amperes_to_mub_per_nm2(mt),
+        magprior::units::format_length(g.thickness)
+    );
     Ok(())
 }
 
@@ -227,7 +485,7 @@ fn sweep(a: SweepArgs) -> Result<()> {
         seeds: a.seeds.clone(),
     };
     let device = select_device(r.device, r.quiet)?;
-    let base = r.config(&job.geom, device);
+    let base = r.config(&job.geom, device)?;
     let out = OutputDir::create(&a.out)?;
     let mut on_run = |p: &nv::SweepPoint, mask: &nv::Mask, res: &NvResult| -> Result<_> {
         let name = format!(
@@ -380,6 +638,13 @@ fn print_sweep(res: &nv::SweepResult) {
     }
 }
 
+/// The demo's flags, parsed as a user would give them.
+#[derive(Parser)]
+struct DemoArgs {
+    #[command(flatten)]
+    recon: ReconArgs,
+}
+
 #[derive(Serialize)]
 struct DemoMeta {
     program: &'static str,
@@ -418,46 +683,40 @@ pub fn demo(iters: usize, quiet: bool, out: &Path) -> Result<()> {
     if !quiet {
         eprintln!("demo: 128x128 map (5 nm pixels) of a 460x310 nm Permalloy ellipse in a Landau state, 20 nm film, 50 nm standoff, 1 % noise; {iters} iterations");
     }
-    let args = ReconArgs {
-        bnv: input,
-        geom: GeomArgs {
-            pixel: Some(geom.pixel),
-            thickness: geom.thickness,
-            standoff: geom.standoff,
-            theta: geom.theta_deg,
-            phi: geom.phi_deg,
-            pad: geom.pad,
-            cutoff_k: None,
-        },
-        ms: 8.6e5,
-        mask: None,
-        support: None,
-        mask_preset: args::PresetArg::Landau,
-        mask_angle: 0.0,
-        chirality: args::Chirality::Ccw,
-        mask_blur: 0.0,
-        with_mz: false,
-        iters,
-        lr: 7.5e-4,
-        weight_decay: 0.01,
-        seed: 0,
-        channels: vec![16, 32],
-        kernel: 5,
-        target: args::TargetArg::Bnv,
-        fit_standoff: false,
-        standoff_lr: 0.2,
-        device: common::DeviceArg::Cpu,
-        quiet,
-    };
+    let args = DemoArgs::try_parse_from([
+        "demo",
+        "--bnv",
+        &input.display().to_string(),
+        "--pixel",
+        "5nm",
+        "--thickness",
+        "20nm",
+        "--standoff",
+        "50nm",
+        "--theta",
+        "54.75",
+        "--mask-preset",
+        "landau",
+        "--background",
+        "none",
+        "--iters",
+        &iters.to_string(),
+        "--device",
+        "cpu",
+    ])
+    .context("the demo's settings")?
+    .recon;
+    let args = ReconArgs { quiet, ..args };
     let job = Problem {
         bnv: data.bnv.clone(),
         h: n,
         w: n,
         geom: geom.clone(),
         masks: nv::MaskFile::Support(data.support.clone()),
+        auto: None,
     };
     let rdir = od.subdir("reconstruction")?;
-    let cfg = args.config(&geom, magprior::Device::Cpu);
+    let cfg = args.config(&geom, magprior::Device::Cpu)?;
     let res = run_one(&args, &job, &rdir, 0.0, &cfg, "demo")?;
     let cos = nv::direction_cosine(&data.magnetization, &res.magnetization, &data.support);
     common::write_json(

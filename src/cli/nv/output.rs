@@ -4,8 +4,8 @@
 use super::args::{Problem, ReconArgs};
 use crate::cli::common::{self, DeviceMeta, VERSION};
 use anyhow::Result;
-use magprior::io::render::{self, MapKind, Panel};
-use magprior::nv::{Mask, NvReconConfig, NvResult};
+use magprior::io::render::{self, Decor, MapKind, Panel};
+use magprior::nv::{Mask, NvModel, NvReconConfig, NvResult};
 use serde::Serialize;
 use std::path::Path;
 
@@ -26,6 +26,66 @@ struct Metrics {
     selection: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     standoff: Option<f64>,
+    /// The standoff's 1-sigma uncertainty (m), when fitted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    standoff_sigma: Option<f64>,
+    chi2_per_pixel: f64,
+    zero_field_chi2_per_pixel: f64,
+    noise_floor_T: f64,
+    noise_floor_source: &'static str,
+    lowk_excess: f64,
+    edge_ratio: f64,
+    at_bound_fraction: f64,
+    background: BackgroundOut,
+    /// Fitted or given magnetisation direction (theta, phi) of the direction model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    direction: Option<[f64; 2]>,
+    /// Fitted NV axis (theta, phi).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nv_axis: Option<[f64; 2]>,
+    circulation: &'static str,
+    flip_delta_chi2: f64,
+    ms_A_per_m: f64,
+    mt_max_A: f64,
+    mt_max_mub_per_nm2: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    energy: Option<EnergyOut>,
+    warnings: Vec<String>,
+    notes: Vec<String>,
+}
+
+#[derive(Serialize)]
+#[allow(non_snake_case)]
+struct BackgroundOut {
+    model: String,
+    offset_T: f64,
+    slope_x_T_per_m: f64,
+    slope_y_T_per_m: f64,
+    reference: &'static str,
+}
+
+#[derive(Serialize)]
+#[allow(non_snake_case)]
+struct EnergyOut {
+    lambda: f64,
+    lambda_rule: &'static str,
+    segments_lambda_chi2: Vec<[f64; 2]>,
+    energy_J: f64,
+    exchange_J: f64,
+    demag_J: f64,
+    anisotropy_J: f64,
+    dmi_J: f64,
+    starts: Vec<StartOut>,
+    best_start: String,
+    objective_spread: f64,
+}
+
+#[derive(Serialize)]
+struct StartOut {
+    name: String,
+    objective: f64,
+    chi2_per_pixel: f64,
+    cos_to_best: f64,
 }
 
 #[derive(Serialize)]
@@ -51,6 +111,15 @@ struct Metadata<'a> {
     pad: usize,
     cutoff_k: Option<f64>,
     ms_A_per_m: f64,
+    ms_auto: bool,
+    model: super::args::ModelArg,
+    background: super::args::BackgroundArg,
+    ignore_nan: bool,
+    fit_axis: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    material: Option<MaterialOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auto_support: Option<AutoSupportOut>,
     mask: Option<String>,
     support: Option<&'a str>,
     mask_preset: super::args::PresetArg,
@@ -76,9 +145,32 @@ struct Metadata<'a> {
 }
 
 #[derive(Serialize)]
+#[allow(non_snake_case)]
+struct MaterialOut {
+    exchange_J_per_m: f64,
+    ku_J_per_m3: f64,
+    ku_axis: [f64; 3],
+    dmi_J_per_m2: f64,
+}
+
+#[derive(Serialize)]
+struct AutoSupportOut {
+    rule: String,
+    threshold: f64,
+    otsu: f64,
+    grow_px: i64,
+    components: usize,
+    area_fraction: f64,
+}
+
+#[derive(Serialize)]
 struct Units {
     #[serde(rename = "magnetization.npy")]
     magnetization: &'static str,
+    #[serde(rename = "areal_magnetization.npy")]
+    areal: &'static str,
+    #[serde(rename = "areal_magnetization_mub_nm2.npy")]
+    areal_mub: &'static str,
     #[serde(rename = "bnv_model.npy")]
     bnv_model: &'static str,
     loss: &'static str,
@@ -97,6 +189,20 @@ pub fn write_outputs(
     let (h, w) = (job.h, job.w);
     let f = |n: &str| dir.join(n);
     common::write_map(&f("magnetization.npy"), &[3, h, w], &res.magnetization)?;
+    let t = cfg.geom.thickness;
+    common::write_map(
+        &f("areal_magnetization.npy"),
+        &[3, h, w],
+        &magprior::nv::areal_magnetization(&res.magnetization, t),
+    )?;
+    common::write_map(
+        &f("areal_magnetization_mub_nm2.npy"),
+        &[3, h, w],
+        &magprior::nv::areal_magnetization_mub_nm2(&res.magnetization, t),
+    )?;
+    if let Some(auto) = &job.auto {
+        common::write_map(&f("support.npy"), &[h, w], &auto.support)?;
+    }
     common::write_map(&f("bnv_model.npy"), &[h, w], &res.bnv_model)?;
     common::write_map(&f("mask.npy"), &[mask.channels, h, w], &mask.data)?;
     common::write_csv(
@@ -111,6 +217,17 @@ pub fn write_outputs(
     )?;
     let iters = res.history.len();
     let secs = res.history.last().map_or(0.0, |s| s.seconds);
+    let d = &res.diagnostics;
+    let hw = h * w;
+    let mt_max = (0..hw)
+        .map(|i| {
+            (0..3)
+                .map(|c| (res.magnetization[c * hw + i] as f64).powi(2))
+                .sum::<f64>()
+                .sqrt()
+        })
+        .fold(0f64, f64::max)
+        * t;
     let metrics = Metrics {
         mse: res.metrics.mse,
         rmse_mT: res.metrics.rmse_mt,
@@ -126,6 +243,59 @@ pub fn write_outputs(
         selection:
             "lowest loss over the run (the returned magnetisation and model are that iteration's)",
         standoff: a.fit_standoff.then_some(res.standoff),
+        standoff_sigma: d.standoff_sigma,
+        chi2_per_pixel: d.chi2_per_pixel,
+        zero_field_chi2_per_pixel: d.zero_field_chi2_per_pixel,
+        noise_floor_T: d.noise_floor_t,
+        noise_floor_source: if d.noise_estimated {
+            "estimated from the map's pixel differences (1.4826 MAD / sqrt 2)"
+        } else {
+            "given (--noise)"
+        },
+        lowk_excess: d.lowk_excess,
+        edge_ratio: d.edge_ratio,
+        at_bound_fraction: d.at_bound_fraction,
+        background: BackgroundOut {
+            model: format!("{:?}", cfg.background).to_lowercase(),
+            offset_T: res.background.offset,
+            slope_x_T_per_m: res.background.slope_x,
+            slope_y_T_per_m: res.background.slope_y,
+            reference: "b = offset + slope_x (x - xc) + slope_y (y - yc), (xc, yc) the map's centre, x = col * pixel, y = row * pixel",
+        },
+        direction: res.direction.map(|(t, p)| [t, p]),
+        nv_axis: res.nv_axis.map(|(t, p)| [t, p]),
+        circulation: d.circulation.as_str(),
+        flip_delta_chi2: d.flip_delta_chi2,
+        ms_A_per_m: res.ms,
+        mt_max_A: mt_max,
+        mt_max_mub_per_nm2: magprior::nv::amperes_to_mub_per_nm2(mt_max),
+        energy: res.energy.as_ref().map(|e| EnergyOut {
+            lambda: e.lambda,
+            lambda_rule: match &cfg.model {
+                NvModel::Energy(c) if c.lambda.is_some() => "given (--lambda)",
+                _ => "discrepancy principle: chi^2 per pixel in [0.8, 1.3] at the noise floor",
+            },
+            segments_lambda_chi2: e.segments.iter().map(|&(l, c)| [l, c]).collect(),
+            energy_J: e.parts.total(),
+            exchange_J: e.parts.exchange,
+            demag_J: e.parts.demag,
+            anisotropy_J: e.parts.anisotropy,
+            dmi_J: e.parts.dmi,
+            starts: e
+                .starts
+                .iter()
+                .map(|s| StartOut {
+                    name: s.name.clone(),
+                    objective: s.objective,
+                    chi2_per_pixel: s.chi2_per_pixel,
+                    cos_to_best: s.cos_to_best,
+                })
+                .collect(),
+            best_start: e.starts[e.best_start].name.clone(),
+            objective_spread: e.objective_spread,
+        }),
+        warnings: d.warnings.clone(),
+        notes: d.notes.clone(),
     };
     common::write_json(&f("metrics.json"), &metrics)?;
     let g = &cfg.geom;
@@ -142,7 +312,29 @@ pub fn write_outputs(
         phi_deg: g.phi_deg,
         pad: g.pad,
         cutoff_k: g.cutoff_k,
-        ms_A_per_m: cfg.ms,
+        ms_A_per_m: res.ms,
+        ms_auto: cfg.ms_auto,
+        model: a.model,
+        background: a.background,
+        ignore_nan: cfg.ignore_nan,
+        fit_axis: cfg.fit_axis,
+        material: match &cfg.model {
+            NvModel::Energy(e) => Some(MaterialOut {
+                exchange_J_per_m: e.material.a_ex,
+                ku_J_per_m3: e.material.ku,
+                ku_axis: e.material.axis,
+                dmi_J_per_m2: e.material.dmi,
+            }),
+            _ => None,
+        },
+        auto_support: job.auto.as_ref().map(|s| AutoSupportOut {
+            rule: format!("{:?}", s.rule_used),
+            threshold: s.threshold,
+            otsu: s.otsu,
+            grow_px: s.grow,
+            components: s.components,
+            area_fraction: s.area_fraction,
+        }),
         mask: a.mask.as_ref().map(|p| p.display().to_string()),
         support: a.support.as_deref(),
         mask_preset: a.mask_preset,
@@ -169,20 +361,25 @@ pub fn write_outputs(
         device: DeviceMeta::of(cfg.device),
         units: Units {
             magnetization: "A/m (3, H, W)",
+            areal: "A (3, H, W): M t, t = thickness_m",
+            areal_mub: "mu_B / nm^2 (3, H, W): M t / (mu_B / nm^2)",
             bnv_model: "T (H, W)",
             loss: "T^2",
         },
     };
     common::write_json(&f("metadata.json"), &meta)?;
-    write_pictures(dir, &job.bnv, res, h, w)
+    let support: Vec<f32> = mask.support().iter().map(|&b| b as u8 as f32).collect();
+    write_pictures(dir, job, res, &support)
 }
 
-/// `bnv.png` (measured | model | residual), `magnetization.png`, `loss.png`.
-fn write_pictures(dir: &Path, bnv: &[f32], res: &NvResult, h: usize, w: usize) -> Result<()> {
+/// `bnv.png` (measured | model on the measured data's colour range, residual on its own),
+/// `magnetization.png` (scale bar, support outline, the ambiguity flag), `loss.png`, and
+/// `support.png` when the support came from the data.
+fn write_pictures(dir: &Path, job: &Problem, res: &NvResult, support: &[f32]) -> Result<()> {
+    let (h, w, bnv) = (job.h, job.w, &job.bnv[..]);
     let f = |n: &str| dir.join(n);
-    let lim = render::shared_limit(&[bnv, &res.bnv_model]);
     let resid: Vec<f32> = bnv.iter().zip(&res.bnv_model).map(|(a, b)| a - b).collect();
-    let panel = |data, title, limit| Panel {
+    let panel = |data, title| Panel {
         data,
         h,
         w,
@@ -190,53 +387,108 @@ fn write_pictures(dir: &Path, bnv: &[f32], res: &NvResult, h: usize, w: usize) -
         unit: "mT",
         scale: 1e3,
         kind: MapKind::Diverging,
-        limit,
+        limit: None,
     };
-    render::write_panels(
+    let flag = res
+        .diagnostics
+        .warnings
+        .iter()
+        .find(|w| w.starts_with("circulation sense"))
+        .map(|_| "circulation sense not determined by the data");
+    let base = Decor::new().pixel_size(job.geom.pixel).support(support);
+    let decor = match flag {
+        Some(t) => base.flag(t),
+        None => base,
+    };
+    render::write_panels_with(
         &f("bnv.png"),
-        &[
-            panel(bnv, "measured B_NV", Some(lim)),
-            panel(&res.bnv_model, "model B_NV", Some(lim)),
-            panel(&resid, "residual", None),
-        ],
+        &render::compare_panels(
+            panel(bnv, "measured B_NV"),
+            panel(&res.bnv_model, "model B_NV (background included)"),
+            Some(panel(&resid, "residual (own range)")),
+        ),
+        &Decor::new().pixel_size(job.geom.pixel).support(support),
     )?;
     let hw = h * w;
-    render::write_colour_wheel(
+    render::write_colour_wheel_with(
         &f("magnetization.png"),
         &res.magnetization[..hw],
         &res.magnetization[hw..2 * hw],
         h,
         w,
-        "M (hue: direction, brightness: |M|)",
+        "M in plane (hue: direction, brightness: |M|)",
+        &decor,
     )?;
+    if res.magnetization[2 * hw..].iter().any(|&v| v != 0.0) {
+        render::write_panels_with(
+            &f("magnetization_z.png"),
+            &[Panel {
+                data: &res.magnetization[2 * hw..],
+                h,
+                w,
+                title: "Mz",
+                unit: "kA/m",
+                scale: 1e-3,
+                kind: MapKind::Diverging,
+                limit: None,
+            }],
+            &Decor::new().pixel_size(job.geom.pixel).support(support),
+        )?;
+    }
+    if let Some(auto) = &job.auto {
+        render::write_panels_with(
+            &f("support.png"),
+            &[Panel {
+                data: bnv,
+                h,
+                w,
+                title: "measured B_NV with the automatic support",
+                unit: "mT",
+                scale: 1e3,
+                kind: MapKind::Diverging,
+                limit: Some(render::robust_limit(bnv, render::ROBUST_QUANTILE)),
+            }],
+            &Decor::new()
+                .pixel_size(job.geom.pixel)
+                .support(&auto.support),
+        )?;
+    }
     let xs: Vec<f64> = res.history.iter().map(|s| s.iter as f64).collect();
     let ys: Vec<f64> = res.history.iter().map(|s| s.loss).collect();
-    render::write_line_plot(
-        &f("loss.png"),
-        &xs,
-        &ys,
-        "loss",
-        "iteration",
-        "MSE (T^2)",
-        true,
-    )?;
+    render::write_line_plot(&f("loss.png"), &xs, &ys, "loss", "iteration", "loss", true)?;
     Ok(())
 }
 
-/// The summary lines on stdout.
+/// The summary lines on stdout, and the warnings on stderr.
 pub fn report(res: &NvResult, path: &Path) {
     let m = &res.metrics;
+    let d = &res.diagnostics;
     println!(
-        "{}: {} iterations ({}), lowest loss at {}: MSE {:.3e} T^2, RMSE {:.4} mT, SNR {:.1} dB, mean |M| {:.3e} A/m",
+        "{}: {} iterations ({}), lowest loss at {}: RMSE {:.4} mT, SNR {:.1} dB, chi^2 per pixel {:.2} at a noise floor of {:.3e} T ({}), mean |M| {:.3e} A/m",
         path.display(),
         res.history.len(),
         res.stop,
         res.selected_iteration,
-        m.mse,
         m.rmse_mt,
         m.snr_db,
+        d.chi2_per_pixel,
+        d.noise_floor_t,
+        if d.noise_estimated { "estimated" } else { "given" },
         m.mean_m_inplane
     );
+    if let Some((t, p)) = res.direction {
+        println!("direction: theta {t:.1} deg, phi {p:.1} deg");
+    }
+    if let Some(s) = d.standoff_sigma {
+        println!("standoff: {:.1} +- {:.1} nm", res.standoff * 1e9, s * 1e9);
+    }
+    println!("circulation: {}", d.circulation.as_str());
+    for n in &d.notes {
+        eprintln!("note: {n}");
+    }
+    for w in &d.warnings {
+        eprintln!("warning: {w}");
+    }
     println!(
         "pictures: {0}/bnv.png, {0}/magnetization.png, {0}/loss.png",
         path.display()

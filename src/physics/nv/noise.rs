@@ -9,8 +9,10 @@
 //!   combined as the pair-weighted root mean square. A difference of two pixels of independent
 //!   noise has variance `2 sigma^2`; the median absolute deviation ignores the few large
 //!   differences at edges and spikes, and a smooth signal adds only its small gradient spread.
-//!   **This is the one to use** ([`NoiseFloor::sigma`]): it is local, works with invalid pixels,
-//!   and does not depend on how the map ends at its borders.
+//!   It is local, works with invalid pixels, and does not depend on how the map ends at its
+//!   borders. The same from second differences `b(i-1) - 2 b(i) + b(i+1)` (variance
+//!   `6 sigma^2`), in which a field's gradient cancels; [`NoiseFloor::sigma`], the one to use, is
+//!   the smaller of the two (steep edges inflate the first differences most).
 //! - from the spectrum: after a least-squares plane is removed (invalid pixels set to zero),
 //!   the median of `|B(k)|^2` over the outer wave numbers (`|q| >= 1/4` cycles per pixel, half
 //!   of Nyquist and above), divided by `ln 2` (the median of an exponential variable) and by
@@ -27,8 +29,10 @@ use crate::physics::signal::{fftfreq, fit_plane};
 /// The two noise estimates of [`noise_floor`] (tesla for a B_NV map).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct NoiseFloor {
-    /// The estimate to use: the one from pixel differences (`sigma_diff`).
+    /// The estimate to use: the smaller of `sigma_diff` and `sigma_diff2`.
     pub sigma: f64,
+    /// From second differences along x and y (`1.4826 MAD / sqrt 6`).
+    pub sigma_diff2: f64,
     /// From first differences along x and y combined (module docs).
     pub sigma_diff: f64,
     /// From differences along x (between columns) only.
@@ -147,10 +151,28 @@ pub fn noise_floor(map: &[f32], h: usize, w: usize, valid: Option<&[bool]>) -> R
             ))
         }
     };
+    // second differences b(i-1) - 2 b(i) + b(i+1) (variance 6 sigma^2): a field's gradient
+    // cancels, so steep but smooth structure (edges seen at a standoff of a few pixels) adds
+    // less than to the first differences; the smaller of the two is the less biased
+    let mut d2 = Vec::new();
+    for r in 0..h {
+        for c in 0..w {
+            let i = r * w + c;
+            if c >= 1 && c + 1 < w && ok[i - 1] && ok[i] && ok[i + 1] {
+                d2.push(map[i - 1] as f64 - 2.0 * map[i] as f64 + map[i + 1] as f64);
+            }
+            if r >= 1 && r + 1 < h && ok[i - w] && ok[i] && ok[i + w] {
+                d2.push(map[i - w] as f64 - 2.0 * map[i] as f64 + map[i + w] as f64);
+            }
+        }
+    }
+    // sigma_from_differences divides by sqrt 2; the second difference needs sqrt 6
+    let sigma_diff2 = sigma_from_differences(&mut d2).map(|s| s / 3f64.sqrt());
     let nvalid = ok.iter().filter(|&&v| v).count();
     Ok(NoiseFloor {
-        sigma: sigma_diff,
+        sigma: sigma_diff2.map_or(sigma_diff, |s2| s2.min(sigma_diff)),
         sigma_diff,
+        sigma_diff2: sigma_diff2.unwrap_or(f64::NAN),
         sigma_diff_x: sx.unwrap_or(f64::NAN),
         sigma_diff_y: sy.unwrap_or(f64::NAN),
         sigma_spectrum: spectral_sigma(map, h, w, &ok, nvalid)?,

@@ -262,16 +262,50 @@ pub(crate) fn diagnose(
             .map(|(j, &v)| if j < 2 * hw { -v } else { v })
             .collect();
         let d = (host.sse(&flipped)? - sse) / var;
-        let c = if d < FLIP_THRESHOLD {
+        let c = if d.abs() < FLIP_THRESHOLD {
             Circulation::Undetermined
         } else {
             Circulation::Determined
         };
-        (c, d)
+        match (&run.energy, model) {
+            // the energy model: the reversed state relaxed (its Mz may adapt). Undetermined
+            // when the two states keep opposite senses and their total chi^2 differ by less
+            // than 9 or than twice the chi^2 statistic's own spread sqrt(2 N) (an estimated
+            // noise level and an imperfect model cannot resolve less)
+            (Some(rep), NvModel::Energy(_)) => match rep.flip_relaxed {
+                Some((chi2_o, cos_o, swapped)) => {
+                    let n = data.n_valid.max(1) as f64;
+                    let chi2 = sse / var / n;
+                    let dt = (chi2_o - chi2) * n;
+                    let margin = FLIP_THRESHOLD.max(2.0 * (2.0 * n).sqrt());
+                    let how = if swapped {
+                        "the reversed state fitted better and is returned; "
+                    } else {
+                        ""
+                    };
+                    notes.push(format!(
+                        "null-space test: {how}the state of opposite in-plane sense, relaxed, reaches chi^2 per pixel {chi2_o:.4} against {chi2:.4} (total difference {dt:.1}, resolvable above {margin:.0}; in-plane cosine between them {cos_o:.2})"
+                    ));
+                    if cos_o < -0.5 && dt < margin {
+                        (Circulation::Undetermined, dt)
+                    } else {
+                        (Circulation::Determined, dt)
+                    }
+                }
+                None => (c, d),
+            },
+            _ => (c, d),
+        }
     };
+    if flip_delta_chi2 <= -FLIP_THRESHOLD && circulation == Circulation::Determined {
+        warnings.push(format!(
+            "the in-plane magnetisation reversed fits the data better (chi^2 lower by {:.1}): the fit ended in the wrong sense; try other starts or seeds",
+            -flip_delta_chi2
+        ));
+    }
     if circulation == Circulation::Undetermined {
         warnings.push(format!(
-            "circulation sense not determined by the data: negating the in-plane magnetisation changes the total chi^2 by {flip_delta_chi2:.2} (< {FLIP_THRESHOLD}); the in-plane part is in the stray field's null space"
+            "circulation sense not determined by the data: with the in-plane magnetisation negated the fit changes the total chi^2 by {flip_delta_chi2:.2} and still fits to the noise floor; the in-plane part is (nearly) in the stray field's null space"
         ));
     }
     // the standoff

@@ -23,7 +23,7 @@ mod scan;
 pub use data::{Background, BackgroundFit};
 pub use diagnose::{Circulation, NvDiagnostics};
 pub use energy_fit::{EnergyConfig, EnergyReport, Start, StartOutcome, UnitParametrisation};
-pub use scan::DirectionScan;
+pub use scan::{support_scan, DirectionScan, SupportScan};
 
 use crate::engine::device::Device;
 use crate::engine::tensor::Tensor;
@@ -379,6 +379,7 @@ impl Setup<'_> {
             axis,
             prior,
             inv_var,
+            pretrain: None,
         })
     }
 
@@ -463,6 +464,10 @@ impl FitOutcome {
     }
 }
 
+/// Iterations in which the direction model's network learns the classical inversion before it
+/// sees the data.
+const PRETRAIN_ITERS: usize = 200;
+
 /// The tanh and direction models: one network, one fit.
 fn run_dip(
     setup: &Setup,
@@ -513,6 +518,38 @@ fn run_dip(
         }
     };
     let mut obj = setup.objective(source, None)?;
+    // the direction model starts from the classical inversion along its direction: the
+    // network first learns that map (PRETRAIN_ITERS, not in the history), then the data
+    if let (Some((theta, phi, _)), NvTarget::Bnv) = (direction, cfg.target) {
+        let u = crate::physics::nv::invert::direction_from_angles(theta, phi);
+        let wavelength = (2.0 * cfg.geom.standoff).max(3.0 * cfg.geom.pixel);
+        let inv = crate::physics::nv::invert::invert(
+            &setup.data.with_nan(),
+            h,
+            w,
+            &cfg.geom,
+            &crate::physics::nv::invert::InversionConfig::new(
+                u,
+                crate::physics::nv::invert::Filter::Hanning { wavelength },
+            ),
+        )?;
+        let lim = 0.95 * setup.ms;
+        let amp: Vec<f32> = inv
+            .m
+            .iter()
+            .zip(&setup.support)
+            .map(|(&a, &s)| (a as f64).clamp(-lim, lim) as f32 * s)
+            .collect();
+        let target: Vec<f32> = u
+            .iter()
+            .flat_map(|&uc| amp.iter().map(move |&a| a * uc as f32))
+            .collect();
+        let t = Tensor::from_shape_vec(&[1, 3, h, w], target)?.to_device(dev)?;
+        obj.pretrain = Some((t, ms));
+        let mut opts = setup.optimisers(&obj, cfg.lr * 4.0, 0.0);
+        setup.fit(&mut obj, &mut opts, PRETRAIN_ITERS, &mut |_| true)?;
+        obj.pretrain = None;
+    }
     let mut opts = setup.optimisers(&obj, cfg.lr, cfg.weight_decay);
     let out = setup.fit(&mut obj, &mut opts, cfg.iters, observer)?;
     let (magnetization, model, raw_model) = out.host(h * w)?;

@@ -7,7 +7,7 @@ use super::data::Data;
 use super::{Layout, NvTarget};
 use crate::engine::autograd::no_grad;
 use crate::engine::tensor::Tensor;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::fit::{Evaluation, Objective};
 use crate::nn::Cae;
 use crate::physics::nv::energy::{normalized, Energy};
@@ -53,10 +53,11 @@ pub(crate) enum Source {
 }
 
 impl Source {
-    /// The magnetisation of the current parameters (tracked) for an `(h, w)` map.
-    pub(crate) fn magnetisation(&self, h: usize, w: usize) -> Result<Tensor> {
+    /// The magnetisation of the current parameters (tracked) for an `(h, w)` map, and for the
+    /// unit-vector source its unit field `m = v / |v|` (what the energy is a function of).
+    pub(crate) fn magnetisation(&self, h: usize, w: usize) -> Result<(Tensor, Option<Tensor>)> {
         let run = |net: &Cae, z: &Tensor| net.forward(z)?.crop2d(0, h, 0, w);
-        match self {
+        let m = match self {
             Source::Tanh { net, z, mask } => run(net, z)?.tanh()?.mul(mask),
             Source::Direction {
                 net,
@@ -77,13 +78,16 @@ impl Source {
                     UnitParam::Direct(v) => v.clone(),
                     UnitParam::Network { net, z } => run(net, z)?,
                 };
-                let m = normalized(&v, support)?.scale(*ms)?;
-                match log_scale {
-                    Some(s) => m.mul(&s.exp()?.reshape(&[1, 1, 1, 1])?),
-                    None => Ok(m),
-                }
+                let unit = normalized(&v, support)?;
+                let m = unit.scale(*ms)?;
+                let m = match log_scale {
+                    Some(s) => m.mul(&s.exp()?.reshape(&[1, 1, 1, 1])?)?,
+                    None => m,
+                };
+                return Ok((m, Some(unit)));
             }
-        }
+        };
+        Ok((m?, None))
     }
 
     /// The trained direction angles (2,) in radians of the direction model.
@@ -137,6 +141,9 @@ pub(crate) struct NvObjective<'a> {
     pub(crate) prior: Option<Prior>,
     /// `1 / sigma^2` (1/T^2) when the loss is a chi^2 (with the prior).
     pub(crate) inv_var: Option<f64>,
+    /// A magnetisation (1, C, h, w) to approach instead of the data (the initial guess from
+    /// the classical inversion): while set, the loss is `mean((M - target)^2) / scale^2`.
+    pub(crate) pretrain: Option<(Tensor, f32)>,
 }
 
 impl NvObjective<'_> {
@@ -186,7 +193,7 @@ impl Objective for NvObjective<'_> {
     /// the model B_NV with its background, the model without it.
     fn evaluate(&mut self, _: usize) -> Result<Evaluation> {
         let (h, w) = (self.data.h, self.data.w);
-        let m = self.source.magnetisation(h, w)?;
+        let (m, unit) = self.source.magnetisation(h, w)?;
         let bnv = self.bnv(&m)?;
         let (misfit, full) = self.data.loss(&bnv)?;
         let data_loss = match (self.kind, &self.deprojected) {
@@ -196,13 +203,24 @@ impl Objective for NvObjective<'_> {
         let mut report = vec![bnv.detach().square()?.mean_all()?, misfit.detach()];
         let loss = match (&self.prior, self.inv_var) {
             (Some(p), Some(iv)) => {
-                let e = p.energy.energy(&m)?;
+                let unit = unit.as_ref().ok_or_else(|| {
+                    Error::arg("nv reconstruct", "the energy prior needs unit vectors")
+                })?;
+                let e = p.energy.energy(unit)?;
                 report.push(e.detach());
                 data_loss
                     .scale(iv as f32)?
                     .add(&e.scale((p.lambda * 1e3 / p.energy.scale()) as f32)?)?
             }
             _ => data_loss,
+        };
+        let loss = match &self.pretrain {
+            Some((t, scale)) => m
+                .sub(t)?
+                .square()?
+                .mean_all()?
+                .scale(1.0 / (scale * scale))?,
+            None => loss,
         };
         if let Some(d) = &self.standoff_nm {
             report.push(d.detach());

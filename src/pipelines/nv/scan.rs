@@ -5,12 +5,14 @@
 //! be chosen from the data. A coarse grid over the hemisphere (u and -u are the same model:
 //! the amplitude takes either sign), then two finer passes around the best.
 
-use super::data::Data;
+use super::data::{Background, Data};
 use crate::engine::autograd::no_grad;
+use crate::engine::device::Device;
 use crate::engine::tensor::Tensor;
 use crate::error::{Error, Result};
 use crate::physics::nv::forward::{NvForward, NvGeometry};
 use crate::physics::nv::invert::{direction_from_angles, invert, Filter, InversionConfig};
+use crate::physics::nv::support::{auto_support_with, AutoSupport, SupportOptions, SupportRule};
 
 /// Ms from the data is this times the 99th percentile of |M| of the best inversion inside the
 /// support (room above the typical value for the network's bound).
@@ -91,6 +93,46 @@ fn coarse() -> Vec<(f64, f64)> {
     v
 }
 
+/// The coarse grid and two refinements (steps 15 and 7.5 deg) around the best so far, or only
+/// `fixed`: `eval` scores a direction (lower is better; `None` skips it). Returns the best
+/// direction with its score, and every direction tried with its score.
+fn search(
+    fixed: Option<(f64, f64)>,
+    mut eval: impl FnMut((f64, f64)) -> Result<Option<f64>>,
+) -> Result<(Option<((f64, f64), f64)>, Vec<((f64, f64), f64)>)> {
+    let mut tried: Vec<((f64, f64), f64)> = Vec::new();
+    let mut best: Option<((f64, f64), f64)> = None;
+    let mut try_dir = |d: (f64, f64), best: &mut Option<((f64, f64), f64)>| -> Result<()> {
+        if let Some(s) = eval(d)? {
+            tried.push((d, s));
+            if best.is_none_or(|b| s < b.1) {
+                *best = Some((d, s));
+            }
+        }
+        Ok(())
+    };
+    match fixed {
+        Some(d) => try_dir(d, &mut best)?,
+        None => {
+            for d in coarse() {
+                try_dir(d, &mut best)?;
+            }
+            for step in [15.0, 7.5] {
+                let Some(((t0, p0), _)) = best else { break };
+                for dt in [-step, 0.0, step] {
+                    for dp in [-step, 0.0, step] {
+                        let t = (t0 + dt).clamp(0.0, 180.0);
+                        if (dt, dp) != (0.0, 0.0) {
+                            try_dir((t, (p0 + dp).rem_euclid(360.0)), &mut best)?;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok((best, tried))
+}
+
 /// Scans the directions (or scores only `fixed`) for a map, its geometry and the support.
 pub(crate) fn scan(
     data: &Data,
@@ -111,41 +153,101 @@ pub(crate) fn scan(
         .iter()
         .map(|x| x * x)
         .sum::<f64>();
-    let mut tried: Vec<((f64, f64), f64)> = Vec::new();
-    // (score, direction, p99) of the best direction so far
-    let mut best = (f64::INFINITY, (0.0, 0.0), 0.0);
-    let mut try_dir = |d: (f64, f64), best: &mut (f64, (f64, f64), f64)| -> Result<()> {
+    let mut p99s: Vec<((f64, f64), f64)> = Vec::new();
+    let (best, tried) = search(fixed, |d| {
         let (s, p99) = score(data, geom, &fwd, support, d, zero_sse)?;
-        tried.push((d, s));
-        if s < best.0 {
-            *best = (s, d, p99);
-        }
-        Ok(())
-    };
-    match fixed {
-        Some(d) => try_dir(d, &mut best)?,
-        None => {
-            for d in coarse() {
-                try_dir(d, &mut best)?;
-            }
-            for step in [15.0, 7.5] {
-                let (t0, p0) = best.1;
-                for dt in [-step, 0.0, step] {
-                    for dp in [-step, 0.0, step] {
-                        let t = (t0 + dt).clamp(0.0, 180.0);
-                        if (dt, dp) != (0.0, 0.0) {
-                            try_dir((t, (p0 + dp).rem_euclid(360.0)), &mut best)?;
-                        }
-                    }
-                }
-            }
-        }
-    }
-    let (_, dir, p99) = best;
+        p99s.push((d, p99));
+        Ok(Some(s))
+    })?;
+    let (dir, _) =
+        best.ok_or_else(|| Error::arg("direction scan", "no direction could be scored"))?;
+    let p99 = p99s.iter().find(|(d, _)| *d == dir).map_or(0.0, |x| x.1);
     Ok(DirectionScan {
         best: dir,
         tried,
         m_p99: p99,
         ms_estimate: (MS_FACTOR * p99).max(f64::MIN_POSITIVE),
+    })
+}
+
+/// A support and a direction found together from the data ([`support_scan`]).
+#[derive(Clone, Debug)]
+pub struct SupportScan {
+    /// The support of the best direction.
+    pub support: AutoSupport,
+    /// The best direction (theta, phi) in degrees.
+    pub direction: (f64, f64),
+    /// Its misfit relative to the zero field (below 1 explains something).
+    pub score: f64,
+    /// Every direction tried with its score.
+    pub tried: Vec<((f64, f64), f64)>,
+}
+
+/// A support when neither it nor the magnetisation's direction is known: for each direction
+/// of the scan's grid, the classical inversion along it is thresholded
+/// ([`crate::nv::auto_support`] with [`SupportRule::Inversion`], grown by half the inversion's
+/// shortest wavelength) and the inversion inside that support is
+/// scored as in the direction scan (its field, with the best scale and a fitted plane, against
+/// the map); the best direction's support wins. For a uniformly magnetised flake the right
+/// direction gives a flat plateau over the whole flake, a wrong one fragments or edges.
+pub fn support_scan(
+    bnv: &[f32],
+    h: usize,
+    w: usize,
+    geom: &NvGeometry,
+    ignore_nan: bool,
+) -> Result<SupportScan> {
+    let data = Data::new(
+        bnv,
+        h,
+        w,
+        geom.pixel,
+        Background::Plane,
+        ignore_nan,
+        Device::Cpu,
+    )?;
+    let fwd = NvForward::new(h, w, geom)?;
+    let zero_sse = data
+        .residual_perp(&vec![0.0; h * w])
+        .iter()
+        .map(|x| x * x)
+        .sum::<f64>();
+    let map = data.with_nan();
+    // grown by half the inversion's shortest wavelength: a support a little too large costs
+    // the fit little, one too small forces the field of the edges into the interior
+    let wavelength = (2.0 * geom.standoff).max(3.0 * geom.pixel);
+    let opts = SupportOptions {
+        grow: Some((wavelength / (2.0 * geom.pixel)).ceil() as i64),
+        wavelength: Some(wavelength),
+        ..Default::default()
+    };
+    let mut supports: Vec<((f64, f64), AutoSupport)> = Vec::new();
+    let (best, tried) = search(None, |d| {
+        let rule = SupportRule::Inversion {
+            direction: direction_from_angles(d.0, d.1),
+        };
+        let Ok(sup) = auto_support_with(&map, h, w, geom, rule, &opts) else {
+            return Ok(None);
+        };
+        let (s, _) = score(&data, geom, &fwd, &sup.support, d, zero_sse)?;
+        supports.push((d, sup));
+        Ok(Some(s))
+    })?;
+    let (direction, score) = best.ok_or_else(|| {
+        Error::arg(
+            "automatic support",
+            "no direction gave a classical inversion with contrast",
+        )
+    })?;
+    let support = supports
+        .into_iter()
+        .find(|(d, _)| *d == direction)
+        .map(|x| x.1)
+        .ok_or_else(|| Error::arg("automatic support", "lost the best support"))?;
+    Ok(SupportScan {
+        support,
+        direction,
+        score,
+        tried,
     })
 }
