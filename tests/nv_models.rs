@@ -97,12 +97,11 @@ fn energy_model_on_the_vortex_disk_reports_the_sense_as_undetermined() {
 #[test]
 fn energy_model_recovers_the_seven_domain_rectangle() {
     // (the S, C and needle states: README's panel, examples/nv_relaxed.rs)
-    for name in ["diamond_rect"] {
-        let (cos, circ, chi2) = energy_run(name);
-        assert_eq!(circ, Circulation::Determined, "{name}");
-        assert!(cos > 0.95, "{name}: cosine {cos}");
-        assert!((0.8..1.3).contains(&chi2), "{name}: chi2 {chi2}");
-    }
+    // (the vortex-pair start finds it; a single vortex is the next-lowest objective)
+    let (cos, circ, chi2) = energy_run("diamond_rect");
+    assert_eq!(circ, Circulation::Determined);
+    assert!(cos > 0.95, "cosine {cos}");
+    assert!((0.8..1.3).contains(&chi2), "chi2 {chi2}");
 }
 
 /// A uniformly magnetised flake (out of the plane by 30 deg) with an offset, a tilt and

@@ -96,6 +96,7 @@ pub struct Energy {
 impl Energy {
     /// The functional for `(h, w)` maps of `pixel` metres, a film of `thickness`, the
     /// support (h, w) (> 0.5 inside), on a grid zero-padded by `pad`, tensors on `device`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         h: usize,
         w: usize,

@@ -211,13 +211,13 @@ impl Data {
         // least squares of bg on (1, x, y) over valid pixels (3x3 normal equations)
         let mut a = [[0f64; 3]; 3];
         let mut b = [0f64; 3];
-        for i in 0..h * w {
+        for (i, &g) in bg.iter().enumerate().take(h * w) {
             if !self.valid_host[i] {
                 continue;
             }
             let f = [1.0, (i % w) as f64 - xc, (i / w) as f64 - yc];
             for r in 0..3 {
-                b[r] += f[r] * bg[i];
+                b[r] += f[r] * g;
                 for c in 0..3 {
                     a[r][c] += f[r] * f[c];
                 }

@@ -188,11 +188,11 @@ pub(crate) fn diagnose(
     };
     let edge = edge_pixels(&setup.support, h, w);
     let (mut se, mut ne, mut si, mut ni) = (0.0, 0usize, 0.0, 0usize);
-    for i in 0..hw {
+    for (i, &on_edge) in edge.iter().enumerate().take(hw) {
         if setup.support[i] < 0.5 {
             continue;
         }
-        if edge[i] {
+        if on_edge {
             se += mag(i);
             ne += 1;
         } else {

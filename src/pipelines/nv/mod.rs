@@ -647,7 +647,7 @@ pub fn reconstruct(
         None
     };
     let ms = match (&scan, cfg.ms_auto) {
-        (Some(s), true) if !(s.m_p99 > 0.0) => {
+        (Some(s), true) if s.m_p99.is_nan() || s.m_p99 <= 0.0 => {
             return Err(Error::arg(
                 OP,
                 "Ms cannot be chosen from the data: the classical inversion is zero inside the support; give Ms",

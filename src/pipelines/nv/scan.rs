@@ -28,7 +28,7 @@ pub struct DirectionScan {
     pub tried: Vec<((f64, f64), f64)>,
     /// The 99th percentile of |M| inside the support for the best direction (A/m).
     pub m_p99: f64,
-    /// [`MS_FACTOR`] times `m_p99` (A/m).
+    /// 1.5 times `m_p99` (A/m): room above the typical value for the bound.
     pub ms_estimate: f64,
 }
 
@@ -93,13 +93,16 @@ fn coarse() -> Vec<(f64, f64)> {
     v
 }
 
+/// A direction (theta, phi) in degrees and its score.
+type Scored = ((f64, f64), f64);
+
 /// The coarse grid and two refinements (steps 15 and 7.5 deg) around the best so far, or only
 /// `fixed`: `eval` scores a direction (lower is better; `None` skips it). Returns the best
 /// direction with its score, and every direction tried with its score.
 fn search(
     fixed: Option<(f64, f64)>,
     mut eval: impl FnMut((f64, f64)) -> Result<Option<f64>>,
-) -> Result<(Option<((f64, f64), f64)>, Vec<((f64, f64), f64)>)> {
+) -> Result<(Option<Scored>, Vec<Scored>)> {
     let mut tried: Vec<((f64, f64), f64)> = Vec::new();
     let mut best: Option<((f64, f64), f64)> = None;
     let mut try_dir = |d: (f64, f64), best: &mut Option<((f64, f64), f64)>| -> Result<()> {
