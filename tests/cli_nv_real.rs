@@ -61,6 +61,26 @@ fn ovf_value_units_are_honoured_by_nv_forward() {
         meta.contains("A/m") && meta.contains("\"layers\": 4"),
         "{meta}"
     );
+    // an older mumax3 text file labels its unit vectors "A/m": taken as unit vectors, warned
+    let f = shared("ovf/mumax-txt-linux.ovf");
+    let o = run(&[
+        "nv",
+        "forward",
+        "--magnetization",
+        p(&f),
+        "--ms",
+        "8e5",
+        "--out",
+        p(&d.join("t.npy")),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("taken as unit vectors"),
+        "{}",
+        stderr(&o)
+    );
+    let peak = max_abs(&read_npy(d.join("t.npy")).unwrap().to_vec().unwrap());
+    assert!(peak > 1e-3 && peak < 1.0, "max |B_NV| {peak} T");
     // OOMMF OVF 1.0 with valuemultiplier 8e5 and valueunit A/m: the multiplier is applied once
     let f = shared("ovf/oommf_ovf1_bin4_valuemultiplier.ovf");
     let c = forward(&f, &d.join("c.npy"), &["--ms", "1"]);

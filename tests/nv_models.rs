@@ -198,3 +198,73 @@ fn direction_model_fits_direction_background_and_skips_dropouts() {
     println!("noise floor / added noise: {ratio:.3}");
     assert!((ratio - 1.0).abs() < 0.25, "noise floor ratio {ratio}");
 }
+
+/// The NV axis and the standoff trained with M from wrong starts: both come back, and the
+/// standoff's uncertainty covers the truth.
+#[test]
+fn nv_axis_and_standoff_are_fitted_from_wrong_starts() {
+    let n = 48;
+    let truth = NvGeometry {
+        pixel: 20e-9,
+        standoff: 60e-9,
+        theta_deg: 54.7,
+        phi_deg: 45.0,
+        ..Default::default()
+    };
+    let c = (n as f64 - 1.0) / 2.0;
+    let support = mask::ellipse_support(n, n, c, c, 14.0, 10.0, 20.0);
+    let hw = n * n;
+    let mut m = vec![0f32; 3 * hw];
+    m[2 * hw..].copy_from_slice(&support.iter().map(|s| s * 5e5).collect::<Vec<_>>());
+    let clean = NvForward::new(n, n, &truth)
+        .unwrap()
+        .bnv(&Tensor::from_shape_vec(&[1, 3, n, n], m).unwrap())
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    let sigma = 0.01 * clean.iter().fold(0f32, |a, v| a.max(v.abs())) as f64;
+    let mut rng = Rng::new(9);
+    let bnv: Vec<f32> = clean
+        .iter()
+        .map(|&v| (v as f64 + sigma * rng.normal()) as f32)
+        .collect();
+    let msk = mask::preset_mask(&support, n, n, Preset::None, 0.0, true).unwrap();
+    let cfg = NvReconConfig {
+        geom: NvGeometry {
+            standoff: 75e-9,
+            theta_deg: 50.0,
+            phi_deg: 38.0,
+            ..truth.clone()
+        },
+        iters: 500,
+        lr: 3e-3,
+        ms: 8e5,
+        noise: Some(sigma),
+        model: NvModel::Direction(DirectionSpec::Given {
+            theta_deg: 0.0,
+            phi_deg: 0.0,
+        }),
+        fit_standoff: true,
+        fit_axis: true,
+        ..Default::default()
+    };
+    let res = nv::reconstruct(&bnv, n, n, &msk, &cfg, &mut |_| true).unwrap();
+    let (t, p) = res.nv_axis.unwrap();
+    let s = res.diagnostics.standoff_sigma.unwrap();
+    println!(
+        "axis {t:.2}, {p:.2} (truth 54.7, 45); standoff {:.2} +- {:.2} nm (truth 60); chi2/px {:.3}",
+        res.standoff * 1e9,
+        s * 1e9,
+        res.diagnostics.chi2_per_pixel
+    );
+    assert!(
+        (t - 54.7).abs() < 2.0 && (p - 45.0).abs() < 3.0,
+        "axis {t}, {p}"
+    );
+    assert!(
+        (res.standoff - 60e-9).abs() < 5e-9,
+        "standoff {}",
+        res.standoff
+    );
+    assert!(s > 0.0 && s.is_finite(), "standoff sigma {s}");
+}

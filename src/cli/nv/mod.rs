@@ -180,6 +180,15 @@ fn forward(a: ForwardArgs) -> Result<()> {
         let o = o.multiplied();
         let max_norm = o.norm_range().map_or(0.0, |r| r.1);
         let (scale, values) = match &o.value_units {
+                // mumax3 once labelled its unit vectors m "A/m": no magnetisation is <= 1.5 A/m
+                ValueUnits::AmperePerMetre if max_norm <= 1.5 => {
+                    eprintln!(
+                        "warning: {}: valueunits A/m but no vector is longer than {max_norm:.3}: taken as unit vectors (as older mumax3 wrote m), multiplied by --ms {:.4e} A/m",
+                        path.display(),
+                        a.ms
+                    );
+                    (a.ms, format!("labelled A/m but of length <= {max_norm:.3}: unit vectors, multiplied by --ms {:.4e} A/m", a.ms))
+                }
                 ValueUnits::AmperePerMetre => {
                     (1.0, "magnetisation in A/m (valueunits A/m), used as it is".to_string())
                 }

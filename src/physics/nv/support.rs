@@ -47,6 +47,9 @@ pub struct SupportOptions {
     pub smooth: Option<f64>,
     /// Hanning wavelength of the inversion rule (m); `None`: `2 max(pixel, d)`.
     pub wavelength: Option<f64>,
+    /// `None`: keep the largest component only; `Some(f)`: every component of at least `f`
+    /// times the largest's area (and 4 pixels): maps with several flakes.
+    pub min_component: Option<f64>,
 }
 
 impl Default for SupportOptions {
@@ -56,6 +59,7 @@ impl Default for SupportOptions {
             grow: None,
             smooth: None,
             wavelength: None,
+            min_component: None,
         }
     }
 }
@@ -158,7 +162,11 @@ pub fn auto_support_with(
     })?;
     let threshold = otsu * opts.factor;
     let above: Vec<bool> = score.iter().map(|&s| s > threshold).collect();
-    let (largest, components) = largest_component(&above, h, w);
+    let keep = |m: &[bool]| match opts.min_component {
+        None => largest_component(m, h, w),
+        Some(f) => components_above(m, h, w, f),
+    };
+    let (largest, components) = keep(&above);
     if components == 0 {
         return Err(Error::arg(
             "auto support",
@@ -169,7 +177,7 @@ pub fn auto_support_with(
     let grow = opts.grow.unwrap_or(default_grow);
     if grow != 0 {
         mask = morph(&mask, h, w, grow);
-        mask = largest_component(&mask, h, w).0;
+        mask = keep(&mask).0;
     }
     let inside = mask.iter().filter(|&&v| v).count();
     Ok(AutoSupport {
@@ -314,6 +322,23 @@ pub fn largest_component(mask: &[bool], h: usize, w: usize) -> (Vec<bool>, usize
         return (vec![false; h * w], 0);
     };
     (label.iter().map(|&l| l == best).collect(), sizes.len())
+}
+
+/// Every 4-connected component of `mask` with at least `fraction` of the largest's area (and 4
+/// pixels), and the number of components.
+pub fn components_above(mask: &[bool], h: usize, w: usize, fraction: f64) -> (Vec<bool>, usize) {
+    let (label, sizes) = components(mask, h, w);
+    let Some(&big) = sizes.iter().max() else {
+        return (vec![false; h * w], 0);
+    };
+    let min = ((fraction * big as f64).ceil() as usize).max(4).min(big);
+    (
+        label
+            .iter()
+            .map(|&l| l > 0 && sizes[l - 1] >= min)
+            .collect(),
+        sizes.len(),
+    )
 }
 
 /// Fills the holes of `mask`: background regions (4-connected) that do not touch the edge.

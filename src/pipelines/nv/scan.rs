@@ -189,7 +189,7 @@ pub struct SupportScan {
 /// A support when neither it nor the magnetisation's direction is known: for each direction
 /// of the scan's grid, the classical inversion along it is thresholded
 /// ([`crate::nv::auto_support`] with [`SupportRule::Inversion`], grown by half the inversion's
-/// shortest wavelength) and the inversion inside that support is
+/// shortest wavelength, every component of at least 2 % of the largest's area kept) and the inversion inside that support is
 /// scored as in the direction scan (its field, with the best scale and a fitted plane, against
 /// the map); the best direction's support wins. For a uniformly magnetised flake the right
 /// direction gives a flat plateau over the whole flake, a wrong one fragments or edges.
@@ -222,6 +222,8 @@ pub fn support_scan(
     let opts = SupportOptions {
         grow: Some((wavelength / (2.0 * geom.pixel)).ceil() as i64),
         wavelength: Some(wavelength),
+        // several flakes in one map: every one of at least 2 % of the largest's area
+        min_component: Some(0.02),
         ..Default::default()
     };
     let mut supports: Vec<((f64, f64), AutoSupport)> = Vec::new();
