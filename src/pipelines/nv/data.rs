@@ -264,6 +264,14 @@ impl Data {
         self.perp(&d)
     }
 
+    /// The squared misfit of the zero field (the best background alone).
+    pub(crate) fn zero_sse(&self) -> f64 {
+        self.residual_perp(&vec![0.0; self.h * self.w])
+            .iter()
+            .map(|x| x * x)
+            .sum()
+    }
+
     /// The map with its invalid pixels replaced by `model`'s (zero residual there).
     pub(crate) fn filled(&self, model: &[f32]) -> Vec<f32> {
         (0..self.h * self.w)

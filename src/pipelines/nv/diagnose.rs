@@ -156,11 +156,7 @@ pub(crate) fn diagnose(
     let m = &run.magnetization;
     let mut warnings = Vec::new();
     let sse = host.sse(m)?;
-    let sse0: f64 = data
-        .residual_perp(&vec![0.0; hw])
-        .iter()
-        .map(|x| x * x)
-        .sum();
+    let sse0 = data.zero_sse();
     let chi2 = sse / (n * var);
     let chi2_zero = sse0 / (n * var);
     if sse >= sse0 {

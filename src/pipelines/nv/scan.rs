@@ -151,11 +151,7 @@ pub(crate) fn scan(
         ));
     }
     let fwd = NvForward::new(h, w, geom)?;
-    let zero_sse = data
-        .residual_perp(&vec![0.0; h * w])
-        .iter()
-        .map(|x| x * x)
-        .sum::<f64>();
+    let zero_sse = data.zero_sse();
     let mut p99s: Vec<((f64, f64), f64)> = Vec::new();
     let (best, tried) = search(fixed, |d| {
         let (s, p99) = score(data, geom, &fwd, support, d, zero_sse)?;
@@ -210,11 +206,7 @@ pub fn support_scan(
         Device::Cpu,
     )?;
     let fwd = NvForward::new(h, w, geom)?;
-    let zero_sse = data
-        .residual_perp(&vec![0.0; h * w])
-        .iter()
-        .map(|x| x * x)
-        .sum::<f64>();
+    let zero_sse = data.zero_sse();
     let map = data.with_nan();
     // grown by half the inversion's shortest wavelength: a support a little too large costs
     // the fit little, one too small forces the field of the edges into the interior
