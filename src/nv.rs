@@ -34,7 +34,8 @@ pub use crate::physics::nv::energy::{self, Material};
 pub use crate::physics::nv::forward::{NvForward, NvGeometry};
 pub use crate::physics::nv::invert::{
     amperes_to_mub_per_nm2, areal_magnetization, areal_magnetization_mub_nm2, border_plane,
-    direction_from_angles, invert, Background, Filter, Inversion, InversionConfig, Level,
+    default_wavelength, direction_from_angles, invert, Background, Filter, Inversion,
+    InversionConfig, Level,
 };
 pub use crate::physics::nv::mask::{self, Mask, Preset};
 pub use crate::physics::nv::mask::{MaskFile, MaskSpec};

@@ -495,6 +495,17 @@ fn ovf_calibration(step: [f64; 3], units: &ValueUnits, mult: f64) -> Calibration
     }
 }
 
+/// How the values of an OVF become a magnetisation in A/m: [`Ovf::magnetisation_scale`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct MagnetisationScale {
+    /// Multiplies the values (after the `valuemultiplier`): 1 for A/m, Ms for unit vectors.
+    pub scale: f64,
+    /// What the values were taken as, for logs and metadata.
+    pub description: String,
+    /// Set when the header and the data disagree and the data decided.
+    pub warning: Option<String>,
+}
+
 /// One z layer of an [`Ovf`] field.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OvfLayer {
@@ -564,6 +575,64 @@ impl Ovf {
             }
         }
         range
+    }
+
+    /// How the values (multiplied by `value_multiplier`) become A/m, with `ms` (A/m) for unit
+    /// vectors: `A/m` as they are, unitless as unit vectors times `ms`. The data decide where the
+    /// header cannot: an `A/m` label on vectors no longer than 1.5 (older mumax3 wrote m so) is
+    /// unit vectors, warned; no label with vectors up to 1.5 long is unit vectors, from 100 on
+    /// A/m, warned, and in between an error; other units are an error. `path` names the file in
+    /// errors.
+    pub fn magnetisation_scale(&self, ms: f64, path: &Path) -> Result<MagnetisationScale> {
+        let max_norm = self.norm_range().map_or(0.0, |r| r.1);
+        let unit = |description: String, warning: Option<String>| MagnetisationScale {
+            scale: ms,
+            description,
+            warning,
+        };
+        let apm = |description: String, warning: Option<String>| MagnetisationScale {
+            scale: 1.0,
+            description,
+            warning,
+        };
+        Ok(match &self.value_units {
+            ValueUnits::AmperePerMetre if max_norm <= 1.5 => unit(
+                format!("labelled A/m but of length <= {max_norm:.3}: unit vectors, multiplied by Ms {ms:.4e} A/m"),
+                Some(format!(
+                    "valueunits A/m but no vector is longer than {max_norm:.3}: taken as unit vectors (as older mumax3 wrote m), multiplied by Ms {ms:.4e} A/m"
+                )),
+            ),
+            ValueUnits::AmperePerMetre => apm(
+                "magnetisation in A/m (valueunits A/m), used as it is".into(),
+                None,
+            ),
+            ValueUnits::Unitless => unit(
+                format!("unit vectors (unitless valueunits), multiplied by Ms {ms:.4e} A/m"),
+                None,
+            ),
+            ValueUnits::Unspecified if max_norm <= 1.5 => unit(
+                format!("no valueunits, vectors of length <= {max_norm:.3}: unit vectors, multiplied by Ms {ms:.4e} A/m"),
+                None,
+            ),
+            ValueUnits::Unspecified if max_norm >= 100.0 => apm(
+                format!("no valueunits, vectors up to {max_norm:.3e}: taken as A/m"),
+                Some(format!(
+                    "no valueunits in the header; vectors up to {max_norm:.3e} long are taken as A/m"
+                )),
+            ),
+            ValueUnits::Unspecified => {
+                return Err(Error::format(
+                    path,
+                    format!("no valueunits in the header and vectors up to {max_norm:.3} long: neither unit vectors nor A/m; add a valueunits line"),
+                ))
+            }
+            ValueUnits::Other(u) => {
+                return Err(Error::format(
+                    path,
+                    format!("values in '{u}' are neither a magnetisation in A/m nor unit vectors"),
+                ))
+            }
+        })
     }
 
     /// Whether the values are a magnetisation in A/m (else unit vectors or other units).

@@ -9,7 +9,7 @@ pub use args::GeomArgs;
 use args::{Problem, ReconArgs};
 use clap::{Args, Parser, Subcommand};
 use magprior::io::outdir::OutputDir;
-use magprior::io::ovf::{read_ovf, ValueUnits};
+use magprior::io::ovf::read_ovf;
 use magprior::io::render;
 use magprior::io::FileKind;
 use magprior::nv::{self, NvForward, NvGeometry, NvResult, StopReason, SweepConfig};
@@ -170,63 +170,43 @@ struct ForwardMeta {
     output_units: &'static str,
 }
 
+/// The magnetisation `nv forward` reads: z layers (C, h, w) in A/m, lowest first.
+struct MagnetisationInput {
+    layers: Vec<Vec<f32>>,
+    h: usize,
+    w: usize,
+    /// OVF: the cell's (x, z) size in metres.
+    cell: Option<(f64, f64)>,
+    /// What the values were taken as.
+    values: String,
+    /// The file's `valuemultiplier` (applied).
+    multiplier: f64,
+}
+
 fn forward(a: ForwardArgs) -> Result<()> {
     let path = &a.magnetization;
-    let (layers, h, w, pixel_file, dz, values, mult) = if FileKind::from_path(path)
-        == Some(FileKind::Ovf)
-    {
+    let input = if FileKind::from_path(path) == Some(FileKind::Ovf) {
         let o = read_ovf(path)?;
         let mult = o.value_multiplier;
         let o = o.multiplied();
-        let max_norm = o.norm_range().map_or(0.0, |r| r.1);
-        let (scale, values) = match &o.value_units {
-                // mumax3 once labelled its unit vectors m "A/m": no magnetisation is <= 1.5 A/m
-                ValueUnits::AmperePerMetre if max_norm <= 1.5 => {
-                    eprintln!(
-                        "warning: {}: valueunits A/m but no vector is longer than {max_norm:.3}: taken as unit vectors (as older mumax3 wrote m), multiplied by --ms {:.4e} A/m",
-                        path.display(),
-                        a.ms
-                    );
-                    (a.ms, format!("labelled A/m but of length <= {max_norm:.3}: unit vectors, multiplied by --ms {:.4e} A/m", a.ms))
-                }
-                ValueUnits::AmperePerMetre => {
-                    (1.0, "magnetisation in A/m (valueunits A/m), used as it is".to_string())
-                }
-                ValueUnits::Unitless => (
-                    a.ms,
-                    format!("unit vectors (unitless valueunits), multiplied by --ms {:.4e} A/m", a.ms),
-                ),
-                ValueUnits::Unspecified if max_norm <= 1.5 => (
-                    a.ms,
-                    format!("no valueunits, vectors of length <= {max_norm:.3}: unit vectors, multiplied by --ms {:.4e} A/m", a.ms),
-                ),
-                ValueUnits::Unspecified if max_norm >= 100.0 => {
-                    eprintln!("warning: {}: no valueunits in the header; vectors up to {max_norm:.3e} long are taken as A/m", path.display());
-                    (1.0, format!("no valueunits, vectors up to {max_norm:.3e}: taken as A/m"))
-                }
-                ValueUnits::Unspecified => bail!(
-                    "{}: no valueunits in the header and vectors up to {max_norm:.3} long: neither unit vectors nor A/m; add a valueunits line",
-                    path.display()
-                ),
-                ValueUnits::Other(u) => bail!(
-                    "{}: values in '{u}' are neither a magnetisation in A/m nor unit vectors",
-                    path.display()
-                ),
-            };
+        let units = o.magnetisation_scale(a.ms, path)?;
+        if let Some(w) = &units.warning {
+            eprintln!("warning: {}: {w}", path.display());
+        }
+        let (scale, values) = (units.scale, units.description);
         let layers: Vec<Vec<f32>> = o
             .layers()
             .into_iter()
             .map(|l| l.data.iter().map(|v| (*v as f64 * scale) as f32).collect())
             .collect();
-        (
+        MagnetisationInput {
             layers,
-            o.ny,
-            o.nx,
-            Some(o.step[0]),
-            Some(o.step[2]),
+            h: o.ny,
+            w: o.nx,
+            cell: Some((o.step[0], o.step[2])),
             values,
-            mult,
-        )
+            multiplier: mult,
+        }
     } else {
         let t = magprior::io::load::load_array(path)?.tensor;
         let s = t.shape().to_vec();
@@ -236,20 +216,27 @@ fn forward(a: ForwardArgs) -> Result<()> {
                 path.display()
             );
         }
-        (
-            vec![t.to_vec()?],
-            s[1],
-            s[2],
-            None,
-            None,
-            "magnetisation in A/m (.npy)".to_string(),
-            1.0,
-        )
+        MagnetisationInput {
+            layers: vec![t.to_vec()?],
+            h: s[1],
+            w: s[2],
+            cell: None,
+            values: "magnetisation in A/m (.npy)".to_string(),
+            multiplier: 1.0,
+        }
     };
-    let mut g = a.geom.geometry(pixel_file, path)?;
+    let MagnetisationInput {
+        layers,
+        h,
+        w,
+        cell,
+        values,
+        multiplier: mult,
+    } = input;
+    let mut g = a.geom.geometry(cell.map(|c| c.0), path)?;
     // an OVF mesh: each layer is a film of one cell's thickness at its own depth below the
     // top of the stack (layer nz-1 on top)
-    if let Some(dz) = dz {
+    if let Some((_, dz)) = cell {
         g.thickness = dz;
     }
     let n = layers.len();
@@ -337,7 +324,7 @@ fn invert(a: InvertArgs) -> Result<()> {
     let filter = match a.filter.split_once(':') {
         None if a.filter == "none" => nv::Filter::None,
         None if a.filter == "hanning" => nv::Filter::Hanning {
-            wavelength: (2.0 * g.standoff).max(3.0 * g.pixel),
+            wavelength: nv::default_wavelength(&g),
         },
         Some(("hanning", l)) => nv::Filter::Hanning {
             wavelength: common::positive_length(l).map_err(anyhow::Error::msg)?,

@@ -121,6 +121,12 @@ impl InversionConfig {
     }
 }
 
+/// The Hanning wavelength used when none is given (the direction scan, the automatic
+/// support, `nv invert --filter hanning`): `max(2 standoff, 3 pixels)`.
+pub fn default_wavelength(geom: &NvGeometry) -> f64 {
+    (2.0 * geom.standoff).max(3.0 * geom.pixel)
+}
+
 /// The unit vector `(sin th cos ph, sin th sin ph, cos th)` of a polar angle from the sample
 /// normal and an azimuth from +x, in degrees.
 pub fn direction_from_angles(theta_deg: f64, phi_deg: f64) -> [f64; 3] {

@@ -45,6 +45,14 @@ pub struct BackgroundFit {
     pub slope_y: f64,
 }
 
+/// The zero field against the data: [`Data::zero_field`].
+pub(crate) struct ZeroField {
+    /// `(I - P) data` over the valid pixels.
+    pub(crate) residual: Vec<f64>,
+    /// Its squared norm (T^2).
+    pub(crate) sse: f64,
+}
+
 /// The measured map and how the model is compared with it.
 pub(crate) struct Data {
     pub(crate) h: usize,
@@ -264,12 +272,12 @@ impl Data {
         self.perp(&d)
     }
 
-    /// The squared misfit of the zero field (the best background alone).
-    pub(crate) fn zero_sse(&self) -> f64 {
-        self.residual_perp(&vec![0.0; self.h * self.w])
-            .iter()
-            .map(|x| x * x)
-            .sum()
+    /// The zero field's residual (the best background alone, projected out) and its squared
+    /// norm: what a model is compared with.
+    pub(crate) fn zero_field(&self) -> ZeroField {
+        let residual = self.residual_perp(&vec![0.0; self.h * self.w]);
+        let sse = residual.iter().map(|x| x * x).sum();
+        ZeroField { residual, sse }
     }
 
     /// The map with its invalid pixels replaced by `model`'s (zero residual there).

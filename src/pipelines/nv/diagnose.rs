@@ -156,7 +156,7 @@ pub(crate) fn diagnose(
     let m = &run.magnetization;
     let mut warnings = Vec::new();
     let sse = host.sse(m)?;
-    let sse0 = data.zero_sse();
+    let sse0 = data.zero_field().sse;
     let chi2 = sse / (n * var);
     let chi2_zero = sse0 / (n * var);
     if sse >= sse0 {

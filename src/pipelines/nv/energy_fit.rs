@@ -502,22 +502,28 @@ pub(crate) fn run(
         }
     };
     out.selected.iter += offsets.get(chosen).copied().unwrap_or(0);
-    let unit_of = |o: &super::FitOutcome| -> Result<(f64, Tensor)> {
+    // Ms of a fit's returned state (its fitted scale, when Ms is fitted)
+    let ms_of = |o: &super::FitOutcome| {
         let scale = o
             .layout
             .log_scale
             .and_then(|i| o.selected.report.get(i))
             .map_or(1.0, |s| s.exp());
-        let ms = setup.ms * scale;
-        Ok((ms, no_grad(|| o.magnetization.scale((1.0 / ms) as f32))?))
+        setup.ms * scale
     };
     // 3. the null-space test with relaxation: the state with its in-plane part negated,
     // relaxed at the final weight (Mz and the rest may adapt); the lower objective is returned
     let mut flip_relaxed = None;
+    let mut host = out.host(hw)?;
     if e.parametrisation == UnitParametrisation::Direct && stop != StopReason::Interrupted {
-        let mut f = unit_of(&out)?.1.to_vec()?;
-        f.resize(3 * hw, 0.0);
-        f[..2 * hw].iter_mut().for_each(|x| *x = -*x);
+        // the unit vectors, in-plane part negated (host.0 is (3, h, w))
+        let inv_ms = (1.0 / ms_of(&out)) as f32;
+        let f: Vec<f32> = host
+            .0
+            .iter()
+            .enumerate()
+            .map(|(j, &v)| if j < 2 * hw { -v * inv_ms } else { v * inv_ms })
+            .collect();
         let mut fobj = setup.objective(
             source(e.starts.len(), &Start::Field(f))?,
             Some(Prior {
@@ -529,20 +535,21 @@ pub(crate) fn run(
         let mut fo = setup.fit(&mut fobj, &mut fopts, e.start_iters.max(1), &mut |_| true)?;
         let (chi2_r, _) = chi2_energy(&out.selected, &out.layout, setup.sigma);
         let (chi2_f, _) = chi2_energy(&fo.selected, &fo.layout, setup.sigma);
-        let (fm, _, _) = fo.host(hw)?;
-        let (om, _, _) = out.host(hw)?;
-        let cos = direction_cosine(&fm, &om, &setup.support);
+        let flipped = fo.host(hw)?;
+        let cos = direction_cosine(&flipped.0, &host.0, &setup.support);
         if fo.selected.loss < out.selected.loss {
             // the reversed state is the better one: return it, report the other
             fo.selected.iter = out.selected.iter;
             out = fo;
+            host = flipped;
             flip_relaxed = Some((chi2_r, cos, true));
         } else {
             flip_relaxed = Some((chi2_f, cos, false));
         }
     }
-    let (magnetization, model, raw_model) = out.host(hw)?;
-    let (ms, unit) = unit_of(&out)?;
+    let (magnetization, model, raw_model) = host;
+    let ms = ms_of(&out);
+    let unit = no_grad(|| out.magnetization.scale((1.0 / ms) as f32))?;
     let prior = obj
         .prior
         .as_ref()

@@ -522,28 +522,13 @@ fn run_dip(
     // network first learns that map (PRETRAIN_ITERS, not in the history), then the data
     if let (Some((theta, phi, _)), NvTarget::Bnv) = (direction, cfg.target) {
         let u = crate::physics::nv::invert::direction_from_angles(theta, phi);
-        let wavelength = (2.0 * cfg.geom.standoff).max(3.0 * cfg.geom.pixel);
-        let inv = crate::physics::nv::invert::invert(
-            &setup.data.with_nan(),
-            h,
-            w,
-            &cfg.geom,
-            &crate::physics::nv::invert::InversionConfig::new(
-                u,
-                crate::physics::nv::invert::Filter::Hanning { wavelength },
-            ),
-        )?;
         let lim = 0.95 * setup.ms;
-        let amp: Vec<f32> = inv
-            .m
+        let amp: Vec<f32> = scan::inversion_along(setup.data, &cfg.geom, u)?
             .iter()
             .zip(&setup.support)
             .map(|(&a, &s)| (a as f64).clamp(-lim, lim) as f32 * s)
             .collect();
-        let target: Vec<f32> = u
-            .iter()
-            .flat_map(|&uc| amp.iter().map(move |&a| a * uc as f32))
-            .collect();
+        let target = scan::along(u, &amp);
         let t = Tensor::from_shape_vec(&[1, 3, h, w], target)?.to_device(dev)?;
         obj.pretrain = Some((t, ms));
         let mut opts = setup.optimisers(&obj, cfg.lr * 4.0, 0.0);

@@ -5,13 +5,15 @@
 //! be chosen from the data. A coarse grid over the hemisphere (u and -u are the same model:
 //! the amplitude takes either sign), then two finer passes around the best.
 
-use super::data::{Background, Data};
+use super::data::{Background, Data, ZeroField};
 use crate::engine::autograd::no_grad;
 use crate::engine::device::Device;
 use crate::engine::tensor::Tensor;
 use crate::error::{Error, Result};
 use crate::physics::nv::forward::{NvForward, NvGeometry};
-use crate::physics::nv::invert::{direction_from_angles, invert, Filter, InversionConfig};
+use crate::physics::nv::invert::{
+    default_wavelength, direction_from_angles, invert, Filter, InversionConfig,
+};
 use crate::physics::nv::support::{auto_support_with, AutoSupport, SupportOptions, SupportRule};
 
 /// Ms from the data is this times the 99th percentile of |M| of the best inversion inside the
@@ -32,6 +34,23 @@ pub struct DirectionScan {
     pub ms_estimate: f64,
 }
 
+/// The classical inversion of the map along `u` with the default Hanning filter
+/// ([`default_wavelength`]): the amplitude (h, w) in A/m.
+pub(crate) fn inversion_along(data: &Data, geom: &NvGeometry, u: [f64; 3]) -> Result<Vec<f32>> {
+    let filter = Filter::Hanning {
+        wavelength: default_wavelength(geom),
+    };
+    let cfg = InversionConfig::new(u, filter);
+    Ok(invert(&data.with_nan(), data.h, data.w, geom, &cfg)?.m)
+}
+
+/// The magnetisation `amp u` (3, h, w), component-first.
+pub(crate) fn along(u: [f64; 3], amp: &[f32]) -> Vec<f32> {
+    u.iter()
+        .flat_map(|&uc| amp.iter().map(move |&a| a * uc as f32))
+        .collect()
+}
+
 /// The misfit ratio and the p99 of |M| (A/m) of the inversion along one direction.
 fn score(
     data: &Data,
@@ -39,26 +58,16 @@ fn score(
     fwd: &NvForward,
     support: &[f32],
     dir: (f64, f64),
-    zero_sse: f64,
+    zero: &ZeroField,
 ) -> Result<(f64, f64)> {
     let (h, w) = (data.h, data.w);
     let u = direction_from_angles(dir.0, dir.1);
-    let wavelength = (2.0 * geom.standoff).max(3.0 * geom.pixel);
-    let inv = invert(
-        &data.with_nan(),
-        h,
-        w,
-        geom,
-        &InversionConfig::new(u, Filter::Hanning { wavelength }),
-    )?;
-    let amp: Vec<f32> = inv.m.iter().zip(support).map(|(m, s)| m * s).collect();
-    let mag: Vec<f32> = u
-        .iter()
-        .flat_map(|&uc| amp.iter().map(move |&a| a * uc as f32))
-        .collect();
+    let inv = inversion_along(data, geom, u)?;
+    let amp: Vec<f32> = inv.iter().zip(support).map(|(m, s)| m * s).collect();
+    let mag = along(u, &amp);
     let g = no_grad(|| fwd.bnv(&Tensor::from_shape_vec(&[1, 3, h, w], mag)?))?.to_vec()?;
     // best scale a of the model next to the background: project both on the complement
-    let r0 = data.residual_perp(&vec![0.0; h * w]);
+    let r0 = &zero.residual;
     let gp = data.perp(&g);
     let gg: f64 = gp.iter().map(|x| x * x).sum();
     let rg: f64 = r0.iter().zip(&gp).map(|(a, b)| a * b).sum();
@@ -80,7 +89,7 @@ fn score(
         let k = ((inside.len() - 1) as f64 * 0.99).round() as usize;
         *inside.select_nth_unstable_by(k, |x, y| x.total_cmp(y)).1
     };
-    Ok((sse / zero_sse.max(f64::MIN_POSITIVE), p99))
+    Ok((sse / zero.sse.max(f64::MIN_POSITIVE), p99))
 }
 
 /// The coarse grid: theta 0, 30, 60, 90; phi every 30 deg (every 30 deg over half a turn at 90).
@@ -151,10 +160,10 @@ pub(crate) fn scan(
         ));
     }
     let fwd = NvForward::new(h, w, geom)?;
-    let zero_sse = data.zero_sse();
+    let zero = data.zero_field();
     let mut p99s: Vec<((f64, f64), f64)> = Vec::new();
     let (best, tried) = search(fixed, |d| {
-        let (s, p99) = score(data, geom, &fwd, support, d, zero_sse)?;
+        let (s, p99) = score(data, geom, &fwd, support, d, &zero)?;
         p99s.push((d, p99));
         Ok(Some(s))
     })?;
@@ -206,11 +215,11 @@ pub fn support_scan(
         Device::Cpu,
     )?;
     let fwd = NvForward::new(h, w, geom)?;
-    let zero_sse = data.zero_sse();
+    let zero = data.zero_field();
     let map = data.with_nan();
     // grown by half the inversion's shortest wavelength: a support a little too large costs
     // the fit little, one too small forces the field of the edges into the interior
-    let wavelength = (2.0 * geom.standoff).max(3.0 * geom.pixel);
+    let wavelength = default_wavelength(geom);
     let opts = SupportOptions {
         grow: Some((wavelength / (2.0 * geom.pixel)).ceil() as i64),
         wavelength: Some(wavelength),
@@ -226,7 +235,7 @@ pub fn support_scan(
         let Ok(sup) = auto_support_with(&map, h, w, geom, rule, &opts) else {
             return Ok(None);
         };
-        let (s, _) = score(&data, geom, &fwd, &sup.support, d, zero_sse)?;
+        let (s, _) = score(&data, geom, &fwd, &sup.support, d, &zero)?;
         supports.push((d, sup));
         Ok(Some(s))
     })?;
