@@ -4,11 +4,18 @@
 
 pub use crate::fit::{Selection, StopReason};
 pub use crate::physics::constants::{C_LIGHT, E_CHARGE, H_PLANCK, M_ELECTRON, PHI0};
+pub use crate::physics::ltem::align::{
+    align_stack, apply_shift, phase_correlation, AlignReference, Shift,
+};
 pub use crate::physics::ltem::forward::{add_noise, induction, magnetic_phase, LtemForward};
 pub use crate::physics::ltem::metrics::{self, accuracy, Accuracy};
 pub use crate::physics::ltem::optics::{interaction_constant, wavelength_nm, Microscope};
 pub use crate::physics::ltem::sitie::{min_subtracted, mirror_extend, sitie, SitieConfig};
 pub use crate::physics::ltem::synthetic;
+pub use crate::physics::ltem::tie::{
+    mirror, tie, tie_flip, FlipAxis, FlipPhases, TieConfig, TieIntensity,
+};
+pub use crate::physics::ltem::tilt::{magnetic_phase_tilted, magnetic_phase_tilted_volume, Tilt};
 pub use crate::pipelines::siprad::{
     dual_valued, reconstruct, reconstruct_series, threshold_amplitude, AmplitudeMode, Siprad,
     SipradConfig, SipradResult, SipradState, Stage, Stats,

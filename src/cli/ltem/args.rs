@@ -28,9 +28,12 @@ pub struct MicArgs {
     /// Two-fold astigmatism orientation (degrees from +x).
     #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
     pub phi_a: f64,
-    /// Pixel size (default 4nm, or the cell size an OVF file records).
+    /// Pixel size (default: the file's calibration (DM3/DM4, ImageJ/OME TIFF, OVF cell), else 4nm).
     #[arg(long, value_parser = common::positive_length, allow_hyphen_values = true)]
     pub scale: Option<f64>,
+    /// Use --scale even where it disagrees with the file's calibration.
+    #[arg(long, requires = "scale")]
+    pub force_scale: bool,
     /// Defocus; negative = underfocus (PyLorentz's sign).
     #[arg(long, value_parser = common::length, default_value = "-1mm", allow_hyphen_values = true)]
     pub defocus: f64,
@@ -175,9 +178,10 @@ pub struct SipradArgs {
 }
 
 impl SipradArgs {
-    /// The microscope and the library's settings (checked by the library).
-    pub fn config(&self) -> Result<(Microscope, SipradConfig)> {
-        let mic = self.mic.microscope(None)?;
+    /// The microscope (pixel size `scale_m` when resolved from the files, else the flag or
+    /// 4 nm) and the library's settings (checked by the library).
+    pub fn config(&self, scale_m: Option<f64>) -> Result<(Microscope, SipradConfig)> {
+        let mic = self.mic.microscope(scale_m)?;
         let holdout = match (self.select, self.holdout) {
             (SelectArg::Validation, None) => 0.1,
             (_, f) => f.unwrap_or(0.0),

@@ -1,6 +1,7 @@
 //! `magprior ltem ...`: simulate, forward, sitie, reconstruct (SIPRAD), series, induction.
 
 mod args;
+mod images;
 mod output;
 
 use crate::cli::common::{self, check_same, load_map, DeviceMeta, Progress, VERSION};
@@ -31,6 +32,8 @@ pub enum LtemCmd {
     Reconstruct(ReconCmd),
     /// SIPRAD on a stack of frames, each warm-started from the previous frame's network.
     Series(SeriesArgs),
+    /// TIE phase from a through-focal series (and a flipped series: magnetic and electrostatic phases).
+    Tie(TieArgs),
     /// Integrated in-plane induction (Bx t, By t) in T m from a phase.
     Induction(InductionArgs),
 }
@@ -46,6 +49,15 @@ pub struct SimulateArgs {
     /// Saturation magnetisation for OVF unit vectors (A/m).
     #[arg(long, default_value_t = 8.6e5, value_parser = common::positive)]
     ms: f64,
+    /// Sample tilt about x (degrees, right-handed; applied first).
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    tilt_x: f64,
+    /// Sample tilt about y (degrees, right-handed; applied after the x tilt).
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    tilt_y: f64,
+    /// Slices through the thickness for a tilted projection.
+    #[arg(long, default_value_t = 16, value_parser = common::at_least_one)]
+    layers: usize,
     #[command(flatten)]
     mic: MicArgs,
     /// Gaussian noise, std = level x mean(I) (0.5 = the papers' 50 %).
@@ -117,7 +129,81 @@ pub struct SeriesArgs {
     frames: PathBuf,
     #[command(flatten)]
     s: SipradArgs,
+    /// Drift alignment before the reconstruction (sub-pixel phase correlation): against a
+    /// running average of the aligned frames, the first frame, the previous frame, or none.
+    #[arg(long, value_enum, default_value_t = AlignArg::Running)]
+    align: AlignArg,
     /// Output directory (frame_0000/, ... and summary.csv).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// `--align`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum, PartialEq)]
+pub enum AlignArg {
+    /// Each frame against an exponential running average (weight 0.3) of the aligned frames.
+    Running,
+    /// Each frame against frame 0.
+    First,
+    /// Each frame against the previous one, the steps summed.
+    Previous,
+    /// No alignment.
+    None,
+}
+
+/// `--flip-axis`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum FlipAxisArg {
+    /// Columns reversed (the sample turned over about the image's y axis).
+    Lr,
+    /// Rows reversed (turned over about x).
+    Ud,
+}
+
+/// `--intensity`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum IntensityArg {
+    /// A constant I0 (in-focus mean, else the series mean): films of uniform thickness.
+    Uniform,
+    /// The in-focus image itself (needs a 0 defocus): varying thickness or absorption.
+    Infocus,
+}
+
+#[derive(Args)]
+pub struct TieArgs {
+    /// The through-focal series: image files separated by commas (.dm3/.dm4/.tif/.npy), or one
+    /// stack (F, H, W), in the order of --defoci.
+    #[arg(long, value_delimiter = ',', required = true)]
+    images: Vec<PathBuf>,
+    /// Defocus of each image, e.g. -0.5mm,0,0.5mm (negative = underfocus; --defocus is not used).
+    #[arg(long, value_delimiter = ',', required = true, value_parser = common::length, allow_hyphen_values = true)]
+    defoci: Vec<f64>,
+    /// The flipped series (the sample turned over), at the same defoci, as recorded: the
+    /// magnetic and electrostatic phases are separated.
+    #[arg(long, value_delimiter = ',')]
+    flip: Vec<PathBuf>,
+    /// The axis about which the flipped images are mirrored back.
+    #[arg(long, value_enum, default_value_t = FlipAxisArg::Lr)]
+    flip_axis: FlipAxisArg,
+    /// Which intensity divides the transport term.
+    #[arg(long, value_enum, default_value_t = IntensityArg::Uniform)]
+    intensity: IntensityArg,
+    /// Tikhonov frequency qc (1/nm); none by default.
+    #[arg(long, value_parser = common::nonneg)]
+    qc: Option<f64>,
+    /// Periodic solve (default: mirror-symmetric extension, for measured images).
+    #[arg(long)]
+    periodic: bool,
+    #[command(flatten)]
+    mic: MicArgs,
+    /// Ground-truth magnetic phase (H, W) in rad: prints the accuracy.
+    #[arg(long)]
+    truth: Option<PathBuf>,
+    /// No notes.
+    #[arg(long)]
+    quiet: bool,
+    /// Output phase (H, W) in rad, .npy (the magnetic phase with --flip, its electrostatic
+    /// phase beside it as NAME_electrostatic.npy); a PNG and NAME.json are written beside it.
     #[arg(long)]
     out: PathBuf,
 }
@@ -142,6 +228,7 @@ pub fn run(cmd: LtemCmd) -> Result<()> {
         LtemCmd::Sitie(a) => sitie_cmd(a),
         LtemCmd::Reconstruct(a) => reconstruct(a),
         LtemCmd::Series(a) => series(a),
+        LtemCmd::Tie(a) => tie_cmd(a),
         LtemCmd::Induction(a) => induction_cmd(a),
     }
 }
@@ -156,6 +243,9 @@ struct SimulateMeta {
     ovf_unit_vectors_times_ms: bool,
     ms_A_per_m: f64,
     thickness_nm: f64,
+    tilt_x_deg: f64,
+    tilt_y_deg: f64,
+    layers: Option<usize>,
     microscope: args::MicMeta,
     noise: f64,
     dose_e_per_nm2: Option<f64>,
@@ -181,14 +271,19 @@ fn simulate(a: SimulateArgs) -> Result<()> {
         m.iter_mut().for_each(|v| *v *= a.ms as f32);
     }
     let t_nm = a.thickness * 1e9;
-    let phase = ltem::min_subtracted(magnetic_phase(
-        &m[..h * w],
-        &m[h * w..2 * h * w],
-        h,
-        w,
-        t_nm,
-        mic.scale,
-    )?);
+    let tilted = a.tilt_x != 0.0 || a.tilt_y != 0.0;
+    let phase = ltem::min_subtracted(if tilted {
+        // the tilted projection sees Mz: a (2, H, W) input has none
+        let mut m3 = m.clone();
+        m3.resize(3 * h * w, 0.0);
+        let tilt = ltem::Tilt {
+            x_deg: a.tilt_x,
+            y_deg: a.tilt_y,
+        };
+        ltem::magnetic_phase_tilted(&m3, h, w, a.layers, t_nm, mic.scale, tilt)?
+    } else {
+        magnetic_phase(&m[..h * w], &m[h * w..2 * h * w], h, w, t_nm, mic.scale)?
+    });
     let b = induction(&phase, h, w, mic.scale)?;
     let clean = LtemForward::new(h, w, &mic, a.mic.pad)?.image_of(&phase, None)?;
     let mut image = clean.clone();
@@ -225,6 +320,9 @@ fn simulate(a: SimulateArgs) -> Result<()> {
             ovf_unit_vectors_times_ms: is_ovf,
             ms_A_per_m: a.ms,
             thickness_nm: t_nm,
+            tilt_x_deg: a.tilt_x,
+            tilt_y_deg: a.tilt_y,
+            layers: tilted.then_some(a.layers),
             microscope: a.mic.meta(&mic),
             noise: a.noise,
             dose_e_per_nm2: a.dose,
@@ -266,8 +364,8 @@ fn forward(a: ForwardArgs) -> Result<()> {
 }
 
 fn sitie_cmd(a: SitieArgs) -> Result<()> {
-    let (img, h, w) = load_map(&a.image, 2)?;
-    let mic = a.mic.microscope(None)?;
+    let (img, h, w, scale) = load_single(&a.image, &a.mic)?;
+    let mic = a.mic.microscope(scale)?;
     let cfg = SitieConfig {
         qc: a.qc,
         symmetric: a.symmetric,
@@ -279,6 +377,191 @@ fn sitie_cmd(a: SitieArgs) -> Result<()> {
     Ok(())
 }
 
+#[derive(Serialize)]
+struct TieMeta {
+    program: &'static str,
+    version: &'static str,
+    images: Vec<String>,
+    flip: Vec<String>,
+    defoci_nm: Vec<f64>,
+    shape: [usize; 2],
+    scale_nm_per_px: f64,
+    intensity: &'static str,
+    qc_per_nm: Option<f64>,
+    symmetric_extension: bool,
+    flip_axis: Option<&'static str>,
+    flip_shift_px: Option<[f64; 2]>,
+    microscope: args::MicMeta,
+    method: &'static str,
+}
+
+/// The frames of a series as slices.
+fn frame_refs(f: &Frames) -> Vec<&[f32]> {
+    f.frames.iter().map(|v| v.as_slice()).collect()
+}
+
+fn tie_cmd(a: TieArgs) -> Result<()> {
+    let un = load_frames(&a.images, &a.mic, a.quiet)?;
+    let count = |f: &Frames, what: &str| -> Result<()> {
+        if f.frames.len() != a.defoci.len() {
+            bail!(
+                "{}: {} {what}images but {} values in --defoci",
+                a.images
+                    .first()
+                    .map_or_else(String::new, |p| p.display().to_string()),
+                f.frames.len(),
+                a.defoci.len()
+            );
+        }
+        Ok(())
+    };
+    count(&un, "")?;
+    let fl = if a.flip.is_empty() {
+        None
+    } else {
+        let f = load_frames(&a.flip, &a.mic, true)?;
+        count(&f, "flipped ")?;
+        if (f.h, f.w) != (un.h, un.w) {
+            bail!(
+                "{}: flipped images are {}x{}, the unflipped ones {}x{}",
+                a.flip[0].display(),
+                f.h,
+                f.w,
+                un.h,
+                un.w
+            );
+        }
+        Some(f)
+    };
+    // one scale for both series
+    let scale = match (un.scale, fl.as_ref().and_then(|f| f.scale)) {
+        (Some(p), Some(q)) if (p - q).abs() > 1e-3 * p => bail!(
+            "{}: the flipped series' pixel size {:.4} nm differs from the unflipped {:.4} nm",
+            a.flip[0].display(),
+            q * 1e9,
+            p * 1e9
+        ),
+        (p, q) => p.or(q),
+    };
+    let mic = a.mic.microscope(scale)?;
+    let (h, w) = (un.h, un.w);
+    let defoci_nm: Vec<f64> = a.defoci.iter().map(|d| d * 1e9).collect();
+    let cfg = ltem::TieConfig {
+        solver: SitieConfig {
+            qc: a.qc,
+            symmetric: !a.periodic,
+        },
+        intensity: match a.intensity {
+            IntensityArg::Uniform => ltem::TieIntensity::Uniform,
+            IntensityArg::Infocus => ltem::TieIntensity::InFocus,
+        },
+        flip_axis: match a.flip_axis {
+            FlipAxisArg::Lr => ltem::FlipAxis::LeftRight,
+            FlipAxisArg::Ud => ltem::FlipAxis::UpDown,
+        },
+    };
+    let ctx = || a.images[0].display().to_string();
+    let (phase, electrostatic, shift) = match &fl {
+        None => (
+            ltem::tie(&frame_refs(&un), &defoci_nm, h, w, &mic, &cfg).with_context(ctx)?,
+            None,
+            None,
+        ),
+        Some(f) => {
+            let r = ltem::tie_flip(
+                &frame_refs(&un),
+                &frame_refs(f),
+                &defoci_nm,
+                h,
+                w,
+                &mic,
+                &cfg,
+            )
+            .with_context(ctx)?;
+            (
+                r.magnetic,
+                Some(r.electrostatic),
+                Some([r.shift.0, r.shift.1]),
+            )
+        }
+    };
+    let truth = match &a.truth {
+        Some(p) => {
+            let (t, th, tw) = load_map(p, 2)?;
+            check_same(p, (th, tw), &a.images[0], (h, w))?;
+            Some(t)
+        }
+        None => None,
+    };
+    let stem = a.out.with_extension("");
+    let side = |suffix: &str, ext: &str| -> PathBuf {
+        let mut s = stem.as_os_str().to_os_string();
+        s.push(suffix);
+        PathBuf::from(s).with_extension(ext)
+    };
+    common::write_map(&a.out, &[h, w], &phase)?;
+    let title = if fl.is_some() {
+        "TIE magnetic phase"
+    } else {
+        "TIE phase"
+    };
+    write_phase_png(&a.out.with_extension("png"), &phase, h, w, title)?;
+    if let Some(e) = &electrostatic {
+        common::write_map(&side("_electrostatic", "npy"), &[h, w], e)?;
+        write_phase_png(
+            &side("_electrostatic", "png"),
+            e,
+            h,
+            w,
+            "TIE electrostatic phase",
+        )?;
+    }
+    common::write_json(
+        &a.out.with_extension("json"),
+        &TieMeta {
+            program: "magprior ltem tie",
+            version: VERSION,
+            images: un.names.clone(),
+            flip: fl.as_ref().map(|f| f.names.clone()).unwrap_or_default(),
+            defoci_nm: defoci_nm.clone(),
+            shape: [h, w],
+            scale_nm_per_px: mic.scale,
+            intensity: match a.intensity {
+                IntensityArg::Uniform => "uniform",
+                IntensityArg::Infocus => "in-focus image",
+            },
+            qc_per_nm: a.qc,
+            symmetric_extension: !a.periodic,
+            flip_axis: fl.as_ref().map(|_| match a.flip_axis {
+                FlipAxisArg::Lr => "left-right",
+                FlipAxisArg::Ud => "up-down",
+            }),
+            flip_shift_px: shift,
+            microscope: a.mic.meta(&mic),
+            method: "div(I grad phi) = (2 pi / lambda) dI/d(df), dI/d(df) the least-squares slope over the series, inverse Laplacian in Fourier space (SPEC section 10); flip: phi_m = (phi - phi_flip)/2, phi_e = (phi + phi_flip)/2 after mirroring back and phase-correlation alignment",
+        },
+    )?;
+    print!(
+        "wrote {} ({h}x{w} {}, {} images, {:.3} nm/px)",
+        a.out.display(),
+        title,
+        un.frames.len(),
+        mic.scale
+    );
+    if let Some([dy, dx]) = shift {
+        print!("; flipped series shifted by ({dy:.2}, {dx:.2}) px");
+    }
+    if let Some(t) = &truth {
+        let acc = accuracy(&phase, t, h, w, mic.scale, true)?;
+        print!(
+            "; accuracy phase {:.4}, Bx {:.4}, By {:.4}",
+            acc.phase, acc.bx, acc.by
+        );
+    }
+    println!();
+    Ok(())
+}
+
 fn induction_cmd(a: InductionArgs) -> Result<()> {
     let (phase, h, w) = load_map(&a.phase, 2)?;
     let b = induction(&phase, h, w, a.scale * 1e9)?;
@@ -286,6 +569,23 @@ fn induction_cmd(a: InductionArgs) -> Result<()> {
     write_induction_png(&a.out.with_extension("png"), &b, h, w)?;
     eprintln!("wrote {} ((Bx t, By t) in T m, {h}x{w})", a.out.display());
     Ok(())
+}
+
+/// One (H, W) image (a one-frame stack is accepted) and the pixel size for it (m; `None`:
+/// neither the file nor --scale gives one).
+fn load_single(path: &Path, mic: &MicArgs) -> Result<(Vec<f32>, usize, usize, Option<f64>)> {
+    let im = images::load(path)?;
+    if im.frames.len() != 1 {
+        bail!(
+            "{}: a stack of {} frames; this command takes one image (`ltem series` or `ltem tie` take stacks)",
+            path.display(),
+            im.frames.len()
+        );
+    }
+    let scale = images::resolve_scale(mic.scale, mic.force_scale, &[&im], false)?;
+    let (h, w) = (im.h, im.w);
+    let data = im.frames.into_iter().next().unwrap_or_default();
+    Ok((data, h, w, scale))
 }
 
 /// Observer with progress display and Ctrl-C.
@@ -313,8 +613,8 @@ fn report_notes(res: &SipradResult, h: usize, w: usize, quiet: bool) {
 }
 
 fn reconstruct(a: ReconCmd) -> Result<()> {
-    let (image, h, w) = load_map(&a.image, 2)?;
-    let (mic, cfg) = a.s.config()?;
+    let (image, h, w, scale) = load_single(&a.image, &a.s.mic)?;
+    let (mic, cfg) = a.s.config(scale)?;
     let truth = match &a.truth {
         Some(p) => {
             let (t, th, tw) = load_map(p, 2)?;
@@ -377,70 +677,72 @@ fn reconstruct(a: ReconCmd) -> Result<()> {
     Ok(())
 }
 
-/// Frames of a series: (frames, h, w, names).
-type Frames = (Vec<Vec<f32>>, usize, usize, Vec<String>);
+/// Frames of a series with their names and the pixel size for them.
+struct Frames {
+    frames: Vec<Vec<f32>>,
+    h: usize,
+    w: usize,
+    names: Vec<String>,
+    scale: Option<f64>,
+}
 
-fn load_frames(path: &Path) -> Result<Frames> {
-    if path.is_dir() {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-            .with_context(|| path.display().to_string())?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                let e = p
-                    .extension()
-                    .and_then(|e| e.to_str())
-                    .unwrap_or("")
-                    .to_ascii_lowercase();
-                matches!(e.as_str(), "npy" | "tif" | "tiff")
-            })
-            .collect();
-        files.sort();
-        if files.is_empty() {
-            bail!(
-                "{}: no .npy or .tif frames in this directory",
-                path.display()
-            );
-        }
-        let mut frames = Vec::new();
-        let (mut h, mut w) = (0, 0);
-        for (i, f) in files.iter().enumerate() {
-            let (v, fh, fw) = load_map(f, 2)?;
-            if i == 0 {
-                (h, w) = (fh, fw);
-            } else {
-                check_same(f, (fh, fw), &files[0], (h, w))?;
+/// A series from a stack file, or from a directory of images (name order), or from a list of
+/// files; sizes and calibrations must agree.
+fn load_frames(paths: &[PathBuf], mic: &MicArgs, quiet: bool) -> Result<Frames> {
+    let files: Vec<PathBuf> = match paths {
+        [dir] if dir.is_dir() => {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+                .with_context(|| dir.display().to_string())?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    let e = p
+                        .extension()
+                        .and_then(|e| e.to_str())
+                        .unwrap_or("")
+                        .to_ascii_lowercase();
+                    matches!(e.as_str(), "npy" | "tif" | "tiff" | "dm3" | "dm4")
+                })
+                .collect();
+            files.sort();
+            if files.is_empty() {
+                bail!(
+                    "{}: no .npy, .tif or .dm3/.dm4 frames in this directory",
+                    dir.display()
+                );
             }
-            frames.push(v);
+            files
         }
-        let names = files
-            .iter()
-            .map(|f| {
-                f.file_name()
-                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
-            })
-            .collect();
-        return Ok((frames, h, w, names));
-    }
-    let t = load_array(path)?.tensor;
-    let (n, h, w) = match t.shape() {
-        [n, h, w] => (*n, *h, *w),
-        [h, w] => (1, *h, *w),
-        s => bail!(
-            "{}: expected a (frames, H, W) stack, got shape {s:?}",
-            path.display()
-        ),
+        _ => paths.to_vec(),
     };
-    if h < 2 || w < 2 {
-        bail!("{}: frames must be at least 2x2", path.display());
+    let loaded: Vec<images::Calibrated> = files
+        .iter()
+        .map(|f| images::load(f))
+        .collect::<Result<_>>()?;
+    let first = &loaded[0];
+    let mut out = Frames {
+        frames: Vec::new(),
+        h: first.h,
+        w: first.w,
+        names: Vec::new(),
+        scale: None,
+    };
+    for im in &loaded {
+        check_same(&im.path, (im.h, im.w), &first.path, (first.h, first.w))?;
+        let stack = im.frames.len() > 1;
+        for (k, f) in im.frames.iter().enumerate() {
+            out.frames.push(f.clone());
+            out.names.push(if stack {
+                format!("{}[{k}]", im.path.display())
+            } else {
+                im.path
+                    .file_name()
+                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+            });
+        }
     }
-    let v = t.to_vec()?;
-    let frames = v.chunks(h * w).map(|c| c.to_vec()).collect();
-    Ok((
-        frames,
-        h,
-        w,
-        (0..n).map(|i| format!("{}[{i}]", path.display())).collect(),
-    ))
+    let refs: Vec<&images::Calibrated> = loaded.iter().collect();
+    out.scale = images::resolve_scale(mic.scale, mic.force_scale, &refs, quiet)?;
+    Ok(out)
 }
 
 #[derive(Serialize)]
@@ -454,11 +756,44 @@ struct SeriesMeta {
     #[serde(flatten)]
     device: DeviceMeta,
     warm_start: &'static str,
+    alignment: &'static str,
 }
 
 fn series(a: SeriesArgs) -> Result<()> {
-    let (frames, h, w, names) = load_frames(&a.frames)?;
-    let (mic, cfg) = a.s.config()?;
+    let Frames {
+        frames,
+        h,
+        w,
+        names,
+        scale,
+    } = load_frames(std::slice::from_ref(&a.frames), &a.s.mic, a.s.quiet)?;
+    let (mic, cfg) = a.s.config(scale)?;
+    let mode = match a.align {
+        AlignArg::Running => Some(ltem::AlignReference::Running { weight: 0.3 }),
+        AlignArg::First => Some(ltem::AlignReference::First),
+        AlignArg::Previous => Some(ltem::AlignReference::Previous),
+        AlignArg::None => None,
+    };
+    let (frames, shifts) = match mode {
+        None => (frames, vec![None; names.len()]),
+        Some(m) => {
+            let sh = ltem::align_stack(&frames, h, w, m, 20)
+                .with_context(|| format!("{}: drift alignment", a.frames.display()))?;
+            let aligned = frames
+                .iter()
+                .zip(&sh)
+                .map(|(f, s)| ltem::apply_shift(f, h, w, s.dy, s.dx))
+                .collect::<magprior::Result<Vec<_>>>()?;
+            if !a.s.quiet {
+                let max = sh.iter().map(|s| s.dy.hypot(s.dx)).fold(0f64, f64::max);
+                eprintln!(
+                    "drift alignment ({:?}): largest shift {max:.2} px (per frame in summary.csv)",
+                    a.align
+                );
+            }
+            (aligned, sh.into_iter().map(Some).collect())
+        }
+    };
     for (f, n) in frames.iter().zip(&names) {
         if f.iter().map(|&v| v as f64).sum::<f64>() <= 0.0 {
             bail!("{n}: the mean intensity must be positive");
@@ -491,8 +826,10 @@ fn series(a: SeriesArgs) -> Result<()> {
         };
         write_recon(&dir, &r, res, None)?;
         let pmax = res.phase.iter().copied().fold(0f32, f32::max);
+        let (sy, sx, peak) =
+            shifts[k].map_or((f64::NAN, f64::NAN, f64::NAN), |s| (s.dy, s.dx, s.peak));
         rows.push(format!(
-            "{k},{},{:e},{},{:.4},{:.4},{:.3},{}",
+            "{k},{},{sy:.3},{sx:.3},{peak:.3},{:e},{},{:.4},{:.4},{:.3},{}",
             names[k],
             res.history.last().map_or(f64::NAN, |s| s.loss),
             res.selected_iter,
@@ -504,7 +841,7 @@ fn series(a: SeriesArgs) -> Result<()> {
     }
     common::write_csv(
         &out.file("summary.csv"),
-        "frame,source,final_loss,selected_iteration,amp_scale,phase_max_rad,seconds,stop",
+        "frame,source,shift_y_px,shift_x_px,align_peak,final_loss,selected_iteration,amp_scale,phase_max_rad,seconds,stop",
         rows.into_iter(),
     )?;
     common::write_json(
@@ -518,6 +855,12 @@ fn series(a: SeriesArgs) -> Result<()> {
             shape: [h, w],
             device: DeviceMeta::of(cfg.device),
             warm_start: "frame k > 0 continues from frame k-1's networks and Adam state, input = its own SITIE phase, no pretraining",
+            alignment: match a.align {
+                AlignArg::None => "none",
+                AlignArg::Running => "sub-pixel phase correlation against a running average (weight 0.3) of the aligned frames; frames moved by the Fourier shift theorem on a mirror-extended copy",
+                AlignArg::First => "sub-pixel phase correlation against frame 0; frames moved by the Fourier shift theorem on a mirror-extended copy",
+                AlignArg::Previous => "sub-pixel phase correlation against the previous frame, steps summed; frames moved by the Fourier shift theorem on a mirror-extended copy",
+            },
         },
     )?;
     let path = out.commit()?;

@@ -67,42 +67,53 @@ pub fn sitie(
     let lam = mic.wavelength() / mic.scale;
     let df = mic.defocus / mic.scale;
     let pre = 2.0 * PI / (lam * df);
-    let rhs: Vec<C32> = ext
+    let rhs: Vec<f32> = ext
         .iter()
-        .map(|&v| C32::new((pre * (v as f64 / i0 - 1.0)) as f32, 0.0))
+        .map(|&v| (pre * (v as f64 / i0 - 1.0)) as f32)
         .collect();
+    let phase = inverse_laplacian(&rhs, eh, ew, cfg.qc.map(|q| q * mic.scale))?;
+    let mut res = Vec::with_capacity(h * w);
+    for r in 0..h {
+        res.extend_from_slice(&phase[r * ew..r * ew + w]);
+    }
+    Ok(min_subtracted(res))
+}
+
+/// The periodic solution `phi` of `laplacian(phi) = rhs` on an `(h, w)` grid (lengths in
+/// pixels): `-rhs(q) / (4 pi^2 q^2)`, `q = 0 -> 0`, or with a Tikhonov frequency `qc` (cycles
+/// per pixel) the filtered `-rhs(q) q^2 / (4 pi^2 (q^2 + qc^2)^2)`.
+pub(crate) fn inverse_laplacian(
+    rhs: &[f32],
+    h: usize,
+    w: usize,
+    qc: Option<f64>,
+) -> Result<Vec<f32>> {
+    let data: Vec<C32> = rhs.iter().map(|&v| C32::new(v, 0.0)).collect();
     let spec =
-        crate::engine::autograd::no_grad(|| Tensor::from_shape_vec_c(&[eh, ew], rhs)?.fft2())?
+        crate::engine::autograd::no_grad(|| Tensor::from_shape_vec_c(&[h, w], data)?.fft2())?
             .to_vec_c()?;
-    let qc = cfg.qc.map(|q| q * mic.scale); // 1/nm -> cycles per pixel
-    let (qy, qx) = (fftfreq(eh, 1.0), fftfreq(ew, 1.0));
-    let mut out = vec![C32::new(0.0, 0.0); eh * ew];
+    let (qy, qx) = (fftfreq(h, 1.0), fftfreq(w, 1.0));
+    let mut out = vec![C32::new(0.0, 0.0); h * w];
     for (r, &y) in qy.iter().enumerate() {
         for (c, &x) in qx.iter().enumerate() {
             let q2 = x * x + y * y;
             if q2 == 0.0 {
                 continue;
             }
-            // inverse Laplacian -1/(4 pi^2 q^2), optionally Tikhonov-filtered
             let inv_q2 = match qc {
                 Some(qc) => q2 / (q2 + qc * qc).powi(2),
                 None => 1.0 / q2,
             };
-            let i = r * ew + c;
+            let i = r * w + c;
             out[i] = spec[i] * (-inv_q2 / (4.0 * PI * PI)) as f32;
         }
     }
-    let phase = crate::engine::autograd::no_grad(|| {
-        Tensor::from_shape_vec_c(&[eh, ew], out)?
+    crate::engine::autograd::no_grad(|| {
+        Tensor::from_shape_vec_c(&[h, w], out)?
             .ifft2()?
             .re()?
             .to_vec()
-    })?;
-    let mut res = Vec::with_capacity(h * w);
-    for r in 0..h {
-        res.extend_from_slice(&phase[r * ew..r * ew + w]);
-    }
-    Ok(min_subtracted(res))
+    })
 }
 
 /// `[[I, fliplr I], [flipud I, flip I]]`: a (2h, 2w) image that is smooth across its periodic
