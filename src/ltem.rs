@@ -17,6 +17,6 @@ pub use crate::physics::ltem::tie::{
 };
 pub use crate::physics::ltem::tilt::{magnetic_phase_tilted, magnetic_phase_tilted_volume, Tilt};
 pub use crate::pipelines::siprad::{
-    dual_valued, reconstruct, reconstruct_series, threshold_amplitude, AmplitudeMode, Siprad,
-    SipradConfig, SipradResult, SipradState, Stage, Stats,
+    dual_valued, reconstruct, reconstruct_focal_series, reconstruct_series, threshold_amplitude,
+    AmplitudeMode, Siprad, SipradConfig, SipradResult, SipradState, Stage, Stats,
 };

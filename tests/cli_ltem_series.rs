@@ -415,3 +415,47 @@ fn drifting_movie_is_aligned_and_reconstructed_from_one_command() {
     let meta = std::fs::read_to_string(out.join("metadata.json")).unwrap();
     assert!(meta.contains("running average"), "{meta}");
 }
+
+#[test]
+fn reconstruct_takes_a_focal_series() {
+    let d = tmpdir("ltem-tie", "ad");
+    let (phase, truth) = truth_phase(&d);
+    let files = series(&d, "ad", &phase);
+    let out = d.join("rec");
+    let list = join(&files);
+    let mut a = vec![
+        "ltem",
+        "reconstruct",
+        "--image",
+        &list,
+        "--defoci",
+        "-0.2mm,0,0.2mm",
+        "--scale",
+        "4nm",
+        "--iters",
+        "3",
+        "--pretrain",
+        "2",
+        "--channels",
+        "4,8",
+        "--quiet",
+        "--truth",
+        p(&truth),
+        "--out",
+        p(&out),
+    ];
+    a.extend_from_slice(&MIC);
+    let o = run(&a);
+    let so = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(so.contains("TIE input"), "{so}");
+    assert!(out.join("phase.npy").exists() && out.join("metrics.json").exists());
+    // one defocus per image
+    let out2 = d.join("rec2");
+    let mut b = a.clone();
+    b[5] = "-0.2mm,0.2mm";
+    let k = b.iter().position(|s| *s == p(&out)).unwrap();
+    b[k] = p(&out2);
+    assert_user_error(&run(&b), &["ad_0.npy", "3 images but 2 values"]);
+    assert!(!out2.exists());
+}

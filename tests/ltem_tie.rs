@@ -229,3 +229,55 @@ fn bad_series_are_refused() {
     nan[5] = f32::NAN;
     assert!(msg(tie(&[&imgs[0], &nan], &[-1e5, 1e5], N, N, &mic, &c)).contains("non-finite"));
 }
+
+/// Images made by a tool we did not write (ltempy: its Aharonov-Bohm phase of a skyrmion
+/// lattice, its wave propagation with mirror padding, its SITIE; `fixtures/generate_ltempy.py`):
+/// our TIE of its -D, 0, +D series recovers its phase, better than its own SITIE of the -D
+/// image, and our SITIE of that image agrees with its SITIE.
+#[test]
+fn tie_on_ltempy_images() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/ltempy");
+    let load = |n: &str| {
+        magprior::io::npy::read_npy(dir.join(format!("{n}.npy")))
+            .expect("fixture")
+            .to_vec()
+            .expect("values")
+    };
+    let cfg_v = load("config");
+    let (scale, cs, div, d) = (
+        cfg_v[0] as f64,
+        cfg_v[2] as f64,
+        cfg_v[3] as f64,
+        cfg_v[4] as f64,
+    );
+    let (truth, images, their_sitie) = (load("phase"), load("images"), load("sitie"));
+    let n = 128;
+    let mic = Microscope {
+        kv: 200.0,
+        cs,
+        theta_c: div,
+        spread: 0.0,
+        scale,
+        defocus: -d,
+        ..Microscope::default()
+    };
+    let imgs: Vec<&[f32]> = images.chunks(n * n).collect();
+    let a = |p: &[f32]| accuracy(p, &truth, n, n, scale, true).expect("acc").phase;
+    let c = TieConfig {
+        solver: SitieConfig {
+            qc: None,
+            symmetric: true,
+        },
+        ..TieConfig::default()
+    };
+    let ours = tie(&imgs, &[-d, 0.0, d], n, n, &mic, &c).expect("tie");
+    let our_sitie = sitie(imgs[0], n, n, &mic, &c.solver).expect("sitie");
+    let (a_tie, a_their, a_our_sitie) = (a(&ours), a(&their_sitie), a(&our_sitie));
+    let agree = magprior::ltem::metrics::pearson(&our_sitie, &their_sitie);
+    eprintln!(
+        "ltempy series: our TIE {a_tie:.4}, ltempy SITIE {a_their:.4}, our SITIE {a_our_sitie:.4}, our SITIE vs ltempy SITIE r = {agree:.4}"
+    );
+    assert!(a_tie > 0.99, "{a_tie}");
+    assert!(a_tie > a_their, "{a_tie} vs {a_their}");
+    assert!(agree > 0.95, "{agree}");
+}

@@ -109,9 +109,13 @@ pub struct SitieArgs {
 
 #[derive(Args)]
 pub struct ReconCmd {
-    /// Defocused image (H, W): .npy or .tif.
-    #[arg(long)]
-    image: PathBuf,
+    /// Defocused image (H, W): .npy, .tif, .dm3/.dm4; or a through-focal series (files
+    /// separated by commas, or one stack) with --defoci: one network fitted to every image.
+    #[arg(long, value_delimiter = ',', required = true)]
+    image: Vec<PathBuf>,
+    /// Defocus of each image of a series (e.g. -1mm,0,1mm; --defocus is then not used).
+    #[arg(long, value_delimiter = ',', value_parser = common::length, allow_hyphen_values = true)]
+    defoci: Vec<f64>,
     #[command(flatten)]
     s: SipradArgs,
     /// Ground-truth phase (H, W) in rad: adds accuracies to metrics.json.
@@ -613,32 +617,62 @@ fn report_notes(res: &SipradResult, h: usize, w: usize, quiet: bool) {
 }
 
 fn reconstruct(a: ReconCmd) -> Result<()> {
-    let (image, h, w, scale) = load_single(&a.image, &a.s.mic)?;
-    let (mic, cfg) = a.s.config(scale)?;
+    let input = a.image.first().cloned().unwrap_or_default();
+    let series = load_frames(&a.image, &a.s.mic, a.s.quiet)?;
+    let (h, w) = (series.h, series.w);
+    if series.frames.len() > 1 && series.frames.len() != a.defoci.len() {
+        bail!(
+            "{}: {} images but {} values in --defoci (a series needs one defocus per image)",
+            input.display(),
+            series.frames.len(),
+            a.defoci.len()
+        );
+    }
+    if series.frames.len() == 1 && a.defoci.len() > 1 {
+        bail!(
+            "{}: one image but {} values in --defoci",
+            input.display(),
+            a.defoci.len()
+        );
+    }
+    let (mut mic, cfg) = a.s.config(series.scale)?;
+    if a.defoci.len() == 1 {
+        mic.defocus = a.defoci[0] * 1e9;
+    }
+    let image = series.frames[0].clone();
     let truth = match &a.truth {
         Some(p) => {
             let (t, th, tw) = load_map(p, 2)?;
-            check_same(p, (th, tw), &a.image, (h, w))?;
+            check_same(p, (th, tw), &input, (h, w))?;
             Some(t)
         }
         None => None,
     };
     let out = OutputDir::create(&a.out)?;
     let mut progress = Progress::new(cfg.pretrain + cfg.iters, a.s.quiet, "siprad");
-    let res = ltem::reconstruct(
-        &image,
-        h,
-        w,
-        &mic,
-        &cfg,
-        &mut observer(&mut progress, cfg.pretrain),
-    )
-    .with_context(|| a.image.display().to_string())?;
+    let res = {
+        let mut obs = observer(&mut progress, cfg.pretrain);
+        if series.frames.len() > 1 {
+            let defoci_nm: Vec<f64> = a.defoci.iter().map(|d| d * 1e9).collect();
+            ltem::reconstruct_focal_series(
+                &frame_refs(&series),
+                &defoci_nm,
+                h,
+                w,
+                &mic,
+                &cfg,
+                &mut obs,
+            )
+        } else {
+            ltem::reconstruct(&image, h, w, &mic, &cfg, &mut obs)
+        }
+    }
+    .with_context(|| input.display().to_string())?;
     progress.finish();
     report_notes(&res, h, w, a.s.quiet);
     let r = Recon {
         program: "magprior ltem reconstruct",
-        input: &a.image,
+        input: &input,
         image: &image,
         hw: (h, w),
         args: &a.s,
@@ -665,8 +699,16 @@ fn reconstruct(a: ReconCmd) -> Result<()> {
         let acc = accuracy(&res.phase, t, h, w, mic.scale, true)?;
         let sc = accuracy(&res.sitie, t, h, w, mic.scale, true)?;
         print!(
-            "; accuracy phase {:.3} (SITIE input {:.3}), Bx {:.3}, By {:.3}",
-            acc.phase, sc.phase, acc.bx, acc.by
+            "; accuracy phase {:.3} ({} input {:.3}), Bx {:.3}, By {:.3}",
+            acc.phase,
+            if series.frames.len() > 1 {
+                "TIE"
+            } else {
+                "SITIE"
+            },
+            sc.phase,
+            acc.bx,
+            acc.by
         );
     }
     println!();

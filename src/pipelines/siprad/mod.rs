@@ -20,6 +20,7 @@ use crate::optim::AdamW;
 use crate::physics::ltem::forward::LtemForward;
 use crate::physics::ltem::optics::{interaction_constant, Microscope};
 use crate::physics::ltem::sitie::{min_subtracted, sitie};
+use crate::physics::ltem::tie::{tie, TieConfig};
 use crate::physics::signal::{gaussian_filter, Boundary};
 use crate::rng::Rng;
 use amplitude::phi_e_of;
@@ -96,6 +97,16 @@ pub struct SipradResult {
     pub seconds: f64,
 }
 
+/// One recorded image of a focal series and its forward model.
+pub(crate) struct Plane {
+    /// The forward model at this image's defocus.
+    pub(crate) fwd: LtemForward,
+    /// Measured image / its mean, (1, 1, h, w).
+    pub(crate) meas: Tensor,
+    /// The image's mean intensity.
+    pub(crate) i0: f64,
+}
+
 /// The modelled amplitude.
 pub(crate) enum Amplitude {
     /// Uniform (times the learnable scale).
@@ -113,11 +124,9 @@ pub struct Siprad {
     cfg: SipradConfig,
     hw: (usize, usize),
     net_hw: (usize, usize),
-    fwd: LtemForward,
-    /// Measured image / mean, (1, 1, h, w).
-    meas: Tensor,
+    /// One forward model and measured image per defocus (one for single-image SIPRAD).
+    planes: Vec<Plane>,
     holdout: Option<Holdout>,
-    i0: f64,
     sitie_phase: Vec<f32>,
     /// The network input (1, 1, hp, wp), drifting by `noise_frac` N(0, 1) per iteration.
     input: Tensor,
@@ -140,30 +149,25 @@ impl Siprad {
         mic: &Microscope,
         cfg: &SipradConfig,
     ) -> Result<Siprad> {
-        cfg.validate()?;
-        let mut rng = Rng::new(cfg.seed);
-        let net_cfg = cfg.network();
-        let net = Cae::new(&net_cfg, &mut rng)?;
-        let amp_net = match cfg.amplitude {
-            AmplitudeMode::Learned { .. } => {
-                let n = Cae::new(&net_cfg, &mut rng)?;
-                let o = AdamW::new(n.parameters(), cfg.lr).with_weight_decay(0.0);
-                Some((n, o))
-            }
-            _ => None,
-        };
-        let opt = AdamW::new(net.parameters(), cfg.lr).with_weight_decay(0.0);
-        let amp_scale = Tensor::scalar(1.0).requires_grad();
-        let opt_scale =
-            AdamW::new(vec![amp_scale.clone()], cfg.amp_scale_lr).with_weight_decay(0.0);
-        let state = SipradState {
-            net,
-            opt,
-            amp_scale,
-            opt_scale,
-            amp_net,
-        };
-        Siprad::with_state(image, (h, w), mic, cfg, state, cfg.seed)
+        let state = fresh_state(cfg)?;
+        Siprad::with_state(&[image], &[mic.defocus], (h, w), mic, cfg, state, cfg.seed)
+    }
+
+    /// A fresh reconstruction from a through-focal series (automatic-differentiation phase
+    /// retrieval over several images): `images[k]` recorded at `defoci_nm[k]` (`mic.defocus`
+    /// is not used), one phase network whose image at every defocus must reproduce its
+    /// measurement (the loss is the mean of the images' losses). The network input is the
+    /// series' TIE phase; a threshold amplitude map comes from the image nearest focus.
+    pub fn new_series(
+        images: &[&[f32]],
+        defoci_nm: &[f64],
+        h: usize,
+        w: usize,
+        mic: &Microscope,
+        cfg: &SipradConfig,
+    ) -> Result<Siprad> {
+        let state = fresh_state(cfg)?;
+        Siprad::with_state(images, defoci_nm, (h, w), mic, cfg, state, cfg.seed)
     }
 
     /// Continues from a previous frame's networks and optimisers (series mode): the input is
@@ -177,7 +181,8 @@ impl Siprad {
         state: SipradState,
     ) -> Result<Siprad> {
         Siprad::with_state(
-            image,
+            &[image],
+            &[mic.defocus],
             (h, w),
             mic,
             cfg,
@@ -186,8 +191,10 @@ impl Siprad {
         )
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn with_state(
-        image: &[f32],
+        images: &[&[f32]],
+        defoci_nm: &[f64],
         (h, w): (usize, usize),
         mic: &Microscope,
         cfg: &SipradConfig,
@@ -195,15 +202,41 @@ impl Siprad {
         noise_seed: u64,
     ) -> Result<Siprad> {
         const OP: &str = "siprad";
-        cfg.validate_with(mic)?;
-        if image.len() != h * w || h < 2 || w < 2 {
+        cfg.validate()?;
+        mic.validate()?;
+        if images.is_empty() || images.len() != defoci_nm.len() {
             return Err(Error::arg(
                 OP,
-                format!("{} values for {h}x{w}", image.len()),
+                format!(
+                    "{} images but {} defocus values",
+                    images.len(),
+                    defoci_nm.len()
+                ),
             ));
         }
-        if let Some(i) = image.iter().position(|v| !v.is_finite()) {
-            return Err(Error::arg(OP, format!("non-finite pixel at {i}")));
+        if images.len() == 1 {
+            let m = Microscope {
+                defocus: defoci_nm[0],
+                ..mic.clone()
+            };
+            cfg.validate_with(&m)?;
+        }
+        for (k, image) in images.iter().enumerate() {
+            if image.len() != h * w || h < 2 || w < 2 {
+                return Err(Error::arg(
+                    OP,
+                    format!("image {k}: {} values for {h}x{w}", image.len()),
+                ));
+            }
+            if let Some(i) = image.iter().position(|v| !v.is_finite()) {
+                return Err(Error::arg(
+                    OP,
+                    format!("image {k}: non-finite pixel at {i}"),
+                ));
+            }
+            if !defoci_nm[k].is_finite() {
+                return Err(Error::arg(OP, format!("defocus {k} is not finite")));
+            }
         }
         if state.net.config() != &cfg.network() {
             return Err(Error::arg(
@@ -211,17 +244,33 @@ impl Siprad {
                 "the network state does not match the configuration",
             ));
         }
-        let i0 = image.iter().map(|&v| v as f64).sum::<f64>() / (h * w) as f64;
-        if i0 <= 0.0 {
-            return Err(Error::arg(
-                OP,
-                "the image's mean intensity must be positive",
-            ));
-        }
-        let norm: Vec<f32> = image.iter().map(|&v| (v as f64 / i0) as f32).collect();
         let dev = cfg.device;
-        let mut fwd = LtemForward::new(h, w, mic, cfg.pad)?;
-        fwd.to_device(dev)?;
+        let mut planes = Vec::with_capacity(images.len());
+        for (image, &df) in images.iter().zip(defoci_nm) {
+            let i0 = image.iter().map(|&v| v as f64).sum::<f64>() / (h * w) as f64;
+            if i0 <= 0.0 {
+                return Err(Error::arg(
+                    OP,
+                    "the image's mean intensity must be positive",
+                ));
+            }
+            let m = Microscope {
+                defocus: df,
+                ..mic.clone()
+            };
+            let mut fwd = LtemForward::new(h, w, &m, cfg.pad)?;
+            fwd.to_device(dev)?;
+            let norm: Vec<f32> = image.iter().map(|&v| (v as f64 / i0) as f32).collect();
+            let meas = Tensor::from_shape_vec(&[1, 1, h, w], norm)?.to_device(dev)?;
+            planes.push(Plane { fwd, meas, i0 });
+        }
+        // the amplitude map and its threshold from the image nearest focus
+        let nearest = (0..images.len())
+            .min_by(|&a, &b| defoci_nm[a].abs().total_cmp(&defoci_nm[b].abs()))
+            .unwrap_or(0);
+        let image = images[nearest];
+        let i0 = planes[nearest].i0;
+        let norm: Vec<f32> = image.iter().map(|&v| (v as f64 / i0) as f32).collect();
         // parameters move in place, so optimisers that already hold them keep them
         state.net.to_device(dev)?;
         state.amp_scale.move_to(dev)?;
@@ -232,7 +281,20 @@ impl Siprad {
         if sc.qc.is_none() {
             sc.qc = Some(1.0 / (h.max(w) as f64 * mic.scale));
         }
-        let sitie_phase = sitie(image, h, w, mic, &sc)?;
+        // the network input: SITIE of the one image, or the TIE of the series
+        let sitie_phase = if images.len() == 1 {
+            let m = Microscope {
+                defocus: defoci_nm[0],
+                ..mic.clone()
+            };
+            sitie(images[0], h, w, &m, &sc)?
+        } else {
+            let tc = TieConfig {
+                solver: sc,
+                ..TieConfig::default()
+            };
+            tie(images, defoci_nm, h, w, mic, &tc)?
+        };
         // held-out pixels from their own generator, so the weights do not depend on it
         let holdout = (cfg.holdout > 0.0)
             .then(|| Holdout::new(h, w, cfg.holdout, cfg.seed ^ 0x0ba1_da7e, dev))
@@ -268,10 +330,8 @@ impl Siprad {
             cfg: cfg.clone(),
             hw: (h, w),
             net_hw,
-            fwd,
-            meas: up(norm)?,
+            planes,
             holdout,
-            i0,
             input: padded(&sitie_phase, (h, w), net_hw, dev)?,
             sitie_phase,
             noise_key: Rng::new(noise_seed).next_u64(),
@@ -384,8 +444,7 @@ impl Siprad {
             cfg: &self.cfg,
             hw: self.hw,
             net_hw: self.net_hw,
-            fwd: &self.fwd,
-            meas: &self.meas,
+            planes: &self.planes,
             holdout: self.holdout.as_ref(),
             input: &mut self.input,
             noise_key: self.noise_key,
@@ -468,8 +527,9 @@ impl Siprad {
                 None => (None, phase_t.clone()),
             };
             let s = Tensor::from_shape_vec(&[1], vec![scale as f32])?.to_device(dev)?;
-            let img = self.fwd.image(&phi, a.as_ref(), Some(&s))?.to_vec()?;
-            Ok(img.iter().map(|&v| (v as f64 * self.i0) as f32).collect())
+            let p = &self.planes[0];
+            let img = p.fwd.image(&phi, a.as_ref(), Some(&s))?.to_vec()?;
+            Ok(img.iter().map(|&v| (v as f64 * p.i0) as f32).collect())
         })?;
         let smooth = gaussian_filter(&phase_raw, h, w, self.cfg.sigma, Boundary::Reflect, 4.0);
         let seconds = self.fit.history().last().map_or(0.0, |s| s.seconds);
@@ -489,6 +549,33 @@ impl Siprad {
         };
         Ok((res, self.state))
     }
+}
+
+/// New networks, optimisers and amplitude scale from `cfg.seed`.
+fn fresh_state(cfg: &SipradConfig) -> Result<SipradState> {
+    cfg.validate()?;
+    let mut rng = Rng::new(cfg.seed);
+    let net_cfg = cfg.network();
+    let net = Cae::new(&net_cfg, &mut rng)?;
+    let amp_net = match cfg.amplitude {
+        AmplitudeMode::Learned { .. } => {
+            let n = Cae::new(&net_cfg, &mut rng)?;
+            let o = AdamW::new(n.parameters(), cfg.lr).with_weight_decay(0.0);
+            Some((n, o))
+        }
+        _ => None,
+    };
+    let opt = AdamW::new(net.parameters(), cfg.lr).with_weight_decay(0.0);
+    let amp_scale = Tensor::scalar(1.0).requires_grad();
+    let opt_scale = AdamW::new(vec![amp_scale.clone()], cfg.amp_scale_lr).with_weight_decay(0.0);
+    let state = SipradState {
+        net,
+        opt,
+        amp_scale,
+        opt_scale,
+        amp_net,
+    };
+    Ok(state)
 }
 
 /// Runs the fit loop of `s` for `iters` iterations (observer may stop it), then finishes.
@@ -540,6 +627,25 @@ pub fn reconstruct(
     observer: &mut dyn FnMut(&Stats) -> bool,
 ) -> Result<SipradResult> {
     let mut s = Siprad::new(image, h, w, mic, cfg)?;
+    if !s.pretrain(observer)? {
+        return Ok(s.finish(StopReason::Interrupted)?.0);
+    }
+    Ok(run_fit(s, cfg.iters, observer)?.0)
+}
+
+/// Reconstructs the magnetic phase from a through-focal series with one network
+/// ([`Siprad::new_series`]: the loss is the mean over the images at their own defoci, the input
+/// the series' TIE phase); otherwise as [`reconstruct`]. `mic.defocus` is not used.
+pub fn reconstruct_focal_series(
+    images: &[&[f32]],
+    defoci_nm: &[f64],
+    h: usize,
+    w: usize,
+    mic: &Microscope,
+    cfg: &SipradConfig,
+    observer: &mut dyn FnMut(&Stats) -> bool,
+) -> Result<SipradResult> {
+    let mut s = Siprad::new_series(images, defoci_nm, h, w, mic, cfg)?;
     if !s.pretrain(observer)? {
         return Ok(s.finish(StopReason::Interrupted)?.0);
     }

@@ -2,14 +2,13 @@
 //! its drifting input and amplitude constraint, and the amplitude network's re-fit.
 
 use super::amplitude::{dual_valued, phi_e_tensor};
-use super::{Amplitude, SipradConfig};
+use super::{Amplitude, Plane, SipradConfig};
 use crate::engine::device::Device;
 use crate::engine::tensor::Tensor;
 use crate::error::Result;
 use crate::fit::{Evaluation, Fit, Holdout, Objective, Selection};
 use crate::nn::Cae;
 use crate::optim::AdamW;
-use crate::physics::ltem::forward::LtemForward;
 
 /// Zero-pads an (h, w) map to (1, 1, hp, wp) on `device`.
 pub(crate) fn padded(
@@ -85,8 +84,7 @@ pub(crate) struct Fitting<'a> {
     pub(crate) cfg: &'a SipradConfig,
     pub(crate) hw: (usize, usize),
     pub(crate) net_hw: (usize, usize),
-    pub(crate) fwd: &'a LtemForward,
-    pub(crate) meas: &'a Tensor,
+    pub(crate) planes: &'a [Plane],
     pub(crate) holdout: Option<&'a Holdout>,
     pub(crate) input: &'a mut Tensor,
     pub(crate) noise_key: u64,
@@ -114,13 +112,38 @@ impl Objective for Fitting<'_> {
             Some((a, e)) => (Some(a), phi_m.add(e)?),
             None => (None, phi_m.clone()),
         };
-        let img = self.fwd.image(&phi, a, Some(self.amp_scale))?;
-        let (loss, validation) = match self.holdout {
-            None => (img.mse_loss(self.meas)?, None),
-            Some(ho) => {
-                let (l, v) = ho.losses(&img, self.meas)?;
-                (l, Some(v))
+        // the mean over the series' images of each image's loss
+        let k = self.planes.len() as f32;
+        let mut loss: Option<Tensor> = None;
+        let mut validation: Option<Tensor> = None;
+        for p in self.planes {
+            let img = p.fwd.image(&phi, a, Some(self.amp_scale))?;
+            let (l, v) = match self.holdout {
+                None => (img.mse_loss(&p.meas)?, None),
+                Some(ho) => {
+                    let (l, v) = ho.losses(&img, &p.meas)?;
+                    (l, Some(v))
+                }
+            };
+            loss = Some(match loss {
+                None => l,
+                Some(acc) => acc.add(&l)?,
+            });
+            if let Some(v) = v {
+                validation = Some(match validation {
+                    None => v,
+                    Some(acc) => acc.add(&v)?,
+                });
             }
+        }
+        let loss = match loss {
+            Some(l) if k > 1.0 => l.scale(1.0 / k)?,
+            Some(l) => l,
+            None => return Err(crate::error::Error::arg("siprad", "no image to fit")),
+        };
+        let validation = match validation {
+            Some(v) if k > 1.0 => Some(v.scale(1.0 / k)?),
+            v => v,
         };
         let mut state = vec![phi_m.detach()];
         state.extend(amp.map(|(a, _)| a.detach()));
