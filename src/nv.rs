@@ -41,8 +41,8 @@ pub use crate::physics::nv::mask::{self, Mask, Preset};
 pub use crate::physics::nv::mask::{MaskFile, MaskSpec};
 pub use crate::physics::nv::metrics::{direction_cosine, nv_metrics, NvMetrics};
 pub use crate::physics::nv::noise::{
-    chi2_per_pixel, compare_with_zero, diagnose, lowk_excess, noise_floor, Diagnostics, NoiseFloor,
-    ZeroFieldCheck,
+    chi2_per_pixel, compare_with_zero, diagnose, lowk_excess, noise_floor, noise_map, Diagnostics,
+    NoiseFloor, ZeroFieldCheck,
 };
 pub use crate::physics::nv::support::{
     self, auto_support, auto_support_with, AutoSupport, SupportOptions, SupportRule,

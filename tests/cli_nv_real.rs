@@ -365,4 +365,27 @@ fn reconstruct_a_measured_like_map_with_auto_support_and_nuisances() {
     let iou = inter as f64 / union as f64;
     println!("auto support IoU {iou:.3}");
     assert!(iou > 0.6, "IoU {iou}");
+    // the same with a per-pixel noise map: written, said, and the fit still at its noise
+    std::fs::remove_dir_all(&out).unwrap();
+    let o = common::cli::bin()
+        .args(args(&["--ignore-nan", "--noise", "map"]))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let src = metrics["noise_floor_source"].as_str().unwrap();
+    assert!(src.contains("noise map"), "{src}");
+    let chi2_map = metrics["chi2_per_pixel"].as_f64().unwrap();
+    println!("with the noise map: chi2 {chi2_map:.3}");
+    assert!(chi2_map < 3.0, "chi2 {chi2_map}");
+    let nm = read_npy(out.join("noise_map.npy")).unwrap();
+    assert_eq!(nm.shape(), &[s.len() / nm.shape()[1], nm.shape()[1]]);
+    std::fs::remove_dir_all(&out).unwrap();
+    let o = common::cli::bin()
+        .args(args(&["--ignore-nan", "--noise", "lots"]))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(!out.exists());
 }

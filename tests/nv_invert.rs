@@ -5,8 +5,8 @@
 
 use magprior::nv::{
     amperes_to_mub_per_nm2, areal_magnetization, areal_magnetization_mub_nm2, auto_support,
-    diagnose, direction_from_angles, invert, noise_floor, Background, Filter, InversionConfig,
-    Level, NvForward, NvGeometry, SupportRule, MU0, MU_B,
+    diagnose, direction_from_angles, invert, noise_floor, noise_map, Background, Filter,
+    InversionConfig, Level, NvForward, NvGeometry, SupportRule, MU0, MU_B,
 };
 use magprior::{Rng, Tensor};
 use std::f64::consts::PI;
@@ -525,6 +525,56 @@ fn noise_floor_of_a_field_with_known_noise() {
         nf.sigma
     );
     assert!(noise_floor(&[f32::NAN; 4], 2, 2, None).is_err());
+}
+
+/// Noise that grows across the map (a scan noisier towards one side, as the measured CuCrP2S6
+/// map is towards its corner), on the exact field of a rectangle: the noise map follows the
+/// true level, the single global estimate does not, and chi^2 of the true field against the
+/// map is 1 everywhere.
+#[test]
+fn noise_map_follows_noise_that_is_not_stationary() {
+    let case = exact_case([0.0, 0.0, 1e6], 54.7, 45.0, 100e-9);
+    let (h, w) = (case.h, case.w);
+    let peak = case.bnv.iter().fold(0f32, |m, v| m.max(v.abs())) as f64;
+    // sigma from 0.5 % to 4 % of the peak, left to right
+    let level = |c: usize| peak * (0.005 + 0.035 * c as f64 / (w - 1) as f64);
+    let mut rng = Rng::new(5);
+    let noisy: Vec<f32> = case
+        .bnv
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| (v as f64 + level(i % w) * rng.normal()) as f32)
+        .collect();
+    let m = noise_map(&noisy, h, w, None, 21).unwrap();
+    let mut worst = 0f64;
+    let mut mean_err = (0.0, 0.0);
+    let mut chi2 = (0.0, 0.0);
+    for r in 0..h {
+        for c in 0..w {
+            let i = r * w + c;
+            let rel = m[i] / level(c) - 1.0;
+            // away from the map's left and right edges, where the window is one-sided
+            if (10..w - 10).contains(&c) {
+                worst = worst.max(rel.abs());
+                mean_err.0 += rel.abs();
+                mean_err.1 += 1.0;
+            }
+            let res = (noisy[i] - case.bnv[i]) as f64 / m[i];
+            chi2.0 += res * res;
+            chi2.1 += 1.0;
+        }
+    }
+    let global = noise_floor(&noisy, h, w, None).unwrap().sigma;
+    let chi2 = chi2.0 / chi2.1;
+    let mean_err = mean_err.0 / mean_err.1;
+    println!(
+        "noise map: mean relative error {mean_err:.3}, worst {worst:.3}; chi^2 of the true field {chi2:.3}; global estimate {global:.3e} for levels {:.3e}..{:.3e}",
+        level(0),
+        level(w - 1)
+    );
+    assert!(mean_err < 0.08 && worst < 0.35, "{mean_err} {worst}");
+    assert!((chi2 - 1.0).abs() < 0.1, "{chi2}");
+    assert!(noise_map(&noisy, h, w, None, 3).is_err());
 }
 
 #[test]

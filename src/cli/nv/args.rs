@@ -184,10 +184,12 @@ pub struct ReconArgs {
     /// tilts; `none` for synthetic maps).
     #[arg(long, value_enum, default_value_t = BackgroundArg::Plane)]
     pub background: BackgroundArg,
-    /// Noise level of the map (T) for chi^2 and the energy weight; default: estimated from the
-    /// map's pixel differences.
-    #[arg(long, value_parser = common::positive)]
-    pub noise: Option<f64>,
+    /// Noise level of the map (T) for chi^2 and the energy weight, or `map`: a per-pixel noise
+    /// map estimated from the map (31-px windows) that weights the fit and chi^2 (for noise that
+    /// is not stationary, e.g. scans noisier towards their corners); default: one level
+    /// estimated from the map's pixel differences.
+    #[arg(long, value_parser = noise_arg)]
+    pub noise: Option<NoiseArg>,
     /// Leave NaN / inf pixels (scan dropouts) out of the loss (without it they are an error).
     #[arg(long)]
     pub ignore_nan: bool,
@@ -223,6 +225,7 @@ pub struct ReconArgs {
     /// The energy model's unit vectors from the DIP network instead of trained directly.
     #[arg(long)]
     pub energy_network: bool,
+
     /// Mask file: .npy (2|3, H, W) signed per component, or an (H, W) support (.npy/.png/.tif)
     /// used with --mask-preset.
     #[arg(long, conflicts_with = "support")]
@@ -355,7 +358,11 @@ impl ReconArgs {
                 BackgroundArg::Offset => ModelBackground::Offset,
                 BackgroundArg::Plane => ModelBackground::Plane,
             },
-            noise: self.noise,
+            noise: match self.noise {
+                Some(NoiseArg::Level(s)) => Some(s),
+                _ => None,
+            },
+            noise_map: self.noise == Some(NoiseArg::Map),
             ignore_nan: self.ignore_nan,
             fit_axis: self.fit_axis,
             iters: self.iters,
@@ -489,4 +496,20 @@ pub fn parse_angles(s: &str) -> std::result::Result<(f64, f64), String> {
         DirectionSpec::Given { theta_deg, phi_deg } => Ok((theta_deg, phi_deg)),
         DirectionSpec::Fit { .. } => Err(format!("'{s}': give THETA,PHI in degrees")),
     }
+}
+
+/// `--noise`: a level in tesla or `map`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum NoiseArg {
+    /// One noise level (T).
+    Level(f64),
+    /// A per-pixel noise map estimated from the data.
+    Map,
+}
+
+fn noise_arg(s: &str) -> std::result::Result<NoiseArg, String> {
+    if s.eq_ignore_ascii_case("map") {
+        return Ok(NoiseArg::Map);
+    }
+    common::positive(s).map(NoiseArg::Level)
 }

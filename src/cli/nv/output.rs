@@ -203,6 +203,9 @@ pub fn write_outputs(
     if let Some(auto) = &job.auto {
         common::write_map(&f("support.npy"), &[h, w], &auto.support)?;
     }
+    if let Some(m) = &res.noise_map {
+        common::write_map(&f("noise_map.npy"), &[h, w], m)?;
+    }
     common::write_map(&f("bnv_model.npy"), &[h, w], &res.bnv_model)?;
     common::write_map(&f("mask.npy"), &[mask.channels, h, w], &mask.data)?;
     common::write_csv(
@@ -247,7 +250,9 @@ pub fn write_outputs(
         chi2_per_pixel: d.chi2_per_pixel,
         zero_field_chi2_per_pixel: d.zero_field_chi2_per_pixel,
         noise_floor_T: d.noise_floor_t,
-        noise_floor_source: if d.noise_estimated {
+        noise_floor_source: if d.noise_map {
+            "median of a per-pixel noise map (1.4826 MAD / sqrt 6 of second differences in 31-px windows, noise_map.npy); residuals and chi^2 are whitened by it"
+        } else if d.noise_estimated {
             "estimated from the map's pixel differences (1.4826 MAD / sqrt 2)"
         } else {
             "given (--noise)"

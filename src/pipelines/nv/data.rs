@@ -4,6 +4,12 @@
 //! onto span{1, x, y} over the valid pixels, the loss is `|(I - P)(data - model)|^2 / n`, the
 //! background is `P (data - model)`, and autodiff differentiates through the projection (the
 //! background is always the best one for the current magnetisation, without a learning rate).
+//!
+//! With per-pixel weights `W = sigma_ref / sigma(x, y)` (a noise map, for maps whose noise is
+//! not stationary) everything is done on whitened residuals: the loss is
+//! `|(I - P_W) W (data - model)|^2 / n` with `P_W` the projector onto span{W, W x, W y}, which is
+//! weighted least squares for the background and the magnetisation alike, and every residual
+//! the diagnostics see ([`Data::perp`]) is whitened, so chi^2 is per pixel against its own noise.
 
 use crate::engine::autograd::no_grad;
 use crate::engine::device::Device;
@@ -67,12 +73,17 @@ pub(crate) struct Data {
     basis: Option<Tensor>,
     /// The same on the host (K x h w), f64.
     basis_host: Vec<Vec<f64>>,
+    /// Per-pixel weights `sigma_ref / sigma` (1, 1, h, w) and on the host (None: uniform).
+    weight: Option<Tensor>,
+    weight_host: Option<Vec<f64>>,
     pub(crate) host: Vec<f32>,
     pub(crate) pixel: f64,
 }
 
 impl Data {
-    /// `bnv` (h, w) in tesla. NaN/inf pixels are an error unless `ignore_nan`.
+    /// `bnv` (h, w) in tesla. NaN/inf pixels are an error unless `ignore_nan`. `weights`
+    /// (h, w, positive): per-pixel `sigma_ref / sigma` (module docs).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         bnv: &[f32],
         h: usize,
@@ -80,6 +91,7 @@ impl Data {
         pixel: f64,
         background: Background,
         ignore_nan: bool,
+        weights: Option<&[f64]>,
         device: Device,
     ) -> Result<Data> {
         const OP: &str = "nv reconstruct";
@@ -99,6 +111,15 @@ impl Data {
                 ),
             ));
         }
+        if let Some(wt) = weights {
+            if wt.len() != h * w || wt.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
+                return Err(Error::arg(
+                    OP,
+                    "the noise weights must be positive and one per pixel",
+                ));
+            }
+        }
+        let wt = |i: usize| weights.map_or(1.0, |v| v[i]);
         if n_valid < 4 * background.terms().max(1) {
             return Err(Error::arg(OP, format!("only {n_valid} finite pixels")));
         }
@@ -122,11 +143,12 @@ impl Data {
                         return 0.0;
                     }
                     let (r, c) = ((i / w) as f64, (i % w) as f64);
-                    match j {
-                        0 => 1.0,
-                        1 => c - xc,
-                        _ => r - yc,
-                    }
+                    wt(i)
+                        * match j {
+                            0 => 1.0,
+                            1 => c - xc,
+                            _ => r - yc,
+                        }
                 })
                 .collect();
             for q in &basis_host {
@@ -145,6 +167,12 @@ impl Data {
                 Tensor::from_shape_vec(&[basis_host.len(), 1, h, w], flat)?.to_device(device)
             })
             .transpose()?;
+        let weight = weights
+            .map(|v| {
+                let f = v.iter().map(|&x| x as f32).collect();
+                Tensor::from_shape_vec(&[1, 1, h, w], f)?.to_device(device)
+            })
+            .transpose()?;
         Ok(Data {
             h,
             w,
@@ -154,6 +182,8 @@ impl Data {
             n_valid,
             basis,
             basis_host,
+            weight,
+            weight_host: weights.map(|v| v.to_vec()),
             host,
             pixel,
         })
@@ -169,17 +199,25 @@ impl Data {
     /// with its fitted background (detached). Without background and invalid pixels this is
     /// `mse_loss` itself.
     pub(crate) fn loss(&self, model: &Tensor) -> Result<(Tensor, Tensor)> {
-        if self.basis.is_none() && self.valid.is_none() {
+        if self.basis.is_none() && self.valid.is_none() && self.weight.is_none() {
             return Ok((model.mse_loss(&self.meas)?, model.detach()));
         }
         let mut r = self.meas.sub(model)?;
         if let Some(v) = &self.valid {
             r = r.mul(v)?;
         }
+        if let Some(wt) = &self.weight {
+            r = r.mul(wt)?;
+        }
         let (e, full) = match &self.basis {
             Some(b) => {
                 let p = self.project(b, &r)?;
-                let full = no_grad(|| model.detach().add(&p.detach()))?;
+                // the background in data units: P_W (W r) / W
+                let bg = match &self.weight {
+                    Some(wt) => no_grad(|| p.detach().div(wt))?,
+                    None => p.detach(),
+                };
+                let full = no_grad(|| model.detach().add(&bg))?;
                 (r.sub(&p)?, full)
             }
             None => (r, model.detach()),
@@ -193,7 +231,7 @@ impl Data {
         let r: Vec<f64> = (0..self.h * self.w)
             .map(|i| {
                 if self.valid_host[i] {
-                    (self.host[i] - model[i]) as f64
+                    (self.host[i] - model[i]) as f64 * self.weight_at(i)
                 } else {
                     0.0
                 }
@@ -204,6 +242,10 @@ impl Data {
             let c: f64 = q.iter().zip(&r).map(|(a, b)| a * b).sum();
             bg.iter_mut().zip(q).for_each(|(b, a)| *b += c * a);
         }
+        // whitened -> data units
+        bg.iter_mut()
+            .enumerate()
+            .for_each(|(i, b)| *b /= self.weight_at(i));
         let fit = self.plane_of(&bg);
         let full = model.iter().zip(&bg).map(|(&m, &b)| m + b as f32).collect();
         (full, fit)
@@ -254,10 +296,22 @@ impl Data {
             .collect()
     }
 
-    /// `(I - P) x` over the valid pixels (0 elsewhere), in f64.
+    /// The weight of pixel `i` (1 without a noise map).
+    pub(crate) fn weight_at(&self, i: usize) -> f64 {
+        self.weight_host.as_ref().map_or(1.0, |v| v[i])
+    }
+
+    /// `(I - P) W x` over the valid pixels (0 elsewhere), in f64: whitened when there are
+    /// weights.
     pub(crate) fn perp(&self, x: &[f32]) -> Vec<f64> {
         let mut r: Vec<f64> = (0..self.h * self.w)
-            .map(|i| if self.valid_host[i] { x[i] as f64 } else { 0.0 })
+            .map(|i| {
+                if self.valid_host[i] {
+                    x[i] as f64 * self.weight_at(i)
+                } else {
+                    0.0
+                }
+            })
             .collect();
         for q in &self.basis_host {
             let c: f64 = q.iter().zip(&r).map(|(a, b)| a * b).sum();
@@ -306,7 +360,17 @@ mod tests {
         let plane = |i: usize| 2e-5 + 3e-6 * ((i % w) as f32 - 4.0) - 1e-6 * ((i / w) as f32 - 3.5);
         let mut data: Vec<f32> = (0..h * w).map(|i| model[i] + plane(i)).collect();
         data[5] = f32::NAN;
-        let d = Data::new(&data, h, w, 1e-7, Background::Plane, true, Device::Cpu).unwrap();
+        let d = Data::new(
+            &data,
+            h,
+            w,
+            1e-7,
+            Background::Plane,
+            true,
+            None,
+            Device::Cpu,
+        )
+        .unwrap();
         let m = Tensor::from_shape_vec(&[1, 1, h, w], model.clone()).unwrap();
         let (loss, _) = d.loss(&m).unwrap();
         assert!(loss.to_scalar().unwrap() < 1e-16);
@@ -314,6 +378,16 @@ mod tests {
         assert!((fit.offset - 2e-5).abs() < 1e-9, "{fit:?}");
         assert!((fit.slope_x - 3e-6 / 1e-7).abs() < 1e-2 * 30.0, "{fit:?}");
         assert!((fit.slope_y + 1e-6 / 1e-7).abs() < 1e-2 * 10.0, "{fit:?}");
-        assert!(Data::new(&data, h, w, 1e-7, Background::Plane, false, Device::Cpu).is_err());
+        assert!(Data::new(
+            &data,
+            h,
+            w,
+            1e-7,
+            Background::Plane,
+            false,
+            None,
+            Device::Cpu
+        )
+        .is_err());
     }
 }

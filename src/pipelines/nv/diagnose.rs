@@ -47,6 +47,8 @@ pub struct NvDiagnostics {
     pub noise_floor_t: f64,
     /// Whether it was estimated from the map (else given).
     pub noise_estimated: bool,
+    /// Whether a per-pixel noise map weighted the fit and chi^2 (`noise_floor_t` is its median).
+    pub noise_map: bool,
     /// chi^2 per valid pixel of the returned state.
     pub chi2_per_pixel: f64,
     /// chi^2 per pixel of the zero field (with the best background alone).
@@ -335,6 +337,7 @@ pub(crate) fn diagnose(
     Ok(NvDiagnostics {
         noise_floor_t: sigma,
         noise_estimated: cfg.noise.is_none(),
+        noise_map: cfg.noise_map,
         chi2_per_pixel: chi2,
         zero_field_chi2_per_pixel: chi2_zero,
         lowk_excess: lowk,

@@ -113,6 +113,10 @@ pub struct NvReconConfig {
     pub ignore_nan: bool,
     /// The noise level of the map (T); `None`: estimated from it (`noise_floor`).
     pub noise: Option<f64>,
+    /// Weight the data term and chi^2 by a per-pixel noise map estimated from the map
+    /// ([`noise_map`](crate::physics::nv::noise::noise_map), 31-px windows): for maps whose noise
+    /// is not stationary. Excludes `noise`.
+    pub noise_map: bool,
     /// Train the standoff as a scalar (own Adam, lr in nm per step).
     pub fit_standoff: bool,
     /// Learning rate of the standoff (nm).
@@ -145,6 +149,7 @@ impl Default for NvReconConfig {
             background: Background::None,
             ignore_nan: false,
             noise: None,
+            noise_map: false,
             fit_standoff: false,
             standoff_lr: 0.2,
             fit_axis: false,
@@ -179,6 +184,12 @@ impl NvReconConfig {
         }
         if !(self.angle_lr_deg.is_finite() && self.angle_lr_deg > 0.0) {
             return Err(Error::arg(OP, "the angle learning rate must be positive"));
+        }
+        if self.noise_map && self.noise.is_some() {
+            return Err(Error::arg(
+                OP,
+                "a given noise level and a noise map exclude each other",
+            ));
         }
         if let Some(s) = self.noise {
             if !(s.is_finite() && s > 0.0) {
@@ -273,6 +284,8 @@ pub struct NvResult {
     /// Residual against the noise floor, warnings, the null-space test, the standoff's
     /// uncertainty.
     pub diagnostics: NvDiagnostics,
+    /// The per-pixel noise map (T, (h, w)) when one weighted the fit.
+    pub noise_map: Option<Vec<f32>>,
 }
 
 /// Which scalars an objective reports after `[power, misfit]`, and where.
@@ -464,6 +477,9 @@ impl FitOutcome {
     }
 }
 
+/// Window (pixels) of the noise map.
+const NOISE_WINDOW: usize = 31;
+
 /// Iterations in which the direction model's network learns the classical inversion before it
 /// sees the data.
 const PRETRAIN_ITERS: usize = 200;
@@ -591,6 +607,20 @@ pub fn reconstruct(
             ),
         ));
     }
+    // a per-pixel noise map (its median the reference level, the weights sigma_ref / sigma)
+    let noise_map = if cfg.noise_map {
+        let finite: Vec<bool> = bnv.iter().map(|v| v.is_finite()).collect();
+        let m = crate::physics::nv::noise::noise_map(bnv, h, w, Some(&finite), NOISE_WINDOW)?;
+        let mut sorted = m.clone();
+        sorted.sort_by(|a, b| a.total_cmp(b));
+        let reference = sorted[sorted.len() / 2];
+        Some((m, reference))
+    } else {
+        None
+    };
+    let weights: Option<Vec<f64>> = noise_map
+        .as_ref()
+        .map(|(m, r)| m.iter().map(|s| r / s).collect());
     let data = Data::new(
         bnv,
         h,
@@ -598,6 +628,7 @@ pub fn reconstruct(
         cfg.geom.pixel,
         cfg.background,
         cfg.ignore_nan,
+        weights.as_deref(),
         cfg.device,
     )?;
     let support: Vec<f32> = mask.support().iter().map(|&b| b as u8 as f32).collect();
@@ -605,9 +636,19 @@ pub fn reconstruct(
         return Err(Error::arg(OP, "the support is empty"));
     }
     let mut notes = Vec::new();
-    let sigma = match cfg.noise {
-        Some(s) => s,
-        None => {
+    let sigma = match (cfg.noise, &noise_map) {
+        (_, Some((m, reference))) => {
+            let (lo, hi) = m
+                .iter()
+                .fold((f64::INFINITY, 0f64), |(a, b), &v| (a.min(v), b.max(v)));
+            notes.push(format!(
+                "noise map ({NOISE_WINDOW}-px windows): {:.3e} to {:.3e} T, median {:.3e} T; the data term and chi^2 are weighted by it",
+                lo, hi, reference
+            ));
+            diagnose::usable_sigma(*reference, &data, &mut notes)
+        }
+        (Some(s), None) => s,
+        (None, None) => {
             let nf = noise_floor(bnv, h, w, Some(&data.valid_host))?;
             diagnose::usable_sigma(nf.sigma, &data, &mut notes)
         }
@@ -742,5 +783,6 @@ pub fn reconstruct(
         scan,
         energy: run.energy,
         diagnostics,
+        noise_map: noise_map.map(|(m, _)| m.into_iter().map(|v| v as f32).collect()),
     })
 }

@@ -212,6 +212,7 @@ pub fn support_scan(
         geom.pixel,
         Background::Plane,
         ignore_nan,
+        None,
         Device::Cpu,
     )?;
     let fwd = NvForward::new(h, w, geom)?;
