@@ -74,6 +74,43 @@ pub struct FlipPhases {
     pub shift: (f64, f64),
 }
 
+/// Checks a focal series: one defocus per image, every image `n` finite pixels, finite defoci.
+pub(crate) fn check_series(
+    op: &'static str,
+    images: &[&[f32]],
+    defoci: &[f64],
+    n: usize,
+) -> Result<()> {
+    if images.len() != defoci.len() {
+        return Err(Error::arg(
+            op,
+            format!(
+                "{} images but {} defocus values",
+                images.len(),
+                defoci.len()
+            ),
+        ));
+    }
+    for (k, (im, df)) in images.iter().zip(defoci).enumerate() {
+        if im.len() != n {
+            return Err(Error::arg(
+                op,
+                format!("image {k} has {} pixels, expected {n}", im.len()),
+            ));
+        }
+        if let Some(i) = im.iter().position(|v| !v.is_finite()) {
+            return Err(Error::arg(
+                op,
+                format!("image {k}: non-finite pixel at {i}"),
+            ));
+        }
+        if !df.is_finite() {
+            return Err(Error::arg(op, format!("defocus {k} is not finite")));
+        }
+    }
+    Ok(())
+}
+
 /// The least-squares slope `dI/d(df)` per pixel (intensity per pixel of defocus) of a series,
 /// `I0`, and the index of the in-focus image when there is one.
 fn derivative(
@@ -91,33 +128,7 @@ fn derivative(
             ),
         ));
     }
-    if images.len() != defoci_px.len() {
-        return Err(Error::arg(
-            OP,
-            format!(
-                "{} images but {} defocus values",
-                images.len(),
-                defoci_px.len()
-            ),
-        ));
-    }
-    for (k, im) in images.iter().enumerate() {
-        if im.len() != n {
-            return Err(Error::arg(
-                OP,
-                format!("image {k} has {} pixels, image 0 has {n}", im.len()),
-            ));
-        }
-        if let Some(i) = im.iter().position(|v| !v.is_finite()) {
-            return Err(Error::arg(
-                OP,
-                format!("image {k}: non-finite pixel at {i}"),
-            ));
-        }
-        if !defoci_px[k].is_finite() {
-            return Err(Error::arg(OP, format!("defocus {k} is not finite")));
-        }
-    }
+    check_series(OP, images, defoci_px, n)?;
     let mean_df = defoci_px.iter().sum::<f64>() / defoci_px.len() as f64;
     let sxx: f64 = defoci_px.iter().map(|d| (d - mean_df).powi(2)).sum();
     let span = defoci_px.iter().cloned().fold(f64::NEG_INFINITY, f64::max)

@@ -20,7 +20,7 @@ use crate::optim::AdamW;
 use crate::physics::ltem::forward::LtemForward;
 use crate::physics::ltem::optics::{interaction_constant, Microscope};
 use crate::physics::ltem::sitie::{min_subtracted, sitie};
-use crate::physics::ltem::tie::{tie, TieConfig};
+use crate::physics::ltem::tie::{check_series, tie, TieConfig};
 use crate::physics::signal::{gaussian_filter, Boundary};
 use crate::rng::Rng;
 use amplitude::phi_e_of;
@@ -204,39 +204,19 @@ impl Siprad {
         const OP: &str = "siprad";
         cfg.validate()?;
         mic.validate()?;
-        if images.is_empty() || images.len() != defoci_nm.len() {
+        if images.is_empty() || h < 2 || w < 2 {
             return Err(Error::arg(
                 OP,
-                format!(
-                    "{} images but {} defocus values",
-                    images.len(),
-                    defoci_nm.len()
-                ),
+                format!("{} images of {h}x{w}", images.len()),
             ));
         }
+        check_series(OP, images, defoci_nm, h * w)?;
         if images.len() == 1 {
             let m = Microscope {
                 defocus: defoci_nm[0],
                 ..mic.clone()
             };
             cfg.validate_with(&m)?;
-        }
-        for (k, image) in images.iter().enumerate() {
-            if image.len() != h * w || h < 2 || w < 2 {
-                return Err(Error::arg(
-                    OP,
-                    format!("image {k}: {} values for {h}x{w}", image.len()),
-                ));
-            }
-            if let Some(i) = image.iter().position(|v| !v.is_finite()) {
-                return Err(Error::arg(
-                    OP,
-                    format!("image {k}: non-finite pixel at {i}"),
-                ));
-            }
-            if !defoci_nm[k].is_finite() {
-                return Err(Error::arg(OP, format!("defocus {k} is not finite")));
-            }
         }
         if state.net.config() != &cfg.network() {
             return Err(Error::arg(
