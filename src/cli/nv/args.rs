@@ -96,6 +96,8 @@ pub enum BackgroundArg {
     Offset,
     /// An offset and a linear plane.
     Plane,
+    /// A polynomial in x and y of total degree --background-degree (long-wavelength drifts).
+    Poly,
 }
 
 /// `--ms`: a value in A/m or `auto`.
@@ -184,6 +186,9 @@ pub struct ReconArgs {
     /// tilts; `none` for synthetic maps).
     #[arg(long, value_enum, default_value_t = BackgroundArg::Plane)]
     pub background: BackgroundArg,
+    /// Total degree of `--background poly` (1 to 10).
+    #[arg(long, default_value_t = 3)]
+    pub background_degree: usize,
     /// Noise level of the map (T) for chi^2 and the energy weight, or `map`: a per-pixel noise
     /// map estimated from the map (31-px windows) that weights the fit and chi^2 (for noise that
     /// is not stationary, e.g. scans noisier towards their corners); default: one level
@@ -357,6 +362,7 @@ impl ReconArgs {
                 BackgroundArg::None => ModelBackground::None,
                 BackgroundArg::Offset => ModelBackground::Offset,
                 BackgroundArg::Plane => ModelBackground::Plane,
+                BackgroundArg::Poly => ModelBackground::Poly(self.background_degree),
             },
             noise: match self.noise {
                 Some(NoiseArg::Level(s)) => Some(s),

@@ -27,6 +27,8 @@ pub enum Background {
     Offset,
     /// An offset and a linear plane.
     Plane,
+    /// A polynomial in x and y of this total degree (long-wavelength drifts; 1 = `Plane`).
+    Poly(usize),
 }
 
 impl Background {
@@ -35,7 +37,20 @@ impl Background {
             Background::None => 0,
             Background::Offset => 1,
             Background::Plane => 3,
+            Background::Poly(d) => (d + 1) * (d + 2) / 2,
         }
+    }
+
+    /// The exponents (of x, of y) of term `j`: 1, x, y, x^2, x y, y^2, x^3, ...
+    fn exponents(j: usize) -> (i32, i32) {
+        let mut d = 0;
+        let mut first = 0;
+        while first + d + 1 <= j {
+            first += d + 1;
+            d += 1;
+        }
+        let k = (j - first) as i32;
+        (d as i32 - k, k)
     }
 }
 
@@ -142,13 +157,11 @@ impl Data {
                     if !valid_host[i] {
                         return 0.0;
                     }
-                    let (r, c) = ((i / w) as f64, (i % w) as f64);
-                    wt(i)
-                        * match j {
-                            0 => 1.0,
-                            1 => c - xc,
-                            _ => r - yc,
-                        }
+                    // coordinates scaled to about [-1, 1] so that high powers stay conditioned
+                    let s = 0.5 * (h.max(w) as f64 - 1.0).max(1.0);
+                    let (y, x) = (((i / w) as f64 - yc) / s, ((i % w) as f64 - xc) / s);
+                    let (ex, ey) = Background::exponents(j);
+                    wt(i) * x.powi(ex) * y.powi(ey)
                 })
                 .collect();
             for q in &basis_host {
@@ -351,6 +364,48 @@ impl Data {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A cubic drift is projected out exactly by `Poly(3)` and not by `Plane`; the term order.
+    #[test]
+    fn polynomial_background_is_projected_out() {
+        assert_eq!(Background::exponents(0), (0, 0));
+        assert_eq!(Background::exponents(2), (0, 1));
+        assert_eq!(Background::exponents(5), (0, 2));
+        assert_eq!(Background::exponents(6), (3, 0));
+        assert_eq!(Background::Poly(3).terms(), 10);
+        let (h, w) = (12, 15);
+        let model: Vec<f32> = (0..h * w).map(|i| ((i * 7) % 5) as f32 * 1e-4).collect();
+        let drift = |i: usize| {
+            let (x, y) = ((i % w) as f32 / 7.0 - 1.0, (i / w) as f32 / 5.5 - 1.0);
+            1e-5 * (1.0 + x - 0.5 * y + 0.3 * x * x * y - 0.2 * y * y * y)
+        };
+        let data: Vec<f32> = (0..h * w).map(|i| model[i] + drift(i)).collect();
+        let m = Tensor::from_shape_vec(&[1, 1, h, w], model.clone()).unwrap();
+        let cubic = Data::new(
+            &data,
+            h,
+            w,
+            1e-7,
+            Background::Poly(3),
+            false,
+            None,
+            Device::Cpu,
+        )
+        .unwrap();
+        assert!(cubic.loss(&m).unwrap().0.to_scalar().unwrap() < 1e-17);
+        let plane = Data::new(
+            &data,
+            h,
+            w,
+            1e-7,
+            Background::Plane,
+            false,
+            None,
+            Device::Cpu,
+        )
+        .unwrap();
+        assert!(plane.loss(&m).unwrap().0.to_scalar().unwrap() > 1e-14);
+    }
 
     /// A plane added to a map is found exactly, and the loss of the right model is then zero.
     #[test]

@@ -185,6 +185,14 @@ impl NvReconConfig {
         if !(self.angle_lr_deg.is_finite() && self.angle_lr_deg > 0.0) {
             return Err(Error::arg(OP, "the angle learning rate must be positive"));
         }
+        if let Background::Poly(d) = self.background {
+            if !(1..=10).contains(&d) {
+                return Err(Error::arg(
+                    OP,
+                    format!("the background polynomial's degree must be 1 to 10, got {d}"),
+                ));
+            }
+        }
         if self.noise_map && self.noise.is_some() {
             return Err(Error::arg(
                 OP,
