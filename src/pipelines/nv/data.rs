@@ -45,7 +45,7 @@ impl Background {
     fn exponents(j: usize) -> (i32, i32) {
         let mut d = 0;
         let mut first = 0;
-        while first + d + 1 <= j {
+        while first + d < j {
             first += d + 1;
             d += 1;
         }
