@@ -154,18 +154,11 @@ pub fn noise_floor(map: &[f32], h: usize, w: usize, valid: Option<&[bool]>) -> R
     // second differences b(i-1) - 2 b(i) + b(i+1) (variance 6 sigma^2): a field's gradient
     // cancels, so steep but smooth structure (edges seen at a standoff of a few pixels) adds
     // less than to the first differences; the smaller of the two is the less biased
-    let mut d2 = Vec::new();
-    for r in 0..h {
-        for c in 0..w {
-            let i = r * w + c;
-            if c >= 1 && c + 1 < w && ok[i - 1] && ok[i] && ok[i + 1] {
-                d2.push(map[i - 1] as f64 - 2.0 * map[i] as f64 + map[i + 1] as f64);
-            }
-            if r >= 1 && r + 1 < h && ok[i - w] && ok[i] && ok[i + w] {
-                d2.push(map[i - w] as f64 - 2.0 * map[i] as f64 + map[i + w] as f64);
-            }
-        }
-    }
+    let mut d2: Vec<f64> = second_differences(map, h, w, &ok)
+        .into_iter()
+        .flatten()
+        .filter(|v| v.is_finite())
+        .collect();
     // sigma_from_differences divides by sqrt 2; the second difference needs sqrt 6
     let sigma_diff2 = sigma_from_differences(&mut d2).map(|s| s / 3f64.sqrt());
     let nvalid = ok.iter().filter(|&&v| v).count();
@@ -179,6 +172,25 @@ pub fn noise_floor(map: &[f32], h: usize, w: usize, valid: Option<&[bool]>) -> R
         pairs: nx + ny,
         valid: nvalid,
     })
+}
+
+/// The second differences `b(i-1) - 2 b(i) + b(i+1)` centred on each pixel, along x and along
+/// y, over valid pixels (NaN where the three pixels are not all valid or the pixel is on the
+/// map's edge).
+fn second_differences(map: &[f32], h: usize, w: usize, ok: &[bool]) -> Vec<[f64; 2]> {
+    let mut d2 = vec![[f64::NAN; 2]; h * w];
+    for r in 0..h {
+        for c in 0..w {
+            let i = r * w + c;
+            if c >= 1 && c + 1 < w && ok[i - 1] && ok[i] && ok[i + 1] {
+                d2[i][0] = map[i - 1] as f64 - 2.0 * map[i] as f64 + map[i + 1] as f64;
+            }
+            if r >= 1 && r + 1 < h && ok[i - w] && ok[i] && ok[i + w] {
+                d2[i][1] = map[i - w] as f64 - 2.0 * map[i] as f64 + map[i + w] as f64;
+            }
+        }
+    }
+    d2
 }
 
 /// The unnormalised spectrum of the valid pixels (others zero) and `|q|` per coefficient
@@ -250,19 +262,7 @@ pub fn noise_map(
         ));
     }
     let ok = validity("noise map", map, h, w, valid)?;
-    // |second differences| centred on each pixel, along x and y (NaN where not defined)
-    let mut d2 = vec![[f64::NAN; 2]; h * w];
-    for r in 0..h {
-        for c in 0..w {
-            let i = r * w + c;
-            if c >= 1 && c + 1 < w && ok[i - 1] && ok[i] && ok[i + 1] {
-                d2[i][0] = map[i - 1] as f64 - 2.0 * map[i] as f64 + map[i + 1] as f64;
-            }
-            if r >= 1 && r + 1 < h && ok[i - w] && ok[i] && ok[i + w] {
-                d2[i][1] = map[i - w] as f64 - 2.0 * map[i] as f64 + map[i + w] as f64;
-            }
-        }
-    }
+    let d2 = second_differences(map, h, w, &ok);
     let sigma_of = |v: &mut Vec<f64>| -> f64 {
         sigma_from_differences(v).map_or(f64::NAN, |s| s / 3f64.sqrt())
     };

@@ -151,15 +151,15 @@ impl Data {
         // Gram-Schmidt of 1, x, y over the valid pixels
         let mut basis_host: Vec<Vec<f64>> = Vec::new();
         let (xc, yc) = ((w as f64 - 1.0) / 2.0, (h as f64 - 1.0) / 2.0);
+        // coordinates scaled to about [-1, 1] so that high powers stay conditioned
+        let scale = 0.5 * (h.max(w) as f64 - 1.0).max(1.0);
         for j in 0..background.terms() {
             let mut v: Vec<f64> = (0..h * w)
                 .map(|i| {
                     if !valid_host[i] {
                         return 0.0;
                     }
-                    // coordinates scaled to about [-1, 1] so that high powers stay conditioned
-                    let s = 0.5 * (h.max(w) as f64 - 1.0).max(1.0);
-                    let (y, x) = (((i / w) as f64 - yc) / s, ((i % w) as f64 - xc) / s);
+                    let (y, x) = (((i / w) as f64 - yc) / scale, ((i % w) as f64 - xc) / scale);
                     let (ex, ey) = Background::exponents(j);
                     wt(i) * x.powi(ex) * y.powi(ey)
                 })
