@@ -49,9 +49,10 @@ pub use crate::physics::nv::support::{
 };
 pub use crate::physics::nv::synthetic;
 pub use crate::pipelines::nv::{
-    reconstruct, support_scan, Background as ModelBackground, BackgroundFit, Circulation,
-    DirectionScan, DirectionSpec, EnergyConfig, EnergyReport, IterStats, NvDiagnostics, NvModel,
-    NvReconConfig, NvResult, NvTarget, Start, StartOutcome, SupportScan, UnitParametrisation,
+    reconstruct, support_from_spec, support_scan, Background as ModelBackground, BackgroundFit,
+    Circulation, DirectionScan, DirectionSpec, EnergyConfig, EnergyReport, IterStats,
+    NvDiagnostics, NvModel, NvReconConfig, NvResult, NvTarget, Start, StartOutcome, SupportFrom,
+    SupportScan, UnitParametrisation,
 };
 pub use crate::pipelines::sweep::{
     sweep, Significance, SweepConfig, SweepPoint, SweepResult, SweepRow,

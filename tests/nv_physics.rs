@@ -244,3 +244,51 @@ fn in_plane_nv_axis_needs_and_gets_regularisation() {
         chosen.eps
     );
 }
+
+#[test]
+fn support_specs_resolve_to_shapes_rules_or_nothing() {
+    use magprior::nv::{support_from_spec, SupportFrom};
+    let (h, w) = (32, 32);
+    let geom = NvGeometry {
+        pixel: 5e-9,
+        ..Default::default()
+    };
+    let zero = vec![0f32; h * w];
+    // a shape: the same support the mask module draws, no data needed
+    let s = support_from_spec("ellipse:40nm,20nm", &zero, h, w, &geom, None, false)
+        .unwrap()
+        .unwrap();
+    assert!(matches!(s, SupportFrom::Shape(_)) && s.auto().is_none());
+    let area = s.support().iter().sum::<f32>();
+    let exact = std::f32::consts::PI * 8.0 * 4.0;
+    assert!((area / exact - 1.0).abs() < 0.15, "{area} vs {exact}");
+    // anything else is not a spec (the caller reads it as a file name)
+    assert!(
+        support_from_spec("sup.npy", &zero, h, w, &geom, None, false)
+            .unwrap()
+            .is_none()
+    );
+    // an unknown rule is an error naming it
+    let e = support_from_spec("auto:magic", &zero, h, w, &geom, None, false).unwrap_err();
+    assert!(e.to_string().contains("auto:magic"), "{e}");
+    // a rule from data: an out-of-plane square found along z
+    let mut m = vec![0f32; 3 * h * w];
+    for r in 10..22 {
+        for c in 10..22 {
+            m[2 * h * w + r * w + c] = 8e5;
+        }
+    }
+    let bnv = NvForward::new(h, w, &geom)
+        .unwrap()
+        .bnv(&Tensor::from_shape_vec(&[1, 3, h, w], m).unwrap())
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    let found = support_from_spec("auto", &bnv, h, w, &geom, Some([0.0, 0.0, 1.0]), false)
+        .unwrap()
+        .unwrap();
+    assert!(matches!(found, SupportFrom::Rule(_)));
+    let inside = found.support()[16 * w + 16];
+    let corner = found.support()[0];
+    assert!(inside == 1.0 && corner == 0.0);
+}

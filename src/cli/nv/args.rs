@@ -5,7 +5,7 @@ use anyhow::{anyhow, Result};
 use clap::{Args, ValueEnum};
 use magprior::nv::{
     mask, AutoSupport, DirectionSpec, EnergyConfig, MaskSpec, Material, ModelBackground,
-    NvGeometry, NvModel, NvReconConfig, NvTarget, Preset, SupportRule, UnitParametrisation,
+    NvGeometry, NvModel, NvReconConfig, NvTarget, Preset, SupportFrom, UnitParametrisation,
 };
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -416,37 +416,19 @@ impl Problem {
         let mut auto = None;
         let masks = match (&a.mask, &a.support) {
             (Some(p), _) => from_file(p)?,
-            (None, Some(spec)) if spec == "auto" || spec.starts_with("auto:") => {
+            (None, Some(spec)) => {
                 let given = match a.direction {
                     Some(DirectionSpec::Given { theta_deg, phi_deg }) => {
                         Some(magprior::nv::direction_from_angles(theta_deg, phi_deg))
                     }
                     _ => None,
                 };
-                let rule = match (spec.as_str(), given) {
-                    ("auto" | "auto:inversion", Some(direction)) => {
-                        Some(SupportRule::Inversion { direction })
-                    }
-                    ("auto" | "auto:scan", None) => None,
-                    ("auto:scan", Some(_)) => None,
-                    ("auto:gradient", _) => Some(SupportRule::Gradient),
-                    ("auto:inversion", None) => Some(SupportRule::Inversion {
-                        direction: [0.0, 0.0, 1.0],
-                    }),
-                    (other, _) => anyhow::bail!(
-                        "--support {other}: expected auto, auto:scan, auto:gradient or auto:inversion"
-                    ),
-                };
-                let fail =
-                    |e: magprior::Error| anyhow!("{}: automatic support: {e}", a.bnv.display());
-                let found = match rule {
-                    Some(rule) => {
-                        magprior::nv::auto_support(&bnv, h, w, &geom, rule).map_err(fail)?
-                    }
-                    None => {
-                        let sc = magprior::nv::support_scan(&bnv, h, w, &geom, a.ignore_nan)
-                            .map_err(fail)?;
-                        if !a.quiet {
+                let found =
+                    magprior::nv::support_from_spec(spec, &bnv, h, w, &geom, given, a.ignore_nan)
+                        .map_err(|e| anyhow!("{}: {e}", a.bnv.display()))?;
+                match found {
+                    Some(found) => {
+                        if let (SupportFrom::Scan(sc), false) = (&found, a.quiet) {
                             eprintln!(
                                 "support: from the classical inversion along theta {:.1}, phi {:.1} deg (the best of {} directions; misfit {:.3} of the zero field's), {:.1} % of the map",
                                 sc.direction.0,
@@ -456,22 +438,17 @@ impl Problem {
                                 100.0 * sc.support.area_fraction
                             );
                         }
-                        sc.support
+                        auto = found.auto().cloned();
+                        mask::MaskFile::Support(found.support().to_vec())
                     }
-                };
-                let s = found.support.clone();
-                auto = Some(found);
-                mask::MaskFile::Support(s)
+                    None => match from_file(Path::new(spec))? {
+                        mask::MaskFile::Support(s) => mask::MaskFile::Support(s),
+                        mask::MaskFile::Mask(_) => anyhow::bail!(
+                            "{spec}: a support must be (H, W); give a (2|3, H, W) mask with --mask"
+                        ),
+                    },
+                }
             }
-            (None, Some(spec)) => match mask::parse_support_shape(spec, h, w, geom.pixel)? {
-                Some(s) => mask::MaskFile::Support(s),
-                None => match from_file(Path::new(spec))? {
-                    mask::MaskFile::Support(s) => mask::MaskFile::Support(s),
-                    mask::MaskFile::Mask(_) => anyhow::bail!(
-                        "{spec}: a support must be (H, W); give a (2|3, H, W) mask with --mask"
-                    ),
-                },
-            },
             (None, None) => {
                 anyhow::bail!("give --mask FILE or --support (FILE | ellipse:RX,RY | rect:AX,AY)")
             }

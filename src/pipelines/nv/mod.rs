@@ -23,7 +23,7 @@ mod scan;
 pub use data::{Background, BackgroundFit};
 pub use diagnose::{Circulation, NvDiagnostics};
 pub use energy_fit::{EnergyConfig, EnergyReport, Start, StartOutcome, UnitParametrisation};
-pub use scan::{support_scan, DirectionScan, SupportScan};
+pub use scan::{support_from_spec, support_scan, DirectionScan, SupportFrom, SupportScan};
 
 use crate::engine::device::Device;
 use crate::engine::tensor::Tensor;

@@ -258,3 +258,76 @@ pub fn support_scan(
         tried,
     })
 }
+
+/// A support resolved from its textual spec ([`support_from_spec`]).
+#[derive(Clone, Debug)]
+pub enum SupportFrom {
+    /// `ellipse:RX,RY[,DEG]` or `rect:AX,AY`: the support (H, W), 1 inside.
+    Shape(Vec<f32>),
+    /// `auto:gradient`, `auto:inversion`, or `auto` with a known direction: one rule's support.
+    Rule(AutoSupport),
+    /// `auto` / `auto:scan` without a direction: the best direction's support of a scan.
+    Scan(SupportScan),
+}
+
+impl SupportFrom {
+    /// The support (H, W): 1 inside, 0 outside.
+    pub fn support(&self) -> &[f32] {
+        match self {
+            SupportFrom::Shape(s) => s,
+            SupportFrom::Rule(a) => &a.support,
+            SupportFrom::Scan(s) => &s.support.support,
+        }
+    }
+
+    /// The automatic support's details (threshold, score map), when it was found from the data.
+    pub fn auto(&self) -> Option<&AutoSupport> {
+        match self {
+            SupportFrom::Shape(_) => None,
+            SupportFrom::Rule(a) => Some(a),
+            SupportFrom::Scan(s) => Some(&s.support),
+        }
+    }
+}
+
+/// The support a spec names (what `nv reconstruct --support` takes besides a file):
+/// `ellipse:RX,RY[,DEG]` / `rect:AX,AY` (semi-axes with units, centred in the map), or `auto`
+/// (the classical inversion along `direction` thresholded when one is given, else
+/// [`support_scan`]), `auto:scan`, `auto:gradient`, `auto:inversion` (along `direction`, else
+/// z). `Ok(None)` when the spec is none of these (the caller may read it as a file name).
+pub fn support_from_spec(
+    spec: &str,
+    bnv: &[f32],
+    h: usize,
+    w: usize,
+    geom: &NvGeometry,
+    direction: Option<[f64; 3]>,
+    ignore_nan: bool,
+) -> Result<Option<SupportFrom>> {
+    if spec != "auto" && !spec.starts_with("auto:") {
+        return Ok(
+            crate::physics::nv::mask::parse_support_shape(spec, h, w, geom.pixel)?
+                .map(SupportFrom::Shape),
+        );
+    }
+    let rule = match (spec, direction) {
+        ("auto" | "auto:inversion", Some(direction)) => Some(SupportRule::Inversion { direction }),
+        ("auto" | "auto:scan", _) => None,
+        ("auto:gradient", _) => Some(SupportRule::Gradient),
+        ("auto:inversion", None) => Some(SupportRule::Inversion {
+            direction: [0.0, 0.0, 1.0],
+        }),
+        (other, _) => {
+            return Err(Error::arg(
+                "support",
+                format!("{other}: expected auto, auto:scan, auto:gradient or auto:inversion"),
+            ))
+        }
+    };
+    Ok(Some(match rule {
+        Some(rule) => SupportFrom::Rule(crate::physics::nv::support::auto_support(
+            bnv, h, w, geom, rule,
+        )?),
+        None => SupportFrom::Scan(support_scan(bnv, h, w, geom, ignore_nan)?),
+    }))
+}
