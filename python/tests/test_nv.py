@@ -245,3 +245,32 @@ def test_gpu_matches_cpu():
     scale = np.abs(c.magnetization).max()
     assert scale > 0 and np.abs(g.magnetization - c.magnetization).max() < 1e-2 * scale
     assert np.abs(g.bnv_model - c.bnv_model).max() < 1e-2 * np.abs(c.bnv_model).max()
+
+
+def test_ctrl_c_stops_a_run_and_returns_the_result_so_far(tmp_path):
+    # a real SIGINT, as a terminal's Ctrl-C or Jupyter's "interrupt kernel" sends it
+    import signal
+    import subprocess
+    import sys
+
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import sys, numpy as np, magprior\n"
+        "d = magprior.nv.demo_landau(64)\n"
+        "def cb(stage, it, total, loss, info):\n"
+        "    if it == 2:\n"
+        "        print('running', flush=True)\n"
+        "r = magprior.nv.reconstruct(d['bnv'], pixel=5e-9, support=d['support'], iters=100000,\n"
+        "                            device='cpu', progress=cb)\n"
+        "print('stop', r.stop_reason, len(r.history['loss']), np.isfinite(r.magnetization).all(), flush=True)\n"
+    )
+    p = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert p.stdout is not None
+    assert p.stdout.readline().strip() == "running"
+    time.sleep(0.5)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    words = out.split()
+    assert words[:2] == ["stop", "interrupted"] and 2 < int(words[2]) < 100000 and words[3] == "True", out
+    assert "interrupted" in err  # the MagpriorWarning
