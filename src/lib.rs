@@ -42,6 +42,7 @@ mod rng;
 pub mod units;
 
 pub use physics::signal;
+pub use pipelines::ensemble;
 
 pub use engine::autograd::{is_grad_enabled, no_grad, GradStore};
 pub use engine::device::{AdapterSummary, Device, DeviceChoice};

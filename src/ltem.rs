@@ -16,7 +16,9 @@ pub use crate::physics::ltem::tie::{
     mirror, tie, tie_flip, FlipAxis, FlipPhases, TieConfig, TieIntensity,
 };
 pub use crate::physics::ltem::tilt::{magnetic_phase_tilted, magnetic_phase_tilted_volume, Tilt};
+pub use crate::pipelines::ensemble::{member_seed, Spread};
 pub use crate::pipelines::siprad::{
-    dual_valued, reconstruct, reconstruct_focal_series, reconstruct_series, threshold_amplitude,
-    AmplitudeMode, Siprad, SipradConfig, SipradResult, SipradState, Stage, Stats,
+    dual_valued, reconstruct, reconstruct_ensemble, reconstruct_focal_series, reconstruct_series,
+    threshold_amplitude, AmplitudeMode, Siprad, SipradConfig, SipradEnsemble, SipradResult,
+    SipradState, Stage, Stats,
 };

@@ -521,3 +521,68 @@ fn ctrl_c_stops_cleanly_and_keeps_results() {
     common::cli::interrupt_and_check(&args, &out, "phase.npy");
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn ensemble_writes_the_mean_the_spread_and_the_coverage() {
+    let d = tmpdir_here("ensemble");
+    let (img, truth) = small_problem(&d);
+    let out = d.join("ens");
+    let mut a: Vec<String> = [
+        "ltem",
+        "reconstruct",
+        "--image",
+        p(&img),
+        "--truth",
+        p(&truth),
+        "--ensemble",
+        "3",
+        "--out",
+        p(&out),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    a.extend(tiny(&[]));
+    let o = bin().args(&a).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let load = |f: &str| read_npy(out.join(f)).unwrap().to_vec().unwrap();
+    let members: Vec<Vec<f32>> = (0..3)
+        .map(|s| load(&format!("members/seed_{s}/phase.npy")))
+        .collect();
+    let (mean, q05, q95) = (
+        load("phase.npy"),
+        load("phase_q05.npy"),
+        load("phase_q95.npy"),
+    );
+    for i in 0..mean.len() {
+        let mu = members.iter().map(|m| m[i] as f64).sum::<f64>() / 3.0;
+        assert!((mean[i] as f64 - mu).abs() <= 1e-5 + 1e-6 * mu.abs(), "{i}");
+        assert!(q05[i] <= q95[i]);
+    }
+    for f in [
+        "phase_std.npy",
+        "induction.npy",
+        "induction_std.npy",
+        "induction_q05.npy",
+        "induction_q95.npy",
+        "phase_uncertainty.png",
+        "induction_uncertainty.png",
+        "members/seed_2/metrics.json",
+    ] {
+        assert!(out.join(f).exists(), "{f}");
+    }
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(m["members"], 3);
+    let cov = m["truth"]["coverage_phase"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&cov), "{cov}");
+    assert!(m["truth"]["accuracy"]["phase"]
+        .as_f64()
+        .unwrap()
+        .is_finite());
+    assert!(m["member_runs"][1]["accuracy_phase"]
+        .as_f64()
+        .unwrap()
+        .is_finite());
+    std::fs::remove_dir_all(&d).unwrap();
+}

@@ -368,6 +368,58 @@ fn sweep_ranks_and_writes_one_directory_per_run() {
     std::fs::remove_dir_all(&d).unwrap();
 }
 
+#[test]
+fn ensemble_writes_the_mean_the_spread_and_every_member() {
+    let d = tmpdir_here("ensemble");
+    let (bnv, sup) = small_problem(&d);
+    let out = d.join("ens");
+    let args = [
+        "nv",
+        "reconstruct",
+        "--bnv",
+        p(&bnv),
+        "--pixel",
+        "5nm",
+        "--support",
+        p(&sup),
+        "--iters",
+        "4",
+        "--seed",
+        "2",
+        "--ensemble",
+        "3",
+        "--quiet",
+        "--out",
+        p(&out),
+    ];
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("3 members"));
+    let load = |f: &str| read_npy(out.join(f)).unwrap().to_vec().unwrap();
+    let members: Vec<Vec<f32>> = (2..5)
+        .map(|s| load(&format!("members/seed_{s}/magnetization.npy")))
+        .collect();
+    let (mean, std) = (load("magnetization.npy"), load("magnetization_std.npy"));
+    let (q05, q95) = (load("magnetization_q05.npy"), load("magnetization_q95.npy"));
+    for i in (0..mean.len()).step_by(31) {
+        let v: Vec<f64> = members.iter().map(|m| m[i] as f64).collect();
+        let mu = v.iter().sum::<f64>() / 3.0;
+        assert!((mean[i] as f64 - mu).abs() <= 1e-3 + 1e-6 * mu.abs(), "{i}");
+        assert!(std[i] >= 0.0 && q05[i] <= q95[i]);
+    }
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(m["members"], 3);
+    assert_eq!(m["member_runs"].as_array().unwrap().len(), 3);
+    assert!(m["relative_inplane_spread"].as_f64().unwrap() > 0.0);
+    assert!(m["final_loss_std"].as_f64().unwrap() >= 0.0);
+    assert!(out.join("magnetization_uncertainty.png").exists());
+    assert!(out.join("members/seed_4/metrics.json").exists());
+    // the directory is magprior's: a second run replaces it
+    assert!(run(&args).status.success());
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
 #[cfg(unix)]
 #[test]
 fn ctrl_c_stops_cleanly_and_keeps_results() {

@@ -235,3 +235,53 @@ fn series_warm_starts_from_the_previous_frame() {
     assert_eq!(log.iter().filter(|(k, _)| *k == 1).count(), 4);
     assert!(log.windows(2).all(|w| w[0].0 <= w[1].0));
 }
+
+#[test]
+fn ensemble_members_are_single_runs_with_their_own_seeds() {
+    let n = 32;
+    let mic = Microscope {
+        defocus: -2e5,
+        ..Microscope::siprad_demo()
+    };
+    let data = simulate(Texture::Bubbles, n, 2e5, 100.0, &mic, 0.2, 3).unwrap();
+    let cfg = SipradConfig {
+        iters: 4,
+        pretrain: 3,
+        channels: vec![4, 8],
+        seed: 5,
+        ..Default::default()
+    };
+    let ens =
+        ltem::reconstruct_ensemble(&[&data.image], None, n, n, &mic, &cfg, 2, &mut |_, _| true)
+            .unwrap();
+    assert_eq!(ens.members.len(), 2);
+    for (k, m) in ens.members.iter().enumerate() {
+        let c = SipradConfig {
+            seed: ltem::member_seed(5, k),
+            ..cfg.clone()
+        };
+        let single = ltem::reconstruct(&data.image, n, n, &mic, &c, &mut |_| true).unwrap();
+        assert_eq!(m.phase, single.phase, "member {k}");
+    }
+    // seeds change the weights, the input noise and the hold-out split: the members differ
+    assert_ne!(ens.members[0].phase, ens.members[1].phase);
+    let spread = ens.phase.std.iter().map(|&v| v as f64).sum::<f64>();
+    assert!(spread > 0.0);
+    assert_eq!(ens.induction.mean.len(), 2 * n * n);
+    // the truth: the band's coverage is a fraction
+    let keep = ltem::metrics::interior(n, n);
+    let c = ens.phase.coverage(&data.phase, Some(&keep)).unwrap();
+    assert!((0.0..=1.0).contains(&c));
+    // a focal series needs its defoci
+    assert!(ltem::reconstruct_ensemble(
+        &[&data.image, &data.image],
+        None,
+        n,
+        n,
+        &mic,
+        &cfg,
+        2,
+        &mut |_, _| true
+    )
+    .is_err());
+}

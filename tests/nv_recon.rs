@@ -140,3 +140,60 @@ fn mask_presets_snapshot() {
         .blurred(1.0);
     insta::assert_snapshot!("none_blurred", ascii(&blurred));
 }
+
+#[test]
+fn ensemble_members_are_single_runs_and_the_spread_is_their_statistics() {
+    let n = 32;
+    let (bnv, _, sup, g) = ellipse_problem(n, 30.0);
+    let m = mask::preset_mask(&sup, n, n, Preset::None, 0.0, false).unwrap();
+    let cfg = NvReconConfig {
+        geom: g,
+        iters: 6,
+        seed: 9,
+        ..Default::default()
+    };
+    let ens = nv::reconstruct_ensemble(&bnv, n, n, &m, &cfg, 3, &mut |_, _| true).unwrap();
+    assert_eq!((ens.members.len(), &ens.stop), (3, &StopReason::Completed));
+    for (k, member) in ens.members.iter().enumerate() {
+        let c = NvReconConfig {
+            seed: 9 + k as u64,
+            ..cfg.clone()
+        };
+        let single = nv::reconstruct(&bnv, n, n, &m, &c, &mut |_| true).unwrap();
+        assert_eq!(member.magnetization, single.magnetization, "member {k}");
+    }
+    // the statistics, recomputed here in f64
+    let hw = n * n;
+    for i in (0..3 * hw).step_by(97) {
+        let v: Vec<f64> = ens
+            .members
+            .iter()
+            .map(|r| r.magnetization[i] as f64)
+            .collect();
+        let mean = v.iter().sum::<f64>() / 3.0;
+        let sd = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / 2.0).sqrt();
+        let (lo, hi) = v
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+                (a.min(x), b.max(x))
+            });
+        let s = &ens.magnetization;
+        assert!((s.mean[i] as f64 - mean).abs() <= 1e-3 + 1e-6 * mean.abs());
+        assert!((s.std[i] as f64 - sd).abs() <= 1e-3 + 1e-5 * sd);
+        assert!(s.q05[i] as f64 >= lo - 1e-3 && s.q95[i] as f64 <= hi + 1e-3);
+    }
+    // different seeds do differ: a free mask leaves room
+    assert!(ens.inplane_spread(&sup).std_mean > 0.0);
+    // an ensemble of one is the single run; a stop ends it after that member
+    let one = nv::reconstruct_ensemble(&bnv, n, n, &m, &cfg, 1, &mut |_, _| true).unwrap();
+    assert_eq!(one.magnetization.mean, ens.members[0].magnetization);
+    assert!(one.magnetization.std.iter().all(|&v| v == 0.0));
+    let stopped =
+        nv::reconstruct_ensemble(&bnv, n, n, &m, &cfg, 3, &mut |k, s| k == 0 || s.iter < 2)
+            .unwrap();
+    assert_eq!(
+        (stopped.members.len(), stopped.stop),
+        (2, StopReason::Interrupted)
+    );
+    assert!(nv::reconstruct_ensemble(&bnv, n, n, &m, &cfg, 0, &mut |_, _| true).is_err());
+}

@@ -184,6 +184,11 @@ class LtemReconstruction:
         metrics: dict (final/selected loss, iterations, seconds, amp_scale, stop; with ``truth``
             the accuracy).
         stop_reason, interrupted: how the run ended.
+        phase_std, phase_q05, phase_q95, induction_std, induction_q05, induction_q95: with
+            ``ensemble=K > 1``: the per-pixel sample std and 5 / 95 % quantiles over the members
+            (``phase`` and ``induction`` are then the members' means; ``metrics`` the
+            ensemble's, with ``truth`` the accuracy of the mean and the band's coverage;
+            ``members`` each member's :class:`LtemReconstruction`).
     """
 
     phase: np.ndarray
@@ -196,7 +201,35 @@ class LtemReconstruction:
     metrics: dict
     stop_reason: str = "completed"
     interrupted: bool = False
+    phase_std: Optional[np.ndarray] = None
+    phase_q05: Optional[np.ndarray] = None
+    phase_q95: Optional[np.ndarray] = None
+    induction_std: Optional[np.ndarray] = None
+    induction_q05: Optional[np.ndarray] = None
+    induction_q95: Optional[np.ndarray] = None
+    members: Optional[list] = None
     settings: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def _ensemble(cls, d: dict, settings: dict) -> "LtemReconstruction":
+        inter = bool(d["interrupted"])
+        members = [cls._from(m, dict(settings, seed=m["seed"]), inter) for m in d["members"]]
+        first = members[0]
+        return cls(
+            phase=d["phase"],
+            phase_raw=first.phase_raw,
+            sitie=first.sitie,
+            induction=d["induction"],
+            image_model=first.image_model,
+            amplitude=first.amplitude,
+            history=first.history,
+            metrics=d["metrics"],
+            stop_reason=d["metrics"]["stop"],
+            interrupted=inter,
+            members=members,
+            settings=settings,
+            **{k: d[k] for k in ("phase_std", "phase_q05", "phase_q95", "induction_std", "induction_q05", "induction_q95")},
+        )
 
     @classmethod
     def _from(cls, d: dict, settings: dict, interrupted: bool) -> "LtemReconstruction":
@@ -268,6 +301,7 @@ def reconstruct(
     defoci: Optional[Sequence[float]] = None,
     microscope: Optional[Microscope] = None,
     truth: Optional[ArrayLike] = None,
+    ensemble: int = 1,
     progress: Progress = "auto",
     **settings,
 ) -> LtemReconstruction:
@@ -284,12 +318,31 @@ def reconstruct(
     ``kernel=3``, ``pad=1``, ``device=None`` (``MAGPRIOR_DEVICE`` or auto).
 
     ``scale``: pixel size (m), from the file's calibration when ``image`` is a file, else 4 nm.
-    ``truth``: a true phase (H, W) for the accuracy in ``metrics``. ``progress``: as in
-    :func:`magprior.nv.reconstruct`.
+    ``truth``: a true phase (H, W) for the accuracy in ``metrics``. ``ensemble``: members of an
+    ensemble (seeds ``seed, seed + 1, ...``; ``ltem reconstruct --ensemble K``): the mean is
+    returned with the per-pixel spread. ``progress``: as in :func:`magprior.nv.reconstruct`.
     """
     img, s = _image_and_scale(image, scale)
     o = _options(s, settings)
     t = None if truth is None else f32(truth, "truth", (2,))
+    members = int(ensemble)
+    if members < 1:
+        raise ValueError(f"ensemble: at least one member, got {members}")
+    if members > 1:
+        d = run_native(
+            _magprior.ltem_ensemble,
+            progress,
+            "ltem ensemble",
+            img,
+            _mic(microscope),
+            o,
+            members,
+            None if defoci is None else [float(x) for x in defoci],
+            t,
+        )
+        r = LtemReconstruction._ensemble(d, o)
+        emit(r.metrics, r.stop_reason, r.interrupted, "ltem reconstruct --ensemble")
+        return r
     d = run_native(
         _magprior.ltem_reconstruct,
         progress,

@@ -230,6 +230,11 @@ class NvReconstruction:
         noise_map: ``(H, W)`` T when ``noise="map"``.
         stop_reason: ``"completed"``, ``"interrupted"`` or ``"diverged at iteration N"``.
         interrupted: whether Ctrl-C / the callback stopped the run.
+        magnetization_std, magnetization_q05, magnetization_q95: with ``ensemble=K > 1``: the
+            per-pixel sample std and 5 / 95 % quantiles over the members (``magnetization`` and
+            ``bnv_model`` are then the members' means, ``metrics`` the ensemble's: losses and
+            their spread, ``relative_inplane_spread``, circulations); ``members`` each member's
+            :class:`NvReconstruction` (``history`` is member 0's).
     """
 
     magnetization: np.ndarray
@@ -241,7 +246,30 @@ class NvReconstruction:
     noise_map: Optional[np.ndarray] = None
     stop_reason: str = "completed"
     interrupted: bool = False
+    magnetization_std: Optional[np.ndarray] = None
+    magnetization_q05: Optional[np.ndarray] = None
+    magnetization_q95: Optional[np.ndarray] = None
+    members: Optional[list] = None
     settings: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def _ensemble(cls, d: dict, settings: dict) -> "NvReconstruction":
+        members = [cls._from(dict(m, mask=d["mask"]), dict(settings, seed=m["seed"])) for m in d["members"]]
+        return cls(
+            magnetization=d["magnetization"],
+            bnv_model=d["bnv_model"],
+            history=members[0].history,
+            metrics=d["metrics"],
+            mask=d["mask"],
+            support=d.get("support"),
+            stop_reason=d["metrics"]["stop"],
+            interrupted=bool(d.get("interrupted", False)),
+            magnetization_std=d["magnetization_std"],
+            magnetization_q05=d["magnetization_q05"],
+            magnetization_q95=d["magnetization_q95"],
+            members=members,
+            settings=settings,
+        )
 
     @classmethod
     def _from(cls, d: dict, settings: dict) -> "NvReconstruction":
@@ -344,6 +372,7 @@ def reconstruct(
     fit_standoff: bool = False,
     standoff_lr: float = 0.2,
     device: Optional[str] = None,
+    ensemble: int = 1,
     progress: Progress = "auto",
 ) -> NvReconstruction:
     """NV-DIP: the magnetisation of a film from its measured ``B_NV (H, W)`` map (T).
@@ -371,6 +400,8 @@ def reconstruct(
         ignore_nan: leave NaN pixels out of the fit. fit_axis / fit_standoff: train those too.
         iters, lr, weight_decay, seed, channels, kernel: the optimisation and the network.
         target: ``"bnv"`` or ``"deprojected"``.
+        ensemble: members of an ensemble (seeds ``seed, seed + 1, ...``; ``nv reconstruct
+            --ensemble K``): the mean is returned with the per-pixel spread.
         device: ``"auto"`` / ``"cpu"`` / ``"gpu"`` (default: ``MAGPRIOR_DEVICE`` or auto).
         progress: ``"auto"`` (a tqdm bar when tqdm is installed), False, or a callable
             ``f(stage, iteration, total, loss, info)`` (return False to stop).
@@ -388,7 +419,15 @@ def reconstruct(
     kw = dict(locals())
     bnv = kw.pop("bnv")
     prog = kw.pop("progress")
+    members = int(kw.pop("ensemble"))
     b, o = _settings(bnv, kw)
+    if members > 1:
+        d = run_native(_magprior.nv_ensemble, prog, "nv ensemble", b, o, members)
+        r = NvReconstruction._ensemble(d, o)
+        emit(r.metrics, r.stop_reason, r.interrupted, "nv reconstruct --ensemble")
+        return r
+    if members < 1:
+        raise ValueError(f"ensemble: at least one member, got {members}")
     d = run_native(_magprior.nv_reconstruct, prog, "nv reconstruct", b, o)
     r = NvReconstruction._from(d, o)
     emit(r.metrics, r.stop_reason, r.interrupted, "nv reconstruct")
@@ -428,7 +467,7 @@ def sweep(
     unknown = set(settings) - set(params)
     if unknown:
         raise TypeError(f"sweep: unknown setting(s) {sorted(unknown)}")
-    kw = {k: p.default for k, p in params.items() if k not in ("bnv", "progress")}
+    kw = {k: p.default for k, p in params.items() if k not in ("bnv", "progress", "ensemble")}
     kw.update(settings)
     b, o = _settings(bnv, kw)
     o["angles"] = [float(a) for a in (angles if angles is not None else [o["mask_angle"]])]

@@ -307,20 +307,12 @@ fn add_truth(
     Ok(())
 }
 
-/// One SIPRAD reconstruction from an image (H, W), or a focal series (N, H, W) with `defoci`.
-#[pyfunction]
-#[pyo3(signature = (image, mic, opts, defoci=None, truth=None, callback=None))]
-#[allow(clippy::too_many_arguments)]
-fn ltem_reconstruct<'py>(
-    py: Python<'py>,
-    image: PyReadonlyArrayDyn<'py, f32>,
-    mic: &Bound<'py, PyDict>,
-    opts: &Bound<'py, PyDict>,
-    defoci: Option<Vec<f64>>,
-    truth: Option<PyReadonlyArrayDyn<'py, f32>>,
-    callback: Option<Py<PyAny>>,
-) -> PyResult<Bound<'py, PyDict>> {
-    let (data, s) = input(&image, "image")?;
+/// An image (H, W) or a focal series (N, H, W) with one defocus each: `(data, n, h, w)`.
+fn images(
+    image: &PyReadonlyArrayDyn<'_, f32>,
+    defoci: Option<&[f64]>,
+) -> PyResult<(Vec<f32>, usize, usize, usize)> {
+    let (data, s) = input(image, "image")?;
     let (n, h, w) = match s[..] {
         [h, w] => (1, h, w),
         [n, h, w] => (n, h, w),
@@ -334,27 +326,51 @@ fn ltem_reconstruct<'py>(
     if h < 2 || w < 2 {
         return Err(bad("image", format!("too small: shape {s:?}")));
     }
-    if n > 1 && defoci.as_ref().is_none_or(|d| d.len() != n) {
+    if n > 1 && defoci.is_none_or(|d| d.len() != n) {
         return Err(bad(
             "defoci",
             format!("a focal series of {n} images needs {n} defoci"),
         ));
     }
+    Ok((data, n, h, w))
+}
+
+/// A true phase (H, W) of the image's size.
+fn truth_map(
+    truth: Option<&PyReadonlyArrayDyn<'_, f32>>,
+    h: usize,
+    w: usize,
+) -> PyResult<Option<Vec<f32>>> {
+    let Some(t) = truth else {
+        return Ok(None);
+    };
+    let (v, th, tw) = map(t, "truth")?;
+    if (th, tw) != (h, w) {
+        return Err(bad(
+            "truth",
+            format!("{th}x{tw} does not match the image's {h}x{w}"),
+        ));
+    }
+    Ok(Some(v))
+}
+
+/// One SIPRAD reconstruction from an image (H, W), or a focal series (N, H, W) with `defoci`.
+#[pyfunction]
+#[pyo3(signature = (image, mic, opts, defoci=None, truth=None, callback=None))]
+#[allow(clippy::too_many_arguments)]
+fn ltem_reconstruct<'py>(
+    py: Python<'py>,
+    image: PyReadonlyArrayDyn<'py, f32>,
+    mic: &Bound<'py, PyDict>,
+    opts: &Bound<'py, PyDict>,
+    defoci: Option<Vec<f64>>,
+    truth: Option<PyReadonlyArrayDyn<'py, f32>>,
+    callback: Option<Py<PyAny>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let (data, n, h, w) = images(&image, defoci.as_deref())?;
     let mic = microscope(mic, opt(opts, "scale")?, opt(opts, "defocus")?)?;
     let cfg = config(opts, &mic)?;
-    let truth = match &truth {
-        Some(t) => {
-            let (v, th, tw) = map(t, "truth")?;
-            if (th, tw) != (h, w) {
-                return Err(bad(
-                    "truth",
-                    format!("{th}x{tw} does not match the image's {h}x{w}"),
-                ));
-            }
-            Some(v)
-        }
-        None => None,
-    };
+    let truth = truth_map(truth.as_ref(), h, w)?;
     let mut obs = Observer::new(callback, cfg.pretrain + cfg.iters);
     let pretrain = cfg.pretrain;
     let res = py.detach(|| {
@@ -381,6 +397,97 @@ fn ltem_reconstruct<'py>(
     }
     d.set_item("interrupted", interrupted)?;
     Ok(d)
+}
+
+/// A SIPRAD ensemble of `members` runs (seeds `seed, seed + 1, ...`) on an image (H, W) or a
+/// focal series (N, H, W) with `defoci`: the spread arrays, the members' result dicts, metrics
+/// (with `truth`: the accuracy of the mean and the 5-95 % band's coverage).
+#[pyfunction]
+#[pyo3(signature = (image, mic, opts, members, defoci=None, truth=None, callback=None))]
+#[allow(clippy::too_many_arguments)]
+fn ltem_ensemble<'py>(
+    py: Python<'py>,
+    image: PyReadonlyArrayDyn<'py, f32>,
+    mic: &Bound<'py, PyDict>,
+    opts: &Bound<'py, PyDict>,
+    members: usize,
+    defoci: Option<Vec<f64>>,
+    truth: Option<PyReadonlyArrayDyn<'py, f32>>,
+    callback: Option<Py<PyAny>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let (data, n, h, w) = images(&image, defoci.as_deref())?;
+    let mic = microscope(mic, opt(opts, "scale")?, opt(opts, "defocus")?)?;
+    let cfg = config(opts, &mic)?;
+    let truth = truth_map(truth.as_ref(), h, w)?;
+    let per = cfg.pretrain + cfg.iters;
+    let mut obs = Observer::new(callback, per * members);
+    let pretrain = cfg.pretrain;
+    let res = py.detach(|| {
+        let frames: Vec<&[f32]> = data.chunks(h * w).collect();
+        let dnm: Vec<f64> = defoci.iter().flatten().map(|d| d * 1e9).collect();
+        let d = (n > 1).then_some(&dnm[..]);
+        ltem::reconstruct_ensemble(&frames, d, h, w, &mic, &cfg, members, &mut |k, st| {
+            let i = match st.stage {
+                Stage::Pretrain => st.iter,
+                Stage::Fit => pretrain + st.iter,
+            };
+            obs.tick("member", k * per + i, st.loss, &[("member", k as f64)])
+        })
+    });
+    let interrupted = obs.finish()?;
+    let ens = res.map_err(to_py_err)?;
+    let out = PyDict::new(py);
+    let (p, b) = (&ens.phase, &ens.induction);
+    for (k, v) in [
+        ("phase", &p.mean),
+        ("phase_std", &p.std),
+        ("phase_q05", &p.q05),
+        ("phase_q95", &p.q95),
+    ] {
+        out.set_item(k, array(py, v.clone(), &[h, w])?)?;
+    }
+    for (k, v) in [
+        ("induction", &b.mean),
+        ("induction_std", &b.std),
+        ("induction_q05", &b.q05),
+        ("induction_q95", &b.q95),
+    ] {
+        out.set_item(k, array(py, v.clone(), &[2, h, w])?)?;
+    }
+    let list = PyList::empty(py);
+    for (k, r) in ens.members.iter().enumerate() {
+        let d = result_dict(py, r, &mic, h, w)?;
+        if let Some(t) = &truth {
+            add_truth(&d, r, t, h, w, mic.scale)?;
+        }
+        d.set_item("seed", ltem::member_seed(cfg.seed, k))?;
+        list.append(d)?;
+    }
+    out.set_item("members", list)?;
+    let (lm, ls) = ens.loss_spread();
+    let mt = PyDict::new(py);
+    mt.set_item("members", ens.members.len())?;
+    mt.set_item("final_loss_mean", lm)?;
+    mt.set_item("final_loss_std", ls)?;
+    mt.set_item("stop", ens.stop.to_string())?;
+    if let Some(t) = &truth {
+        let keep = ltem::metrics::interior(h, w);
+        let tb = ltem::induction(t, h, w, mic.scale).map_err(to_py_err)?;
+        let keep2: Vec<bool> = keep.iter().chain(&keep).copied().collect();
+        let acc = ltem::accuracy(&p.mean, t, h, w, mic.scale, true).map_err(to_py_err)?;
+        mt.set_item("accuracy_phase", acc.phase)?;
+        mt.set_item(
+            "coverage_phase",
+            p.coverage(t, Some(&keep)).map_err(to_py_err)?,
+        )?;
+        mt.set_item(
+            "coverage_induction",
+            b.coverage(&tb, Some(&keep2)).map_err(to_py_err)?,
+        )?;
+    }
+    out.set_item("metrics", mt)?;
+    out.set_item("interrupted", interrupted)?;
+    Ok(out)
 }
 
 /// SIPRAD on a time series (N, H, W), each frame warm-started from the previous one; frames
@@ -524,6 +631,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ltem_sitie, m)?)?;
     m.add_function(wrap_pyfunction!(ltem_induction, m)?)?;
     m.add_function(wrap_pyfunction!(ltem_reconstruct, m)?)?;
+    m.add_function(wrap_pyfunction!(ltem_ensemble, m)?)?;
     m.add_function(wrap_pyfunction!(ltem_series, m)?)?;
     Ok(())
 }

@@ -487,6 +487,103 @@ fn nv_reconstruct<'py>(
     Ok(out)
 }
 
+/// An NV-DIP ensemble of `members` runs (seeds `seed, seed + 1, ...`): the spread arrays, the
+/// members' result dicts and the ensemble's metrics.
+#[pyfunction]
+#[pyo3(signature = (bnv, opts, members, callback=None))]
+fn nv_ensemble<'py>(
+    py: Python<'py>,
+    bnv: PyReadonlyArrayDyn<'py, f32>,
+    opts: &Bound<'py, PyDict>,
+    members: usize,
+    callback: Option<Py<PyAny>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let (b, h, w) = measured(&bnv, opt(opts, "ignore_nan")?)?;
+    let g = geometry(opts)?;
+    let cfg = config(opts, &g)?;
+    let (m, support) = resolve_mask(py, &b, h, w, opts, &g)?;
+    let mut obs = Observer::new(callback, cfg.iters * members);
+    let iters = cfg.iters;
+    let res = py.detach(|| {
+        nv::reconstruct_ensemble(&b, h, w, &m, &cfg, members, &mut |k, s| {
+            obs.tick(
+                "member",
+                k * iters + s.iter,
+                s.loss,
+                &[("member", k as f64), ("snr_db", s.snr_db)],
+            )
+        })
+    });
+    let interrupted = obs.finish()?;
+    let ens = res.map_err(to_py_err)?;
+    let out = PyDict::new(py);
+    let sm = &ens.magnetization;
+    for (k, v) in [
+        ("magnetization", &sm.mean),
+        ("magnetization_std", &sm.std),
+        ("magnetization_q05", &sm.q05),
+        ("magnetization_q95", &sm.q95),
+    ] {
+        out.set_item(k, array(py, v.clone(), &[3, h, w])?)?;
+    }
+    out.set_item("bnv_model", array(py, ens.bnv_model.mean.clone(), &[h, w])?)?;
+    out.set_item(
+        "bnv_model_std",
+        array(py, ens.bnv_model.std.clone(), &[h, w])?,
+    )?;
+    let list = PyList::empty(py);
+    for (k, r) in ens.members.iter().enumerate() {
+        let c = NvReconConfig {
+            seed: nv::member_seed(cfg.seed, k),
+            ..cfg.clone()
+        };
+        let d = result_dict(py, r, &c, h, w)?;
+        d.set_item("seed", c.seed)?;
+        list.append(d)?;
+    }
+    out.set_item("members", list)?;
+    let sup: Vec<f32> = m.support().iter().map(|&x| x as u8 as f32).collect();
+    let sp = ens.inplane_spread(&sup);
+    let (lm, ls) = ens.loss_spread();
+    let (cm, cs) = ens.chi2_spread();
+    let mt = PyDict::new(py);
+    mt.set_item("members", ens.members.len())?;
+    mt.set_item("final_loss_mean", lm)?;
+    mt.set_item("final_loss_std", ls)?;
+    mt.set_item("chi2_per_pixel_mean", cm)?;
+    mt.set_item("chi2_per_pixel_std", cs)?;
+    mt.set_item("inplane_std_mean_A_per_m", sp.std_mean)?;
+    mt.set_item("inplane_mean_abs_A_per_m", sp.mean_abs)?;
+    mt.set_item("relative_inplane_spread", sp.relative)?;
+    mt.set_item(
+        "circulations",
+        ens.members
+            .iter()
+            .map(|r| r.diagnostics.circulation.as_str())
+            .collect::<Vec<_>>(),
+    )?;
+    mt.set_item("stop", ens.stop.to_string())?;
+    let warnings: Vec<String> = ens
+        .members
+        .iter()
+        .enumerate()
+        .flat_map(|(k, r)| {
+            r.diagnostics
+                .warnings
+                .iter()
+                .map(move |w| format!("member {k}: {w}"))
+        })
+        .collect();
+    mt.set_item("warnings", warnings)?;
+    out.set_item("metrics", mt)?;
+    out.set_item("interrupted", interrupted)?;
+    out.set_item("mask", array(py, m.data.clone(), &[m.channels, h, w])?)?;
+    if let Some(s) = support {
+        out.set_item("support", array(py, s, &[h, w])?)?;
+    }
+    Ok(out)
+}
+
 /// Everything a reconstruction returns, as the CLI's outputs name it.
 fn result_dict<'py>(
     py: Python<'py>,
@@ -731,6 +828,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(nv_support, m)?)?;
     m.add_function(wrap_pyfunction!(nv_mask, m)?)?;
     m.add_function(wrap_pyfunction!(nv_reconstruct, m)?)?;
+    m.add_function(wrap_pyfunction!(nv_ensemble, m)?)?;
     m.add_function(wrap_pyfunction!(nv_sweep, m)?)?;
     Ok(())
 }

@@ -140,3 +140,18 @@ def test_gpu_matches_cpu():
     c = ltem.reconstruct(sim["image"], device="cpu", **kw)
     assert np.corrcoef(g.phase.ravel(), c.phase.ravel())[0, 1] > 0.9999
     assert np.abs(g.image_model - c.image_model).max() < 1e-3 * np.abs(c.image_model).max()
+
+
+def test_ensemble_equals_cli(sim, tmp_path, run_cli):
+    np.save(tmp_path / "img.npy", sim["image"])
+    np.save(tmp_path / "truth.npy", sim["phase"])
+    run_cli("ltem", "reconstruct", "--image", "img.npy", "--scale", "4nm", "--defocus=-0.5mm",
+            "--truth", "truth.npy", "--ensemble", "2", *FAST_FLAGS, "--out", "e")
+    r = ltem.reconstruct(sim["image"], scale=4e-9, defocus=-0.5e-3, truth=sim["phase"], ensemble=2,
+                         microscope=MIC, device="cpu", progress=False, **FAST)
+    for k in ("phase", "phase_std", "phase_q05", "phase_q95", "induction", "induction_std"):
+        assert np.array_equal(getattr(r, k), np.load(tmp_path / "e" / f"{k}.npy")), k
+    cm = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert r.metrics["coverage_phase"] == pytest.approx(cm["truth"]["coverage_phase"], rel=1e-12)
+    assert len(r.members) == 2 and r.members[1].settings["seed"] == 1
+    assert np.array_equal(r.members[0].phase, np.load(tmp_path / "e" / "members" / "seed_0" / "phase.npy"))

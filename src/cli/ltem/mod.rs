@@ -12,8 +12,8 @@ use magprior::io::load::load_array;
 use magprior::io::outdir::OutputDir;
 use magprior::io::render;
 use magprior::ltem::{
-    self, accuracy, add_noise, induction, magnetic_phase, sitie, LtemForward, SipradResult,
-    SitieConfig, Stage, Stats, StopReason,
+    self, accuracy, add_noise, induction, magnetic_phase, sitie, LtemForward, Microscope,
+    SipradConfig, SipradResult, SitieConfig, Stage, Stats, StopReason,
 };
 use magprior::Rng;
 use output::{write_induction_png, write_phase_png, write_recon, Recon};
@@ -121,6 +121,12 @@ pub struct ReconCmd {
     /// Ground-truth phase (H, W) in rad: adds accuracies to metrics.json.
     #[arg(long)]
     truth: Option<PathBuf>,
+    /// Members of an ensemble (seeds --seed, --seed + 1, ...: weights, input noise, hold-out
+    /// split): their mean is the estimate (phase.npy, induction.npy), the per-pixel spread is
+    /// written beside it (*_std.npy, *_q05.npy, *_q95.npy, pictures), each member under
+    /// members/seed_S/; with --truth the band's coverage of the truth.
+    #[arg(long, default_value_t = 1, value_parser = common::at_least_one)]
+    ensemble: usize,
     /// Output directory.
     #[arg(long)]
     out: PathBuf,
@@ -649,6 +655,9 @@ fn reconstruct(a: ReconCmd) -> Result<()> {
         None => None,
     };
     let out = OutputDir::create(&a.out)?;
+    if a.ensemble > 1 {
+        return ensemble(&a, &series, &mic, &cfg, truth.as_deref(), out);
+    }
     let mut progress = Progress::new(cfg.pretrain + cfg.iters, a.s.quiet, "siprad");
     let res = {
         let mut obs = observer(&mut progress, cfg.pretrain);
@@ -714,6 +723,108 @@ fn reconstruct(a: ReconCmd) -> Result<()> {
     println!();
     println!(
         "pictures: {0}/phase.png, {0}/induction.png, {0}/image.png, {0}/loss.png",
+        path.display()
+    );
+    Ok(())
+}
+
+/// `ltem reconstruct --ensemble K`: the members one after another, each written as a single run
+/// is under `members/seed_S/`, then the ensemble's own outputs.
+fn ensemble(
+    a: &ReconCmd,
+    series: &Frames,
+    mic: &Microscope,
+    cfg: &SipradConfig,
+    truth: Option<&[f32]>,
+    out: OutputDir,
+) -> Result<()> {
+    let (h, w) = (series.h, series.w);
+    let input = a.image.first().cloned().unwrap_or_default();
+    let refs = frame_refs(series);
+    let defoci_nm: Vec<f64> = a.defoci.iter().map(|d| d * 1e9).collect();
+    let defoci = (refs.len() > 1).then_some(&defoci_nm[..]);
+    let k = a.ensemble;
+    let mut progress: Option<(usize, Progress)> = None;
+    let ens = ltem::reconstruct_ensemble(&refs, defoci, h, w, mic, cfg, k, &mut |m, s| {
+        if progress.as_ref().is_none_or(|(p, _)| *p != m) {
+            if let Some((_, old)) = progress.take() {
+                old.finish();
+            }
+            let label = format!("member {}/{k}", m + 1);
+            progress = Some((
+                m,
+                Progress::new(cfg.pretrain + cfg.iters, a.s.quiet, &label),
+            ));
+        }
+        let i = match s.stage {
+            Stage::Pretrain => s.iter,
+            Stage::Fit => cfg.pretrain + s.iter,
+        };
+        if let Some((_, p)) = progress.as_mut() {
+            p.update(i, s.loss, "");
+        }
+        !common::interrupted()
+    })
+    .with_context(|| input.display().to_string())?;
+    if let Some((_, p)) = progress {
+        p.finish();
+    }
+    let seeds: Vec<u64> = (0..ens.members.len())
+        .map(|m| ltem::member_seed(cfg.seed, m))
+        .collect();
+    let truth = a.truth.as_deref().zip(truth);
+    let mut dirs = Vec::new();
+    for (res, &seed) in ens.members.iter().zip(&seeds) {
+        report_notes(res, h, w, a.s.quiet);
+        let name = format!("members/seed_{seed}");
+        let dir = out.subdir(&name)?;
+        let c = SipradConfig {
+            seed,
+            ..cfg.clone()
+        };
+        let r = Recon {
+            program: "magprior ltem reconstruct --ensemble (member)",
+            input: &input,
+            image: &series.frames[0],
+            hw: (h, w),
+            args: &a.s,
+            mic,
+            cfg: &c,
+        };
+        write_recon(&dir, &r, res, truth)?;
+        dirs.push(name);
+    }
+    let r = Recon {
+        program: "magprior ltem reconstruct --ensemble",
+        input: &input,
+        image: &series.frames[0],
+        hw: (h, w),
+        args: &a.s,
+        mic,
+        cfg,
+    };
+    output::write_ensemble(out.path(), &r, &ens, truth, &seeds, &dirs)?;
+    let path = out.commit()?;
+    let (lm, ls) = ens.loss_spread();
+    let pstd = ens.phase.std.iter().map(|&v| v as f64).sum::<f64>() / (h * w) as f64;
+    print!(
+        "{}: {} members ({}), final loss {lm:.4e} +- {ls:.2e}, mean phase std {pstd:.3e} rad",
+        path.display(),
+        ens.members.len(),
+        ens.stop
+    );
+    if let Some((_, t)) = truth {
+        let acc = accuracy(&ens.phase.mean, t, h, w, mic.scale, true)?;
+        let keep = ltem::metrics::interior(h, w);
+        print!(
+            "; accuracy of the mean {:.3}, truth inside the 5-95 % band at {:.1} % of the pixels",
+            acc.phase,
+            100.0 * ens.phase.coverage(t, Some(&keep))?
+        );
+    }
+    println!();
+    println!(
+        "pictures: {0}/phase_uncertainty.png, {0}/induction_uncertainty.png (mean | std); members under {0}/members/",
         path.display()
     );
     Ok(())

@@ -103,6 +103,11 @@ pub struct DeprojectArgs {
 pub struct ReconCmd {
     #[command(flatten)]
     recon: ReconArgs,
+    /// Members of an ensemble (seeds --seed, --seed + 1, ...): their mean is the estimate
+    /// (magnetization.npy), the per-pixel spread is written beside it (magnetization_std.npy,
+    /// _q05.npy, _q95.npy, magnetization_uncertainty.png), each member under members/seed_S/.
+    #[arg(long, default_value_t = 1, value_parser = common::at_least_one)]
+    ensemble: usize,
     /// Output directory.
     #[arg(long)]
     out: PathBuf,
@@ -137,6 +142,9 @@ pub fn run(cmd: NvCmd) -> Result<()> {
                 .recon
                 .config(&job.geom, select_device(a.recon.device, a.recon.quiet)?)?;
             let out = OutputDir::create(&a.out)?;
+            if a.ensemble > 1 {
+                return ensemble(&a, &job, &cfg, out);
+            }
             let res = run_one(
                 &a.recon,
                 &job,
@@ -423,6 +431,50 @@ fn run_one(
     notes(&res, job, a);
     output::write_outputs(dir, a, job, &mask, cfg, &res, angle)?;
     Ok(res)
+}
+
+/// `nv reconstruct --ensemble K`: the members one after another (each already uses every core),
+/// each written as a single run is under `members/seed_S/`, then the ensemble's own outputs.
+fn ensemble(a: &ReconCmd, job: &Problem, cfg: &nv::NvReconConfig, out: OutputDir) -> Result<()> {
+    let r = &a.recon;
+    let mask = job.mask(r, r.mask_angle)?;
+    let k = a.ensemble;
+    let mut progress: Option<(usize, Progress)> = None;
+    let ens = nv::reconstruct_ensemble(&job.bnv, job.h, job.w, &mask, cfg, k, &mut |m, s| {
+        if progress.as_ref().is_none_or(|(p, _)| *p != m) {
+            if let Some((_, old)) = progress.take() {
+                old.finish();
+            }
+            let label = format!("member {}/{k}", m + 1);
+            progress = Some((m, Progress::new(r.iters, r.quiet, &label)));
+        }
+        if let Some((_, p)) = progress.as_mut() {
+            p.update(s.iter, s.loss, &format!("SNR {:5.1} dB", s.snr_db));
+        }
+        !common::interrupted()
+    })?;
+    if let Some((_, p)) = progress {
+        p.finish();
+    }
+    let seeds: Vec<u64> = (0..ens.members.len())
+        .map(|m| nv::member_seed(cfg.seed, m))
+        .collect();
+    let mut dirs = Vec::new();
+    for (res, &seed) in ens.members.iter().zip(&seeds) {
+        let name = format!("members/seed_{seed}");
+        let dir = out.subdir(&name)?;
+        notes(res, job, r);
+        let c = nv::NvReconConfig {
+            seed,
+            ..cfg.clone()
+        };
+        output::write_outputs(&dir, r, job, &mask, &c, res, r.mask_angle)?;
+        dirs.push(name);
+    }
+    output::write_ensemble(out.path(), r, job, &mask, &ens, &dirs, &seeds)?;
+    let path = out.commit()?;
+    output::report_ensemble(&ens, &mask, &path);
+    Ok(())
 }
 
 /// Warnings about how the run went.

@@ -5,7 +5,7 @@ use super::args::{Problem, ReconArgs};
 use crate::cli::common::{self, DeviceMeta, VERSION};
 use anyhow::Result;
 use magprior::io::render::{self, Decor, MapKind, Panel};
-use magprior::nv::{Mask, NvModel, NvReconConfig, NvResult};
+use magprior::nv::{Mask, NvEnsemble, NvModel, NvReconConfig, NvResult};
 use serde::Serialize;
 use std::path::Path;
 
@@ -496,6 +496,195 @@ pub fn report(res: &NvResult, path: &Path) {
     }
     println!(
         "pictures: {0}/bnv.png, {0}/magnetization.png, {0}/loss.png",
+        path.display()
+    );
+}
+
+/// One member in an ensemble's metrics.json.
+#[derive(Serialize)]
+struct MemberOut {
+    seed: u64,
+    dir: String,
+    final_loss: f64,
+    chi2_per_pixel: f64,
+    zero_field_chi2_per_pixel: f64,
+    circulation: &'static str,
+    selected_iteration: usize,
+    stop: String,
+    seconds: f64,
+    warnings: Vec<String>,
+}
+
+/// An ensemble's metrics.json.
+#[derive(Serialize)]
+#[allow(non_snake_case)]
+struct EnsembleMetrics {
+    members: usize,
+    estimate: &'static str,
+    final_loss_mean: f64,
+    final_loss_std: f64,
+    chi2_per_pixel_mean: f64,
+    chi2_per_pixel_std: f64,
+    inplane_std_mean_A_per_m: f64,
+    inplane_mean_abs_A_per_m: f64,
+    relative_inplane_spread: f64,
+    relative_inplane_spread_definition: &'static str,
+    circulations: Vec<&'static str>,
+    stop: String,
+    seconds: f64,
+    seconds_per_member: f64,
+    member_runs: Vec<MemberOut>,
+}
+
+#[derive(Serialize)]
+struct EnsembleMeta<'a> {
+    program: &'static str,
+    version: &'static str,
+    bnv: String,
+    members: usize,
+    seeds: &'a [u64],
+    seed_rule: &'static str,
+    member_dirs: &'a [String],
+}
+
+/// The ensemble's own outputs beside its members' directories: the mean (the estimate) and the
+/// per-pixel spread of M and of the modelled B_NV, metrics.json, metadata.json and the
+/// mean | std picture.
+pub fn write_ensemble(
+    dir: &Path,
+    a: &ReconArgs,
+    job: &Problem,
+    mask: &Mask,
+    ens: &NvEnsemble,
+    member_dirs: &[String],
+    seeds: &[u64],
+) -> Result<()> {
+    let (h, w) = (job.h, job.w);
+    let hw = h * w;
+    let f = |n: &str| dir.join(n);
+    let m = &ens.magnetization;
+    for (name, v) in [
+        ("magnetization.npy", &m.mean),
+        ("magnetization_std.npy", &m.std),
+        ("magnetization_q05.npy", &m.q05),
+        ("magnetization_q95.npy", &m.q95),
+    ] {
+        common::write_map(&f(name), &[3, h, w], v)?;
+    }
+    common::write_map(&f("bnv_model.npy"), &[h, w], &ens.bnv_model.mean)?;
+    common::write_map(&f("bnv_model_std.npy"), &[h, w], &ens.bnv_model.std)?;
+    let support: Vec<f32> = mask.support().iter().map(|&b| b as u8 as f32).collect();
+    let spread = ens.inplane_spread(&support);
+    let (lm, ls) = ens.loss_spread();
+    let (cm, cs) = ens.chi2_spread();
+    let secs = |r: &NvResult| r.history.last().map_or(0.0, |s| s.seconds);
+    let total: f64 = ens.members.iter().map(secs).sum();
+    let k = ens.members.len();
+    let runs = ens
+        .members
+        .iter()
+        .zip(member_dirs)
+        .zip(seeds)
+        .map(|((r, d), &seed)| MemberOut {
+            seed,
+            dir: d.clone(),
+            final_loss: r.history.last().map_or(f64::NAN, |s| s.loss),
+            chi2_per_pixel: r.diagnostics.chi2_per_pixel,
+            zero_field_chi2_per_pixel: r.diagnostics.zero_field_chi2_per_pixel,
+            circulation: r.diagnostics.circulation.as_str(),
+            selected_iteration: r.selected_iteration,
+            stop: r.stop.to_string(),
+            seconds: secs(r),
+            warnings: r.diagnostics.warnings.clone(),
+        })
+        .collect();
+    common::write_json(
+        &f("metrics.json"),
+        &EnsembleMetrics {
+            members: k,
+            estimate: "the members' mean (magnetization.npy, bnv_model.npy); spread: *_std.npy (sample std), magnetization_q05.npy / _q95.npy (5 / 95 % quantiles); each member's outputs under members/seed_S/",
+            final_loss_mean: lm,
+            final_loss_std: ls,
+            chi2_per_pixel_mean: cm,
+            chi2_per_pixel_std: cs,
+            inplane_std_mean_A_per_m: spread.std_mean,
+            inplane_mean_abs_A_per_m: spread.mean_abs,
+            relative_inplane_spread: spread.relative,
+            relative_inplane_spread_definition: "mean over the support of sqrt(std_x^2 + std_y^2) over the mean of |mean M| in plane: ~0 when the members agree, ~1 or more when their directions scatter (what the data leave undetermined)",
+            circulations: ens
+                .members
+                .iter()
+                .map(|r| r.diagnostics.circulation.as_str())
+                .collect(),
+            stop: ens.stop.to_string(),
+            seconds: total,
+            seconds_per_member: total / k.max(1) as f64,
+            member_runs: runs,
+        },
+    )?;
+    common::write_json(
+        &f("metadata.json"),
+        &EnsembleMeta {
+            program: "magprior nv reconstruct --ensemble",
+            version: VERSION,
+            bnv: a.bnv.display().to_string(),
+            members: k,
+            seeds,
+            seed_rule: "member k: --seed + k (the network's weights and its noise input); everything else as given",
+            member_dirs,
+        },
+    )?;
+    let lim_mean = render::shared_limit(&[&m.mean[..2 * hw]]);
+    let lim_std = render::shared_limit(&[&m.std[..2 * hw]]);
+    let panels = [
+        ("Mx mean", &m.mean[..hw], MapKind::Diverging, lim_mean),
+        ("Mx std", &m.std[..hw], MapKind::Sequential, lim_std),
+        ("My mean", &m.mean[hw..2 * hw], MapKind::Diverging, lim_mean),
+        ("My std", &m.std[hw..2 * hw], MapKind::Sequential, lim_std),
+    ]
+    .map(|(title, data, kind, limit)| Panel {
+        data,
+        h,
+        w,
+        title,
+        unit: "kA/m",
+        scale: 1e-3,
+        kind,
+        limit: Some(limit),
+    });
+    render::write_panels(&f("magnetization_uncertainty.png"), &panels)?;
+    Ok(())
+}
+
+/// The ensemble's summary on stdout, the members' warnings on stderr.
+pub fn report_ensemble(ens: &NvEnsemble, mask: &Mask, path: &Path) {
+    let (lm, ls) = ens.loss_spread();
+    let support: Vec<f32> = mask.support().iter().map(|&b| b as u8 as f32).collect();
+    let s = ens.inplane_spread(&support);
+    let circ: Vec<&str> = ens
+        .members
+        .iter()
+        .map(|r| r.diagnostics.circulation.as_str())
+        .collect();
+    println!(
+        "{}: {} members ({}), final loss {:.4e} +- {:.2e}; in-plane spread {:.3e} A/m = {:.2} x the mean |M| ({:.3e} A/m); circulations {:?}",
+        path.display(),
+        ens.members.len(),
+        ens.stop,
+        lm,
+        ls,
+        s.std_mean,
+        s.relative,
+        s.mean_abs,
+        circ
+    );
+    for (k, r) in ens.members.iter().enumerate() {
+        for w in &r.diagnostics.warnings {
+            eprintln!("warning: member {k}: {w}");
+        }
+    }
+    println!(
+        "pictures: {0}/magnetization_uncertainty.png (mean | std), members under {0}/members/",
         path.display()
     );
 }

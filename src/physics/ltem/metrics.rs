@@ -34,6 +34,19 @@ pub fn crop_border(v: &[f32], h: usize, w: usize, b: usize) -> Vec<f32> {
         .collect()
 }
 
+/// Where [`accuracy`] looks with `crop`: `true` inside the border of n/16 pixels (n the shorter
+/// side), as an `(h, w)` mask.
+pub fn interior(h: usize, w: usize) -> Vec<bool> {
+    let b = h.min(w) / 16;
+    let whole = 2 * b >= h || 2 * b >= w;
+    (0..h * w)
+        .map(|i| {
+            let (r, c) = (i / w, i % w);
+            whole || (r >= b && c >= b && r + b < h && c + b < w)
+        })
+        .collect()
+}
+
 /// Accuracies of a reconstructed phase against the truth.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Accuracy {

@@ -17,12 +17,14 @@
 mod data;
 mod diagnose;
 mod energy_fit;
+mod ensemble;
 mod objective;
 mod scan;
 
 pub use data::{Background, BackgroundFit};
 pub use diagnose::{Circulation, NvDiagnostics};
 pub use energy_fit::{EnergyConfig, EnergyReport, Start, StartOutcome, UnitParametrisation};
+pub use ensemble::{reconstruct_ensemble, InplaneSpread, NvEnsemble};
 pub use scan::{support_from_spec, support_scan, DirectionScan, SupportFrom, SupportScan};
 
 use crate::engine::device::Device;

@@ -8,9 +8,11 @@
 
 mod amplitude;
 mod config;
+mod ensemble;
 mod objective;
 pub use amplitude::{dual_valued, threshold_amplitude};
 pub use config::{AmplitudeMode, SipradConfig};
+pub use ensemble::{reconstruct_ensemble, SipradEnsemble};
 
 use crate::engine::tensor::Tensor;
 use crate::error::{Error, Result};
