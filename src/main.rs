@@ -39,6 +39,12 @@ enum Cmd {
     },
     /// Compute devices and build information.
     Info,
+    /// Combine the shares of a job run with --shard I/N (e.g. a Slurm job array) in DIR into
+    /// the outputs one process would have written.
+    Merge {
+        /// The job's output directory (holding shard-I-of-N/).
+        dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -56,6 +62,7 @@ fn main() -> ExitCode {
         Cmd::Nv(c) => cli::nv::run(c),
         Cmd::Ltem(c) => cli::ltem::run(c),
         Cmd::Demo { iters, out, quiet } => cli::nv::demo(iters.max(1), quiet, &out),
+        Cmd::Merge { dir } => cli::merge::run(&dir),
         Cmd::Info => {
             println!("magprior {}", env!("CARGO_PKG_VERSION"));
             println!(

@@ -48,13 +48,12 @@ pub use crate::physics::nv::support::{
     self, auto_support, auto_support_with, AutoSupport, SupportOptions, SupportRule,
 };
 pub use crate::physics::nv::synthetic;
-pub use crate::pipelines::ensemble::{member_seed, Spread};
+pub use crate::pipelines::ensemble::{member_seed, InplaneSpread, Spread};
 pub use crate::pipelines::nv::{
     reconstruct, reconstruct_ensemble, support_from_spec, support_scan,
     Background as ModelBackground, BackgroundFit, Circulation, DirectionScan, DirectionSpec,
-    EnergyConfig, EnergyReport, InplaneSpread, IterStats, NvDiagnostics, NvEnsemble, NvModel,
-    NvReconConfig, NvResult, NvTarget, Start, StartOutcome, SupportFrom, SupportScan,
-    UnitParametrisation,
+    EnergyConfig, EnergyReport, IterStats, NvDiagnostics, NvEnsemble, NvModel, NvReconConfig,
+    NvResult, NvTarget, Start, StartOutcome, SupportFrom, SupportScan, UnitParametrisation,
 };
 pub use crate::pipelines::sweep::{
     sweep, Significance, SweepConfig, SweepPoint, SweepResult, SweepRow,

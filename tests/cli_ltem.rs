@@ -586,3 +586,62 @@ fn ensemble_writes_the_mean_the_spread_and_the_coverage() {
         .is_finite());
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn sharded_ensemble_merges_to_the_one_process_result() {
+    let d = tmpdir_here("shards");
+    let (img, truth) = small_problem(&d);
+    let (one, split) = (d.join("one"), d.join("split"));
+    let args = |out: &Path, extra: &[&str]| {
+        let mut v: Vec<String> = [
+            "ltem",
+            "reconstruct",
+            "--image",
+            p(&img),
+            "--truth",
+            p(&truth),
+            "--ensemble",
+            "2",
+            "--out",
+            p(out),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        v.extend(tiny(extra));
+        v
+    };
+    assert!(bin()
+        .args(args(&one, &[]))
+        .output()
+        .unwrap()
+        .status
+        .success());
+    for s in ["0/2", "1/2"] {
+        let o = bin().args(args(&split, &["--shard", s])).output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let o = bin().args(["merge", p(&split)]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in [
+        "phase.npy",
+        "phase_std.npy",
+        "phase_q95.npy",
+        "induction.npy",
+        "members/seed_1/phase.npy",
+    ] {
+        let (a, b) = (
+            std::fs::read(one.join(f)).unwrap(),
+            std::fs::read(split.join(f)).unwrap(),
+        );
+        assert!(a == b, "{f} differs");
+    }
+    let cov = |dir: &Path| {
+        let m: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap())
+                .unwrap();
+        m["truth"]["coverage_phase"].as_f64().unwrap()
+    };
+    assert_eq!(cov(&one), cov(&split));
+    std::fs::remove_dir_all(&d).unwrap();
+}

@@ -420,6 +420,92 @@ fn ensemble_writes_the_mean_the_spread_and_every_member() {
     std::fs::remove_dir_all(&d).unwrap();
 }
 
+#[test]
+fn sharded_ensemble_merges_to_the_one_process_result_bit_for_bit() {
+    let d = tmpdir_here("shards");
+    let (bnv, sup) = small_problem(&d);
+    let (one, split) = (d.join("one"), d.join("split"));
+    let args = |out: &Path| {
+        [
+            "nv",
+            "reconstruct",
+            "--bnv",
+            p(&bnv),
+            "--pixel",
+            "5nm",
+            "--support",
+            p(&sup),
+            "--iters",
+            "3",
+            "--ensemble",
+            "3",
+            "--quiet",
+            "--out",
+            p(out),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+    };
+    assert!(
+        run(&args(&one).iter().map(|s| s.as_str()).collect::<Vec<_>>())
+            .status
+            .success()
+    );
+    // two shares as separate processes: one by flag, one as a Slurm array task
+    let o = bin()
+        .args(args(&split))
+        .args(["--shard", "0/2"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    // merging before every share is there is an error naming what is missing
+    let o = bin().args(["merge", p(&split)]).output().unwrap();
+    assert_user_error(&o, &["shares [1] of 2 are missing"]);
+    let o = bin()
+        .args(args(&split))
+        .env("SLURM_ARRAY_TASK_ID", "1")
+        .env("SLURM_ARRAY_TASK_COUNT", "2")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(split.join("shard-1-of-2/members/seed_2").is_dir());
+    let o = bin().args(["merge", p(&split)]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in [
+        "magnetization.npy",
+        "magnetization_std.npy",
+        "magnetization_q05.npy",
+        "magnetization_q95.npy",
+        "bnv_model.npy",
+        "bnv_model_std.npy",
+        "members/seed_0/magnetization.npy",
+        "members/seed_2/bnv_model.npy",
+    ] {
+        let (a, b) = (
+            std::fs::read(one.join(f)).unwrap(),
+            std::fs::read(split.join(f)).unwrap(),
+        );
+        assert!(a == b, "{f} differs");
+    }
+    let metrics = |dir: &Path| {
+        let mut m: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap())
+                .unwrap();
+        // wall-clock times are the only thing allowed to differ
+        for k in ["seconds", "seconds_per_member"] {
+            m.as_object_mut().unwrap().remove(k);
+        }
+        for r in m["member_runs"].as_array_mut().unwrap() {
+            r.as_object_mut().unwrap().remove("seconds");
+        }
+        m
+    };
+    assert_eq!(metrics(&one), metrics(&split));
+    assert!(!split.join("shard-0-of-2").exists() && !split.join(".merge-staging").exists());
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
 #[cfg(unix)]
 #[test]
 fn ctrl_c_stops_cleanly_and_keeps_results() {

@@ -394,3 +394,27 @@ fn holdout_masks_hold_out_the_fraction_and_their_loss_is_the_held_out_mse() {
         );
     }
 }
+
+#[test]
+fn output_averaging_is_the_moving_average_of_the_states() {
+    let mut q = Quadratic::new(|_| 0.0);
+    let mut opt = q.optimiser();
+    let mut fit = Fit::new(Selection::Last).with_average(0.9);
+    assert!(fit.average().is_none());
+    fit.run(12, &mut q, &mut [&mut opt], None, &mut |_| true)
+        .unwrap();
+    // avg_1 = x_1, avg_k = 0.9 avg_{k-1} + 0.1 x_k, in f64 here
+    let mut avg: Vec<f64> = q.seen_at(1).iter().map(|&v| v as f64).collect();
+    for k in 2..=12 {
+        for (a, &x) in avg.iter_mut().zip(q.seen_at(k)) {
+            *a = 0.9 * *a + 0.1 * x as f64;
+        }
+    }
+    let got = fit.average().unwrap().to_vec().unwrap();
+    for (g, a) in got.iter().zip(&avg) {
+        assert!((*g as f64 - a).abs() < 1e-5, "{g} vs {a}");
+    }
+    // it lags the last state (the parameters move towards c)
+    let last = q.seen_at(12);
+    assert!(got.iter().zip(last).any(|(g, l)| (g - l).abs() > 1e-3));
+}

@@ -252,7 +252,7 @@ def _siprad(kw: dict) -> dict:
     o = dict(kw)
     o["channels"] = [int(c) for c in o["channels"]]
     o["device"] = _device(o["device"])
-    for k in ("holdout", "amp_threshold", "qc"):
+    for k in ("holdout", "average", "amp_threshold", "qc"):
         o[k] = None if o[k] is None else float(o[k])
     for k in ("lr", "noise_frac", "sigma", "v0", "xi", "amp_scale_lr", "defocus"):
         o[k] = float(o[k])
@@ -269,6 +269,7 @@ _SIPRAD_DEFAULTS = dict(
     select="validation",
     track_after=100,
     holdout=None,
+    average=None,
     amp_threshold=None,
     solve_amp=False,
     v0=20.0,
@@ -312,7 +313,8 @@ def reconstruct(
     Settings (keywords, the CLI's defaults): ``defocus=-1e-3`` (m), ``iters=400``,
     ``pretrain=200``, ``lr=5e-5``, ``noise_frac=1/30``, ``sigma=2.0`` (px), ``select=
     "validation"`` (or ``"lowest-loss"``, ``"last"``), ``track_after=100``, ``holdout=None``
-    (0.1 with validation), ``amp_threshold=None`` (a fixed amplitude map from I/mean(I) below
+    (0.1 with validation), ``average=None`` (a decay, e.g. 0.99: return the moving average of
+    the phase over the fit iterations), ``amp_threshold=None`` (a fixed amplitude map from I/mean(I) below
     it), ``solve_amp=False`` (learn it), ``v0=20`` (V), ``xi=10e-9`` (m), ``amp_scale_lr=0.1``,
     ``qc=None`` (1/nm), ``periodic_input=False``, ``seed=0``, ``channels=(16, 32, 64, 128)``,
     ``kernel=3``, ``pad=1``, ``device=None`` (``MAGPRIOR_DEVICE`` or auto).

@@ -198,6 +198,7 @@ fn config(o: &Bound<'_, PyDict>, mic: &Microscope) -> PyResult<SipradConfig> {
         sigma: opt(o, "sigma")?,
         selection,
         holdout,
+        average: opt(o, "average")?,
         amp_scale_lr: opt(o, "amp_scale_lr")?,
         amplitude,
         v0: opt(o, "v0")?,

@@ -8,7 +8,7 @@ use magprior::io::npy::{write_atomic, write_npy};
 use magprior::{Device, DeviceChoice, Tensor};
 use serde::Serialize;
 use std::io::{IsTerminal, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -288,4 +288,103 @@ impl DeviceMeta {
             adapter: d.adapter().map(|a| a.to_string()),
         }
     }
+}
+
+/// A JSON file, parsed; the error names it.
+pub fn read_json(path: &Path) -> Result<serde_json::Value> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", path.display()))
+}
+
+/// An ensemble's member directories under `dir/members/` (`seed_S`), seeds ascending:
+/// `(seed, "members/seed_S")`.
+pub fn member_dirs(dir: &Path) -> Result<Vec<(u64, String)>> {
+    let root = dir.join("members");
+    let mut out = Vec::new();
+    let entries =
+        std::fs::read_dir(&root).with_context(|| format!("reading {}", root.display()))?;
+    for e in entries {
+        let e = e.with_context(|| format!("reading {}", root.display()))?;
+        let name = e.file_name().to_string_lossy().to_string();
+        if let Some(seed) = name
+            .strip_prefix("seed_")
+            .and_then(|s| s.parse::<u64>().ok())
+        {
+            out.push((seed, format!("members/{name}")));
+        }
+    }
+    if out.is_empty() {
+        bail!("{}: no member directories (seed_S)", root.display());
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// One share of a job split over processes (a Slurm job array): share `index` of `count`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Shard {
+    /// 0-based.
+    pub index: usize,
+    /// At least 1.
+    pub count: usize,
+}
+
+impl Shard {
+    /// `--shard I/N` (0-based I), else the Slurm array variables when present
+    /// (`SLURM_ARRAY_TASK_ID` - `SLURM_ARRAY_TASK_MIN` of `SLURM_ARRAY_TASK_COUNT`), else none.
+    pub fn resolve(flag: Option<&str>) -> Result<Option<Shard>> {
+        if let Some(s) = flag {
+            let (i, n) = s
+                .split_once('/')
+                .ok_or_else(|| anyhow::anyhow!("--shard {s}: expected I/N (0 <= I < N)"))?;
+            let (index, count): (usize, usize) = (
+                i.trim().parse().with_context(|| format!("--shard {s}"))?,
+                n.trim().parse().with_context(|| format!("--shard {s}"))?,
+            );
+            if count == 0 || index >= count {
+                bail!("--shard {s}: expected I/N with 0 <= I < N");
+            }
+            return Ok(Some(Shard { index, count }));
+        }
+        let var = |k: &str| {
+            std::env::var(k)
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+        };
+        match (var("SLURM_ARRAY_TASK_ID"), var("SLURM_ARRAY_TASK_COUNT")) {
+            (Some(id), Some(count)) if count > 0 => {
+                let index = id.saturating_sub(var("SLURM_ARRAY_TASK_MIN").unwrap_or(0));
+                if index >= count {
+                    bail!("SLURM_ARRAY_TASK_ID {id} is outside an array of {count} tasks");
+                }
+                Ok(Some(Shard { index, count }))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// This share's items of `n` (contiguous blocks, the first `n % count` one longer).
+    pub fn block(&self, n: usize) -> std::ops::Range<usize> {
+        let at = |i: usize| i * n / self.count;
+        at(self.index)..at(self.index + 1)
+    }
+
+    /// Where the share writes: `OUT/shard-I-of-N`.
+    pub fn dir(&self, out: &Path) -> PathBuf {
+        out.join(format!("shard-{}-of-{}", self.index, self.count))
+    }
+}
+
+/// What a share records about itself (`shard.json`), for `magprior merge`.
+#[derive(Serialize, serde::Deserialize, Debug, PartialEq)]
+pub struct ShardMeta {
+    /// `nv-ensemble`, `ltem-ensemble`.
+    pub kind: String,
+    pub index: usize,
+    pub count: usize,
+    /// Items of the whole job (members).
+    pub items: usize,
+    /// This share's items.
+    pub range: [usize; 2],
 }

@@ -3,4 +3,5 @@
 
 pub mod common;
 pub mod ltem;
+pub mod merge;
 pub mod nv;

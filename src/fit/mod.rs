@@ -122,6 +122,8 @@ pub struct Fit {
     last: Option<Snapshot>,
     history: Vec<Iteration>,
     start: Option<Instant>,
+    /// The decay of an exponential moving average of the state's first tensor, and the average.
+    average: Option<(f32, Option<Tensor>)>,
 }
 
 impl Fit {
@@ -134,7 +136,22 @@ impl Fit {
             last: None,
             history: Vec::new(),
             start: None,
+            average: None,
         }
+    }
+
+    /// Also keeps an exponential moving average of the first state tensor over the iterations,
+    /// `avg = decay avg + (1 - decay) x` (the deep-image-prior paper's output averaging; on the
+    /// run's device, no readback).
+    pub fn with_average(mut self, decay: f64) -> Fit {
+        self.average = Some((decay as f32, None));
+        self
+    }
+
+    /// The moving average of the first state tensor ([`Fit::with_average`]), once an iteration
+    /// has run.
+    pub fn average(&self) -> Option<&Tensor> {
+        self.average.as_ref().and_then(|(_, a)| a.as_ref())
     }
 
     /// Iterations done.
@@ -227,6 +244,12 @@ impl Fit {
             self.best = Some(Snapshot {
                 key,
                 ..snap.clone()
+            });
+        }
+        if let (Some((decay, avg)), Some(x)) = (self.average.as_mut(), snap.state.first()) {
+            *avg = Some(match avg.take() {
+                None => x.clone(),
+                Some(a) => a.scale(*decay)?.add(&x.scale(1.0 - *decay)?)?,
             });
         }
         self.last = Some(snap);

@@ -93,6 +93,39 @@ impl Spread {
     }
 }
 
+/// How much the members disagree about an in-plane field inside a support.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct InplaneSpread {
+    /// Mean over the support of `sqrt(std_x^2 + std_y^2)`.
+    pub std_mean: f64,
+    /// Mean over the support of the in-plane magnitude of the mean.
+    pub mean_abs: f64,
+    /// `std_mean / mean_abs`: ~0 when the members agree; ~1 or more when their directions
+    /// scatter (what the data leave undetermined, e.g. a vortex's circulation).
+    pub relative: f64,
+}
+
+impl Spread {
+    /// For a field (C >= 2, H, W) whose first two components are in plane: the spread inside
+    /// `support` (H, W; > 0.5 inside).
+    pub fn inplane(&self, support: &[f32]) -> InplaneSpread {
+        let hw = support.len();
+        let (m, s) = (&self.mean, &self.std);
+        let (mut spread, mut level, mut n) = (0.0, 0.0, 0usize);
+        for i in (0..hw).filter(|&i| support[i] > 0.5 && hw + i < m.len()) {
+            spread += (s[i] as f64).hypot(s[hw + i] as f64);
+            level += (m[i] as f64).hypot(m[hw + i] as f64);
+            n += 1;
+        }
+        let (std_mean, mean_abs) = (spread / n.max(1) as f64, level / n.max(1) as f64);
+        InplaneSpread {
+            std_mean,
+            mean_abs,
+            relative: std_mean / mean_abs.max(f64::MIN_POSITIVE),
+        }
+    }
+}
+
 /// Mean and sample standard deviation of a few numbers (members' losses).
 pub fn mean_std(v: &[f64]) -> (f64, f64) {
     let n = v.len().max(1) as f64;

@@ -136,6 +136,10 @@ pub struct SipradArgs {
     /// With --select lowest-loss|validation: iterations before tracking starts.
     #[arg(long, default_value_t = 100)]
     pub track_after: usize,
+    /// Output averaging: return the exponential moving average (decay per iteration, e.g. 0.99)
+    /// of the network's phase over the fit iterations instead of the selected state's.
+    #[arg(long, value_parser = common::positive)]
+    pub average: Option<f64>,
     /// Fraction of pixels left out of the fit to validate it (--select validation; default 0.1 then).
     #[arg(long, value_parser = common::nonneg)]
     pub holdout: Option<f64>,
@@ -207,6 +211,7 @@ impl SipradArgs {
                 },
             },
             holdout,
+            average: self.average,
             amp_scale_lr: self.amp_scale_lr,
             amplitude,
             v0: self.v0,

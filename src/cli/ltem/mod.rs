@@ -127,6 +127,11 @@ pub struct ReconCmd {
     /// members/seed_S/; with --truth the band's coverage of the truth.
     #[arg(long, default_value_t = 1, value_parser = common::at_least_one)]
     ensemble: usize,
+    /// Run one share of the ensemble's members (0-based I of N; default from
+    /// SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT when set) into OUT/shard-I-of-N/;
+    /// `magprior merge OUT` then writes what one process would have.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<String>,
     /// Output directory.
     #[arg(long)]
     out: PathBuf,
@@ -654,10 +659,15 @@ fn reconstruct(a: ReconCmd) -> Result<()> {
         }
         None => None,
     };
-    let out = OutputDir::create(&a.out)?;
+    let shard = match a.ensemble {
+        1 if a.shard.is_some() => bail!("--shard splits --ensemble K (K > 1)"),
+        1 => None,
+        _ => common::Shard::resolve(a.shard.as_deref())?,
+    };
     if a.ensemble > 1 {
-        return ensemble(&a, &series, &mic, &cfg, truth.as_deref(), out);
+        return ensemble(&a, &series, &mic, &cfg, truth.as_deref(), shard);
     }
+    let out = OutputDir::create(&a.out)?;
     let mut progress = Progress::new(cfg.pretrain + cfg.iters, a.s.quiet, "siprad");
     let res = {
         let mut obs = observer(&mut progress, cfg.pretrain);
@@ -728,15 +738,16 @@ fn reconstruct(a: ReconCmd) -> Result<()> {
     Ok(())
 }
 
-/// `ltem reconstruct --ensemble K`: the members one after another, each written as a single run
-/// is under `members/seed_S/`, then the ensemble's own outputs.
+/// `ltem reconstruct --ensemble K [--shard I/N]`: the members (or this share's) one after
+/// another, each written as a single run is under `members/seed_S/`; then, in one process, the
+/// ensemble's own outputs from those directories.
 fn ensemble(
     a: &ReconCmd,
     series: &Frames,
     mic: &Microscope,
     cfg: &SipradConfig,
     truth: Option<&[f32]>,
-    out: OutputDir,
+    shard: Option<common::Shard>,
 ) -> Result<()> {
     let (h, w) = (series.h, series.w);
     let input = a.image.first().cloned().unwrap_or_default();
@@ -744,40 +755,63 @@ fn ensemble(
     let defoci_nm: Vec<f64> = a.defoci.iter().map(|d| d * 1e9).collect();
     let defoci = (refs.len() > 1).then_some(&defoci_nm[..]);
     let k = a.ensemble;
+    let range = shard.map_or(0..k, |s| s.block(k));
+    let out = match shard {
+        Some(s) => {
+            std::fs::create_dir_all(&a.out)
+                .with_context(|| format!("creating {}", a.out.display()))?;
+            OutputDir::create(s.dir(&a.out))?
+        }
+        None => OutputDir::create(&a.out)?,
+    };
+    let first = SipradConfig {
+        seed: ltem::member_seed(cfg.seed, range.start),
+        ..cfg.clone()
+    };
     let mut progress: Option<(usize, Progress)> = None;
-    let ens = ltem::reconstruct_ensemble(&refs, defoci, h, w, mic, cfg, k, &mut |m, s| {
-        if progress.as_ref().is_none_or(|(p, _)| *p != m) {
-            if let Some((_, old)) = progress.take() {
-                old.finish();
+    let ens = ltem::reconstruct_ensemble(
+        &refs,
+        defoci,
+        h,
+        w,
+        mic,
+        &first,
+        range.len(),
+        &mut |m, s| {
+            if progress.as_ref().is_none_or(|(p, _)| *p != m) {
+                if let Some((_, old)) = progress.take() {
+                    old.finish();
+                }
+                let label = format!("member {}/{k}", range.start + m + 1);
+                progress = Some((
+                    m,
+                    Progress::new(cfg.pretrain + cfg.iters, a.s.quiet, &label),
+                ));
             }
-            let label = format!("member {}/{k}", m + 1);
-            progress = Some((
-                m,
-                Progress::new(cfg.pretrain + cfg.iters, a.s.quiet, &label),
-            ));
-        }
-        let i = match s.stage {
-            Stage::Pretrain => s.iter,
-            Stage::Fit => cfg.pretrain + s.iter,
-        };
-        if let Some((_, p)) = progress.as_mut() {
-            p.update(i, s.loss, "");
-        }
-        !common::interrupted()
-    })
+            let i = match s.stage {
+                Stage::Pretrain => s.iter,
+                Stage::Fit => cfg.pretrain + s.iter,
+            };
+            if let Some((_, p)) = progress.as_mut() {
+                p.update(i, s.loss, "");
+            }
+            !common::interrupted()
+        },
+    )
     .with_context(|| input.display().to_string())?;
     if let Some((_, p)) = progress {
         p.finish();
     }
-    let seeds: Vec<u64> = (0..ens.members.len())
-        .map(|m| ltem::member_seed(cfg.seed, m))
-        .collect();
-    let truth = a.truth.as_deref().zip(truth);
-    let mut dirs = Vec::new();
-    for (res, &seed) in ens.members.iter().zip(&seeds) {
+    // the truth by its absolute path: a later `merge` may run elsewhere
+    let truth_path = match &a.truth {
+        Some(p) => Some(std::fs::canonicalize(p).with_context(|| p.display().to_string())?),
+        None => None,
+    };
+    let truth = truth_path.as_deref().zip(truth);
+    for (m, res) in ens.members.iter().enumerate() {
         report_notes(res, h, w, a.s.quiet);
-        let name = format!("members/seed_{seed}");
-        let dir = out.subdir(&name)?;
+        let seed = ltem::member_seed(first.seed, m);
+        let dir = out.subdir(&format!("members/seed_{seed}"))?;
         let c = SipradConfig {
             seed,
             ..cfg.clone()
@@ -792,41 +826,48 @@ fn ensemble(
             cfg: &c,
         };
         write_recon(&dir, &r, res, truth)?;
-        dirs.push(name);
     }
-    let r = Recon {
-        program: "magprior ltem reconstruct --ensemble",
-        input: &input,
-        image: &series.frames[0],
-        hw: (h, w),
-        args: &a.s,
-        mic,
-        cfg,
-    };
-    output::write_ensemble(out.path(), &r, &ens, truth, &seeds, &dirs)?;
-    let path = out.commit()?;
-    let (lm, ls) = ens.loss_spread();
-    let pstd = ens.phase.std.iter().map(|&v| v as f64).sum::<f64>() / (h * w) as f64;
-    print!(
-        "{}: {} members ({}), final loss {lm:.4e} +- {ls:.2e}, mean phase std {pstd:.3e} rad",
-        path.display(),
-        ens.members.len(),
-        ens.stop
-    );
-    if let Some((_, t)) = truth {
-        let acc = accuracy(&ens.phase.mean, t, h, w, mic.scale, true)?;
-        let keep = ltem::metrics::interior(h, w);
-        print!(
-            "; accuracy of the mean {:.3}, truth inside the 5-95 % band at {:.1} % of the pixels",
-            acc.phase,
-            100.0 * ens.phase.coverage(t, Some(&keep))?
-        );
+    match shard {
+        Some(s) => {
+            common::write_json(
+                &out.file("shard.json"),
+                &common::ShardMeta {
+                    kind: "ltem-ensemble".into(),
+                    index: s.index,
+                    count: s.count,
+                    items: k,
+                    range: [range.start, range.end],
+                },
+            )?;
+            common::write_json(
+                &out.file("metadata.json"),
+                &"shard of ltem reconstruct --ensemble",
+            )?;
+            let path = out.commit()?;
+            println!(
+                "{}: members {}..{} of {k} (share {} of {}); `magprior merge {}` when every share is done",
+                path.display(),
+                range.start,
+                range.end,
+                s.index,
+                s.count,
+                a.out.display()
+            );
+        }
+        None => {
+            let summary = output::aggregate_ensemble(out.path())?;
+            let path = out.commit()?;
+            output::report_ensemble(&summary, &path);
+        }
     }
-    println!();
-    println!(
-        "pictures: {0}/phase_uncertainty.png, {0}/induction_uncertainty.png (mean | std); members under {0}/members/",
-        path.display()
-    );
+    Ok(())
+}
+
+/// `magprior merge`: the ensemble's outputs computed in `staging` from the members there, then
+/// reported as they will lie in `dir`.
+pub fn finish_ensemble(staging: &Path, dir: &Path) -> Result<()> {
+    let summary = output::aggregate_ensemble(staging)?;
+    output::report_ensemble(&summary, dir);
     Ok(())
 }
 

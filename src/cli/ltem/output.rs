@@ -7,7 +7,7 @@ use anyhow::Result;
 use magprior::io::render::{self, MapKind, Panel};
 use magprior::ltem::{
     self, accuracy, induction, Accuracy, AmplitudeMode, Microscope, Selection, SipradConfig,
-    SipradEnsemble, SipradResult, Stage,
+    SipradResult, Stage,
 };
 use serde::Serialize;
 use std::path::Path;
@@ -320,13 +320,13 @@ pub fn write_induction_png(path: &Path, b: &[f32], h: usize, w: usize) -> Result
     Ok(())
 }
 
-/// One member in an ensemble's metrics.json.
+/// One member in an ensemble's metrics.json (read back from the member's own metrics.json).
 #[derive(Serialize)]
 struct MemberOut {
     seed: u64,
     dir: String,
     final_loss: f64,
-    selected_iteration: usize,
+    selected_iteration: u64,
     stop: String,
     seconds: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -377,22 +377,56 @@ struct EnsembleMeta<'a> {
     member_dirs: &'a [String],
 }
 
-/// The ensemble's outputs beside its members' directories: the mean (the estimate) and the
-/// per-pixel spread of the phase and the induction, metrics.json (members' losses and their
-/// spread; with a truth the accuracy of the mean and the band's coverage), metadata.json and
-/// the mean | std pictures.
-pub fn write_ensemble(
-    dir: &Path,
-    r: &Recon,
-    ens: &SipradEnsemble,
-    truth: Option<(&Path, &[f32])>,
-    seeds: &[u64],
-    member_dirs: &[String],
-) -> Result<()> {
-    let (h, w) = r.hw;
+/// What [`aggregate_ensemble`] found, for the summary line.
+pub struct EnsembleSummary {
+    pub members: usize,
+    pub loss: (f64, f64),
+    pub phase_std_mean: f64,
+    pub stop: String,
+    /// Accuracy of the mean and the phase band's coverage, with a truth.
+    pub truth: Option<(f64, f64)>,
+}
+
+/// The ensemble's outputs in `dir` from its members' directories (`members/seed_S/`, read back,
+/// seeds ascending) - the same whether the members ran in one process or in merged shards: the
+/// mean (the estimate) and the per-pixel spread of the phase and the induction, metrics.json
+/// (the members' losses and their spread; with a truth the accuracy of the mean and the band's
+/// coverage), metadata.json and the mean | std pictures.
+pub fn aggregate_ensemble(dir: &Path) -> Result<EnsembleSummary> {
+    let members = common::member_dirs(dir)?;
+    let (mut phases, mut inds, mut runs) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut h, mut w, mut scale) = (0, 0, 0.0);
+    let (mut image, mut truth_path) = (String::new(), None::<String>);
+    for (seed, name) in &members {
+        let d = dir.join(name);
+        let t = magprior::io::npy::read_npy(d.join("phase.npy"))?;
+        if phases.is_empty() {
+            (h, w) = (t.shape()[0], t.shape()[1]);
+            let meta = common::read_json(&d.join("metadata.json"))?;
+            image = meta["image"].as_str().unwrap_or_default().to_string();
+            scale = meta["microscope"]["scale_nm_per_px"]
+                .as_f64()
+                .unwrap_or(f64::NAN);
+        }
+        phases.push(t.to_vec()?);
+        inds.push(magprior::io::npy::read_npy(d.join("induction.npy"))?.to_vec()?);
+        let j = common::read_json(&d.join("metrics.json"))?;
+        truth_path = j["truth"].as_str().map(str::to_string);
+        runs.push(MemberOut {
+            seed: *seed,
+            dir: name.clone(),
+            final_loss: j["final_loss"].as_f64().unwrap_or(f64::NAN),
+            selected_iteration: j["selected_iteration"].as_u64().unwrap_or(0),
+            stop: j["stop"].as_str().unwrap_or_default().to_string(),
+            seconds: j["seconds"].as_f64().unwrap_or(f64::NAN),
+            accuracy_phase: j["accuracy"]["phase"].as_f64(),
+        });
+    }
     let hw = h * w;
     let f = |n: &str| dir.join(n);
-    let (p, b) = (&ens.phase, &ens.induction);
+    let pr: Vec<&[f32]> = phases.iter().map(|v| v.as_slice()).collect();
+    let br: Vec<&[f32]> = inds.iter().map(|v| v.as_slice()).collect();
+    let (p, b) = (ltem::Spread::of(&pr)?, ltem::Spread::of(&br)?);
     for (name, v) in [
         ("phase.npy", &p.mean),
         ("phase_std.npy", &p.std),
@@ -409,44 +443,39 @@ pub fn write_ensemble(
     ] {
         common::write_map(&f(name), &[2, h, w], v)?;
     }
-    let (lm, ls) = ens.loss_spread();
-    let secs: f64 = ens.members.iter().map(|m| m.seconds).sum();
-    let k = ens.members.len();
+    let losses: Vec<f64> = runs.iter().map(|r| r.final_loss).collect();
+    let (lm, ls) = magprior::ensemble::mean_std(&losses);
+    let secs: f64 = runs.iter().map(|r| r.seconds).sum();
+    let k = runs.len();
     let keep = ltem::metrics::interior(h, w);
-    let truth_out = match truth {
-        Some((tp, t)) => {
-            let tb = induction(t, h, w, r.mic.scale)?;
+    let truth_out = match &truth_path {
+        Some(tp) => {
+            let t = magprior::io::load::load_array(Path::new(tp))?
+                .tensor
+                .to_vec()?;
+            let tb = induction(&t, h, w, scale)?;
             let keep2: Vec<bool> = keep.iter().chain(&keep).copied().collect();
             Some(EnsembleTruth {
-                truth: tp.display().to_string(),
-                accuracy: (&accuracy(&p.mean, t, h, w, r.mic.scale, true)?).into(),
-                coverage_phase: p.coverage(t, Some(&keep))?,
+                truth: tp.clone(),
+                accuracy: (&accuracy(&p.mean, &t, h, w, scale, true)?).into(),
+                coverage_phase: p.coverage(&t, Some(&keep))?,
                 coverage_induction: b.coverage(&tb, Some(&keep2))?,
                 coverage_definition: "fraction of pixels (border of n/16 px ignored) whose true value lies within the members' 5-95 % band",
             })
         }
         None => None,
     };
-    let members: Vec<MemberOut> = ens
-        .members
-        .iter()
-        .zip(seeds)
-        .zip(member_dirs)
-        .map(|((m, &seed), d)| -> Result<MemberOut> {
-            Ok(MemberOut {
-                seed,
-                dir: d.clone(),
-                final_loss: m.history.last().map_or(f64::NAN, |s| s.loss),
-                selected_iteration: m.selected_iter,
-                stop: m.stop.to_string(),
-                seconds: m.seconds,
-                accuracy_phase: match truth {
-                    Some((_, t)) => Some(accuracy(&m.phase, t, h, w, r.mic.scale, true)?.phase),
-                    None => None,
-                },
-            })
-        })
-        .collect::<Result<_>>()?;
+    let summary_truth = truth_out
+        .as_ref()
+        .map(|t| (t.accuracy.phase, t.coverage_phase));
+    let stop = if runs.iter().any(|r| r.stop == "interrupted") {
+        "interrupted"
+    } else {
+        "completed"
+    };
+    let phase_std_mean = p.std.iter().map(|&v| v as f64).sum::<f64>() / hw as f64;
+    let seeds: Vec<u64> = members.iter().map(|(s, _)| *s).collect();
+    let dirs: Vec<String> = members.iter().map(|(_, d)| d.clone()).collect();
     common::write_json(
         &f("metrics.json"),
         &EnsembleMetrics {
@@ -454,15 +483,15 @@ pub fn write_ensemble(
             estimate: "the members' mean (phase.npy, induction.npy); spread: *_std.npy (sample std), *_q05.npy / *_q95.npy (5 / 95 % quantiles); each member's outputs under members/seed_S/",
             final_loss_mean: lm,
             final_loss_std: ls,
-            phase_std_mean_rad: p.std.iter().map(|&v| v as f64).sum::<f64>() / hw as f64,
+            phase_std_mean_rad: phase_std_mean,
             induction_std_mean_T_m: (0..hw)
                 .map(|i| (b.std[i] as f64).hypot(b.std[hw + i] as f64))
                 .sum::<f64>()
                 / hw as f64,
-            stop: ens.stop.to_string(),
+            stop: stop.to_string(),
             seconds: secs,
             seconds_per_member: secs / k.max(1) as f64,
-            member_runs: members,
+            member_runs: runs,
             truth: truth_out,
         },
     )?;
@@ -471,11 +500,11 @@ pub fn write_ensemble(
         &EnsembleMeta {
             program: "magprior ltem reconstruct --ensemble",
             version: VERSION,
-            image: r.input.display().to_string(),
+            image,
             members: k,
-            seeds,
+            seeds: &seeds,
             seed_rule: "member k: --seed + k (weights, input noise, hold-out split); everything else as given",
-            member_dirs,
+            member_dirs: &dirs,
         },
     )?;
     let lb = render::shared_limit(&[&b.mean]);
@@ -542,5 +571,35 @@ pub fn write_ensemble(
     });
     render::write_panels(&f("phase_uncertainty.png"), &panels[..2])?;
     render::write_panels(&f("induction_uncertainty.png"), &panels[2..])?;
-    Ok(())
+    Ok(EnsembleSummary {
+        members: k,
+        loss: (lm, ls),
+        phase_std_mean,
+        stop: stop.to_string(),
+        truth: summary_truth,
+    })
+}
+
+/// The ensemble's summary on stdout.
+pub fn report_ensemble(s: &EnsembleSummary, path: &Path) {
+    print!(
+        "{}: {} members ({}), final loss {:.4e} +- {:.2e}, mean phase std {:.3e} rad",
+        path.display(),
+        s.members,
+        s.stop,
+        s.loss.0,
+        s.loss.1,
+        s.phase_std_mean
+    );
+    if let Some((acc, cov)) = s.truth {
+        print!(
+            "; accuracy of the mean {acc:.3}, truth inside the 5-95 % band at {:.1} % of the pixels",
+            100.0 * cov
+        );
+    }
+    println!();
+    println!(
+        "pictures: {0}/phase_uncertainty.png, {0}/induction_uncertainty.png (mean | std); members under {0}/members/",
+        path.display()
+    );
 }

@@ -108,6 +108,11 @@ pub struct ReconCmd {
     /// _q05.npy, _q95.npy, magnetization_uncertainty.png), each member under members/seed_S/.
     #[arg(long, default_value_t = 1, value_parser = common::at_least_one)]
     ensemble: usize,
+    /// Run one share of the ensemble's members (0-based I of N; default from
+    /// SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT when set) into OUT/shard-I-of-N/;
+    /// `magprior merge OUT` then writes what one process would have.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<String>,
     /// Output directory.
     #[arg(long)]
     out: PathBuf,
@@ -141,10 +146,15 @@ pub fn run(cmd: NvCmd) -> Result<()> {
             let cfg = a
                 .recon
                 .config(&job.geom, select_device(a.recon.device, a.recon.quiet)?)?;
-            let out = OutputDir::create(&a.out)?;
+            let shard = match a.ensemble {
+                1 if a.shard.is_some() => bail!("--shard splits --ensemble K (K > 1)"),
+                1 => None,
+                _ => common::Shard::resolve(a.shard.as_deref())?,
+            };
             if a.ensemble > 1 {
-                return ensemble(&a, &job, &cfg, out);
+                return ensemble(&a, &job, &cfg, shard);
             }
+            let out = OutputDir::create(&a.out)?;
             let res = run_one(
                 &a.recon,
                 &job,
@@ -433,47 +443,108 @@ fn run_one(
     Ok(res)
 }
 
-/// `nv reconstruct --ensemble K`: the members one after another (each already uses every core),
-/// each written as a single run is under `members/seed_S/`, then the ensemble's own outputs.
-fn ensemble(a: &ReconCmd, job: &Problem, cfg: &nv::NvReconConfig, out: OutputDir) -> Result<()> {
+/// `nv reconstruct --ensemble K [--shard I/N]`: the members (or this share's) one after
+/// another (each already uses every core), each written as a single run is under
+/// `members/seed_S/`; then, in one process, the ensemble's own outputs from those directories.
+fn ensemble(
+    a: &ReconCmd,
+    job: &Problem,
+    cfg: &nv::NvReconConfig,
+    shard: Option<common::Shard>,
+) -> Result<()> {
     let r = &a.recon;
     let mask = job.mask(r, r.mask_angle)?;
     let k = a.ensemble;
+    let range = shard.map_or(0..k, |s| s.block(k));
+    let out = match shard {
+        Some(s) => {
+            std::fs::create_dir_all(&a.out)
+                .with_context(|| format!("creating {}", a.out.display()))?;
+            OutputDir::create(s.dir(&a.out))?
+        }
+        None => OutputDir::create(&a.out)?,
+    };
+    let first = nv::NvReconConfig {
+        seed: nv::member_seed(cfg.seed, range.start),
+        ..cfg.clone()
+    };
     let mut progress: Option<(usize, Progress)> = None;
-    let ens = nv::reconstruct_ensemble(&job.bnv, job.h, job.w, &mask, cfg, k, &mut |m, s| {
-        if progress.as_ref().is_none_or(|(p, _)| *p != m) {
-            if let Some((_, old)) = progress.take() {
-                old.finish();
+    let ens = nv::reconstruct_ensemble(
+        &job.bnv,
+        job.h,
+        job.w,
+        &mask,
+        &first,
+        range.len(),
+        &mut |m, s| {
+            if progress.as_ref().is_none_or(|(p, _)| *p != m) {
+                if let Some((_, old)) = progress.take() {
+                    old.finish();
+                }
+                let label = format!("member {}/{k}", range.start + m + 1);
+                progress = Some((m, Progress::new(r.iters, r.quiet, &label)));
             }
-            let label = format!("member {}/{k}", m + 1);
-            progress = Some((m, Progress::new(r.iters, r.quiet, &label)));
-        }
-        if let Some((_, p)) = progress.as_mut() {
-            p.update(s.iter, s.loss, &format!("SNR {:5.1} dB", s.snr_db));
-        }
-        !common::interrupted()
-    })?;
+            if let Some((_, p)) = progress.as_mut() {
+                p.update(s.iter, s.loss, &format!("SNR {:5.1} dB", s.snr_db));
+            }
+            !common::interrupted()
+        },
+    )?;
     if let Some((_, p)) = progress {
         p.finish();
     }
-    let seeds: Vec<u64> = (0..ens.members.len())
-        .map(|m| nv::member_seed(cfg.seed, m))
-        .collect();
-    let mut dirs = Vec::new();
-    for (res, &seed) in ens.members.iter().zip(&seeds) {
-        let name = format!("members/seed_{seed}");
-        let dir = out.subdir(&name)?;
+    for (m, res) in ens.members.iter().enumerate() {
+        let seed = nv::member_seed(first.seed, m);
+        let dir = out.subdir(&format!("members/seed_{seed}"))?;
         notes(res, job, r);
         let c = nv::NvReconConfig {
             seed,
             ..cfg.clone()
         };
         output::write_outputs(&dir, r, job, &mask, &c, res, r.mask_angle)?;
-        dirs.push(name);
     }
-    output::write_ensemble(out.path(), r, job, &mask, &ens, &dirs, &seeds)?;
-    let path = out.commit()?;
-    output::report_ensemble(&ens, &mask, &path);
+    match shard {
+        Some(s) => {
+            common::write_json(
+                &out.file("shard.json"),
+                &common::ShardMeta {
+                    kind: "nv-ensemble".into(),
+                    index: s.index,
+                    count: s.count,
+                    items: k,
+                    range: [range.start, range.end],
+                },
+            )?;
+            // a share's directory is magprior's too (a rerun replaces it)
+            common::write_json(
+                &out.file("metadata.json"),
+                &"shard of nv reconstruct --ensemble",
+            )?;
+            let path = out.commit()?;
+            println!(
+                "{}: members {}..{} of {k} (share {} of {}); `magprior merge {}` when every share is done",
+                path.display(),
+                range.start,
+                range.end,
+                s.index,
+                s.count,
+                a.out.display()
+            );
+        }
+        None => {
+            let summary = output::aggregate_ensemble(out.path())?;
+            let path = out.commit()?;
+            output::report_ensemble(&summary, &path);
+        }
+    }
+    Ok(())
+}
+
+/// `magprior merge`: the ensemble's outputs computed in `staging` from the members there, then
+/// reported as they will lie in `dir`.
+pub fn finish_ensemble(staging: &Path, dir: &Path) -> Result<()> {
+    let summary = output::aggregate_ensemble(staging)?;
+    output::report_ensemble(&summary, dir);
     Ok(())
 }
 

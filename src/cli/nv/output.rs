@@ -5,7 +5,7 @@ use super::args::{Problem, ReconArgs};
 use crate::cli::common::{self, DeviceMeta, VERSION};
 use anyhow::Result;
 use magprior::io::render::{self, Decor, MapKind, Panel};
-use magprior::nv::{Mask, NvEnsemble, NvModel, NvReconConfig, NvResult};
+use magprior::nv::{Mask, NvModel, NvReconConfig, NvResult};
 use serde::Serialize;
 use std::path::Path;
 
@@ -500,7 +500,7 @@ pub fn report(res: &NvResult, path: &Path) {
     );
 }
 
-/// One member in an ensemble's metrics.json.
+/// One member in an ensemble's metrics.json (read back from the member's own metrics.json).
 #[derive(Serialize)]
 struct MemberOut {
     seed: u64,
@@ -508,8 +508,8 @@ struct MemberOut {
     final_loss: f64,
     chi2_per_pixel: f64,
     zero_field_chi2_per_pixel: f64,
-    circulation: &'static str,
-    selected_iteration: usize,
+    circulation: String,
+    selected_iteration: u64,
     stop: String,
     seconds: f64,
     warnings: Vec<String>,
@@ -529,7 +529,7 @@ struct EnsembleMetrics {
     inplane_mean_abs_A_per_m: f64,
     relative_inplane_spread: f64,
     relative_inplane_spread_definition: &'static str,
-    circulations: Vec<&'static str>,
+    circulations: Vec<String>,
     stop: String,
     seconds: f64,
     seconds_per_member: f64,
@@ -547,22 +547,77 @@ struct EnsembleMeta<'a> {
     member_dirs: &'a [String],
 }
 
-/// The ensemble's own outputs beside its members' directories: the mean (the estimate) and the
-/// per-pixel spread of M and of the modelled B_NV, metrics.json, metadata.json and the
-/// mean | std picture.
-pub fn write_ensemble(
-    dir: &Path,
-    a: &ReconArgs,
-    job: &Problem,
-    mask: &Mask,
-    ens: &NvEnsemble,
-    member_dirs: &[String],
-    seeds: &[u64],
-) -> Result<()> {
-    let (h, w) = (job.h, job.w);
+/// What [`aggregate_ensemble`] found, for the summary line.
+pub struct EnsembleSummary {
+    pub members: usize,
+    pub loss: (f64, f64),
+    pub spread: magprior::nv::InplaneSpread,
+    pub circulations: Vec<String>,
+    pub stop: String,
+    pub warnings: Vec<String>,
+}
+
+/// The ensemble's own outputs in `dir`, from its members' directories (`members/seed_S/`, read
+/// back, seeds ascending) - the same whether the members ran in one process or in shards
+/// merged later: the mean (the estimate) and the per-pixel spread of M and of the modelled
+/// B_NV, metrics.json, metadata.json and the mean | std picture.
+pub fn aggregate_ensemble(dir: &Path) -> Result<EnsembleSummary> {
+    let members = common::member_dirs(dir)?;
+    let load = |d: &Path, f: &str| -> Result<(Vec<f32>, Vec<usize>)> {
+        let t = magprior::io::npy::read_npy(d.join(f))?;
+        Ok((t.to_vec()?, t.shape().to_vec()))
+    };
+    let (mut ms, mut bs, mut runs) = (Vec::new(), Vec::new(), Vec::new());
+    let mut shape = Vec::new();
+    let mut support = Vec::new();
+    let mut bnv_path = String::new();
+    for (seed, name) in &members {
+        let d = dir.join(name);
+        let (m, s) = load(&d, "magnetization.npy")?;
+        if support.is_empty() {
+            let (mask, ms_shape) = load(&d, "mask.npy")?;
+            let hw = ms_shape[1] * ms_shape[2];
+            support = (0..hw)
+                .map(|i| {
+                    let any = (0..ms_shape[0]).any(|c| mask[c * hw + i] != 0.0);
+                    any as u8 as f32
+                })
+                .collect();
+            shape = s.clone();
+            let meta = common::read_json(&d.join("metadata.json"))?;
+            bnv_path = meta["bnv"].as_str().unwrap_or_default().to_string();
+        }
+        ms.push(m);
+        bs.push(load(&d, "bnv_model.npy")?.0);
+        let j = common::read_json(&d.join("metrics.json"))?;
+        let num = |k: &str| j[k].as_f64().unwrap_or(f64::NAN);
+        runs.push(MemberOut {
+            seed: *seed,
+            dir: name.clone(),
+            final_loss: num("final_loss"),
+            chi2_per_pixel: num("chi2_per_pixel"),
+            zero_field_chi2_per_pixel: num("zero_field_chi2_per_pixel"),
+            circulation: j["circulation"].as_str().unwrap_or_default().to_string(),
+            selected_iteration: j["selected_iteration"].as_u64().unwrap_or(0),
+            stop: j["stop"].as_str().unwrap_or_default().to_string(),
+            seconds: num("seconds"),
+            warnings: j["warnings"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        });
+    }
+    let (h, w) = (shape[1], shape[2]);
     let hw = h * w;
     let f = |n: &str| dir.join(n);
-    let m = &ens.magnetization;
+    let mr: Vec<&[f32]> = ms.iter().map(|v| v.as_slice()).collect();
+    let br: Vec<&[f32]> = bs.iter().map(|v| v.as_slice()).collect();
+    let m = magprior::nv::Spread::of(&mr)?;
+    let b = magprior::nv::Spread::of(&br)?;
     for (name, v) in [
         ("magnetization.npy", &m.mean),
         ("magnetization_std.npy", &m.std),
@@ -571,31 +626,29 @@ pub fn write_ensemble(
     ] {
         common::write_map(&f(name), &[3, h, w], v)?;
     }
-    common::write_map(&f("bnv_model.npy"), &[h, w], &ens.bnv_model.mean)?;
-    common::write_map(&f("bnv_model_std.npy"), &[h, w], &ens.bnv_model.std)?;
-    let support: Vec<f32> = mask.support().iter().map(|&b| b as u8 as f32).collect();
-    let spread = ens.inplane_spread(&support);
-    let (lm, ls) = ens.loss_spread();
-    let (cm, cs) = ens.chi2_spread();
-    let secs = |r: &NvResult| r.history.last().map_or(0.0, |s| s.seconds);
-    let total: f64 = ens.members.iter().map(secs).sum();
-    let k = ens.members.len();
-    let runs = ens
-        .members
+    common::write_map(&f("bnv_model.npy"), &[h, w], &b.mean)?;
+    common::write_map(&f("bnv_model_std.npy"), &[h, w], &b.std)?;
+    let spread = m.inplane(&support);
+    let losses: Vec<f64> = runs.iter().map(|r| r.final_loss).collect();
+    let chi2: Vec<f64> = runs.iter().map(|r| r.chi2_per_pixel).collect();
+    let (lm, ls) = magprior::ensemble::mean_std(&losses);
+    let (cm, cs) = magprior::ensemble::mean_std(&chi2);
+    let total: f64 = runs.iter().map(|r| r.seconds).sum();
+    let k = runs.len();
+    let seeds: Vec<u64> = members.iter().map(|(s, _)| *s).collect();
+    let dirs: Vec<String> = members.iter().map(|(_, d)| d.clone()).collect();
+    let stop = if runs.iter().any(|r| r.stop == "interrupted") {
+        "interrupted".to_string()
+    } else {
+        "completed".to_string()
+    };
+    let circulations: Vec<String> = runs.iter().map(|r| r.circulation.clone()).collect();
+    let warnings: Vec<String> = runs
         .iter()
-        .zip(member_dirs)
-        .zip(seeds)
-        .map(|((r, d), &seed)| MemberOut {
-            seed,
-            dir: d.clone(),
-            final_loss: r.history.last().map_or(f64::NAN, |s| s.loss),
-            chi2_per_pixel: r.diagnostics.chi2_per_pixel,
-            zero_field_chi2_per_pixel: r.diagnostics.zero_field_chi2_per_pixel,
-            circulation: r.diagnostics.circulation.as_str(),
-            selected_iteration: r.selected_iteration,
-            stop: r.stop.to_string(),
-            seconds: secs(r),
-            warnings: r.diagnostics.warnings.clone(),
+        .flat_map(|r| {
+            r.warnings
+                .iter()
+                .map(move |w| format!("member seed {}: {w}", r.seed))
         })
         .collect();
     common::write_json(
@@ -611,12 +664,8 @@ pub fn write_ensemble(
             inplane_mean_abs_A_per_m: spread.mean_abs,
             relative_inplane_spread: spread.relative,
             relative_inplane_spread_definition: "mean over the support of sqrt(std_x^2 + std_y^2) over the mean of |mean M| in plane: ~0 when the members agree, ~1 or more when their directions scatter (what the data leave undetermined)",
-            circulations: ens
-                .members
-                .iter()
-                .map(|r| r.diagnostics.circulation.as_str())
-                .collect(),
-            stop: ens.stop.to_string(),
+            circulations: circulations.clone(),
+            stop: stop.clone(),
             seconds: total,
             seconds_per_member: total / k.max(1) as f64,
             member_runs: runs,
@@ -627,11 +676,11 @@ pub fn write_ensemble(
         &EnsembleMeta {
             program: "magprior nv reconstruct --ensemble",
             version: VERSION,
-            bnv: a.bnv.display().to_string(),
+            bnv: bnv_path,
             members: k,
-            seeds,
+            seeds: &seeds,
             seed_rule: "member k: --seed + k (the network's weights and its noise input); everything else as given",
-            member_dirs,
+            member_dirs: &dirs,
         },
     )?;
     let lim_mean = render::shared_limit(&[&m.mean[..2 * hw]]);
@@ -653,35 +702,32 @@ pub fn write_ensemble(
         limit: Some(limit),
     });
     render::write_panels(&f("magnetization_uncertainty.png"), &panels)?;
-    Ok(())
+    Ok(EnsembleSummary {
+        members: k,
+        loss: (lm, ls),
+        spread,
+        circulations,
+        stop,
+        warnings,
+    })
 }
 
 /// The ensemble's summary on stdout, the members' warnings on stderr.
-pub fn report_ensemble(ens: &NvEnsemble, mask: &Mask, path: &Path) {
-    let (lm, ls) = ens.loss_spread();
-    let support: Vec<f32> = mask.support().iter().map(|&b| b as u8 as f32).collect();
-    let s = ens.inplane_spread(&support);
-    let circ: Vec<&str> = ens
-        .members
-        .iter()
-        .map(|r| r.diagnostics.circulation.as_str())
-        .collect();
+pub fn report_ensemble(s: &EnsembleSummary, path: &Path) {
     println!(
         "{}: {} members ({}), final loss {:.4e} +- {:.2e}; in-plane spread {:.3e} A/m = {:.2} x the mean |M| ({:.3e} A/m); circulations {:?}",
         path.display(),
-        ens.members.len(),
-        ens.stop,
-        lm,
-        ls,
-        s.std_mean,
-        s.relative,
-        s.mean_abs,
-        circ
+        s.members,
+        s.stop,
+        s.loss.0,
+        s.loss.1,
+        s.spread.std_mean,
+        s.spread.relative,
+        s.spread.mean_abs,
+        s.circulations
     );
-    for (k, r) in ens.members.iter().enumerate() {
-        for w in &r.diagnostics.warnings {
-            eprintln!("warning: member {k}: {w}");
-        }
+    for w in &s.warnings {
+        eprintln!("warning: {w}");
     }
     println!(
         "pictures: {0}/magnetization_uncertainty.png (mean | std), members under {0}/members/",

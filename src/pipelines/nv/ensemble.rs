@@ -4,7 +4,7 @@ use super::{reconstruct, IterStats, NvReconConfig, NvResult};
 use crate::error::{Error, Result};
 use crate::fit::StopReason;
 use crate::physics::nv::mask::Mask;
-use crate::pipelines::ensemble::{mean_std, member_seed, Spread};
+use crate::pipelines::ensemble::{mean_std, member_seed, InplaneSpread, Spread};
 /// The outcome of [`reconstruct_ensemble`].
 #[derive(Clone, Debug)]
 pub struct NvEnsemble {
@@ -63,18 +63,6 @@ pub fn reconstruct_ensemble(
     })
 }
 
-/// How much the members disagree about the in-plane magnetisation inside the support.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct InplaneSpread {
-    /// Mean over the support of `sqrt(std_x^2 + std_y^2)` (A/m).
-    pub std_mean: f64,
-    /// Mean over the support of `|mean M|` in plane (A/m).
-    pub mean_abs: f64,
-    /// `std_mean / mean_abs`: ~0 when the members agree; ~1 or more when their directions
-    /// scatter (what the data leave undetermined, e.g. a vortex's circulation).
-    pub relative: f64,
-}
-
 impl NvEnsemble {
     /// Mean and sample standard deviation of the members' final losses.
     pub fn loss_spread(&self) -> (f64, f64) {
@@ -96,21 +84,8 @@ impl NvEnsemble {
         mean_std(&c)
     }
 
-    /// The in-plane spread inside `support` (H, W; > 0.5 inside).
+    /// The in-plane spread inside `support` (H, W; > 0.5 inside): [`Spread::inplane`].
     pub fn inplane_spread(&self, support: &[f32]) -> InplaneSpread {
-        let hw = support.len();
-        let (m, s) = (&self.magnetization.mean, &self.magnetization.std);
-        let (mut spread, mut level, mut n) = (0.0, 0.0, 0usize);
-        for i in (0..hw).filter(|&i| support[i] > 0.5) {
-            spread += (s[i] as f64).hypot(s[hw + i] as f64);
-            level += (m[i] as f64).hypot(m[hw + i] as f64);
-            n += 1;
-        }
-        let (std_mean, mean_abs) = (spread / n.max(1) as f64, level / n.max(1) as f64);
-        InplaneSpread {
-            std_mean,
-            mean_abs,
-            relative: std_mean / mean_abs.max(f64::MIN_POSITIVE),
-        }
+        self.magnetization.inplane(support)
     }
 }

@@ -24,7 +24,7 @@ mod scan;
 pub use data::{Background, BackgroundFit};
 pub use diagnose::{Circulation, NvDiagnostics};
 pub use energy_fit::{EnergyConfig, EnergyReport, Start, StartOutcome, UnitParametrisation};
-pub use ensemble::{reconstruct_ensemble, InplaneSpread, NvEnsemble};
+pub use ensemble::{reconstruct_ensemble, NvEnsemble};
 pub use scan::{support_from_spec, support_scan, DirectionScan, SupportFrom, SupportScan};
 
 use crate::engine::device::Device;

@@ -48,6 +48,10 @@ pub struct SipradConfig {
     pub sigma: f64,
     /// Which state is returned.
     pub selection: Selection,
+    /// Output averaging: return the exponential moving average (this decay per iteration, e.g.
+    /// 0.99) of the network's phase over the fit iterations instead of the selected state's
+    /// phase (the deep-image-prior paper's averaging). `None`: the selected state.
+    pub average: Option<f64>,
     /// Fraction of pixels left out of the loss and used to validate (0 = none; needed by
     /// [`Selection::Validation`]).
     pub holdout: f64,
@@ -94,6 +98,7 @@ impl Default for SipradConfig {
             noise_frac: 1.0 / 30.0,
             sigma: 2.0,
             selection: Selection::Validation { after: 100 },
+            average: None,
             holdout: 0.1,
             amp_scale_lr: 0.1,
             amplitude: AmplitudeMode::Uniform,
@@ -118,6 +123,14 @@ impl SipradConfig {
     /// Checks every setting; the error names the setting.
     pub fn validate(&self) -> Result<()> {
         const OP: &str = "siprad";
+        if let Some(d) = self.average {
+            if !(d > 0.0 && d < 1.0) {
+                return Err(Error::arg(
+                    OP,
+                    format!("the averaging decay must be in (0, 1), got {d}"),
+                ));
+            }
+        }
         if !(self.lr > 0.0
             && self.lr.is_finite()
             && self.noise_frac >= 0.0

@@ -320,7 +320,10 @@ impl Siprad {
             state,
             amplitude,
             kappa,
-            fit: Fit::new(cfg.selection),
+            fit: match cfg.average {
+                Some(d) => Fit::new(cfg.selection).with_average(d),
+                None => Fit::new(cfg.selection),
+            },
             pretrain_history: Vec::new(),
             history: Vec::new(),
         })
@@ -469,13 +472,13 @@ impl Siprad {
         let (h, w) = self.hw;
         let dev = self.cfg.device;
         let learned = self.state.amp_net.is_some();
-        let (phase_t, amp_t, scale, selected_iter) = match self.fit.selected() {
-            Some(s) => (
-                s.state[0].clone(),
-                s.state.get(1).cloned(),
-                s.stats.report[0],
-                s.iter,
-            ),
+        // with output averaging: the moving average of the phase, with the last state's amplitude
+        let chosen = match (self.fit.average(), self.fit.last()) {
+            (Some(avg), Some(last)) => Some((avg.clone(), last)),
+            _ => self.fit.selected().map(|s| (s.state[0].clone(), s)),
+        };
+        let (phase_t, amp_t, scale, selected_iter) = match chosen {
+            Some((phase, s)) => (phase, s.state.get(1).cloned(), s.stats.report[0], s.iter),
             None => {
                 // no fit iteration: the pretrained network
                 let phase = crate::engine::autograd::no_grad(|| {
