@@ -56,5 +56,6 @@ pub use crate::pipelines::nv::{
     NvResult, NvTarget, Start, StartOutcome, SupportFrom, SupportScan, UnitParametrisation,
 };
 pub use crate::pipelines::sweep::{
-    sweep, Significance, SweepConfig, SweepPoint, SweepResult, SweepRow,
+    rank as rank_sweep, sweep, sweep_range, Significance, SweepConfig, SweepPoint, SweepResult,
+    SweepRow,
 };

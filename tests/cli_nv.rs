@@ -506,6 +506,69 @@ fn sharded_ensemble_merges_to_the_one_process_result_bit_for_bit() {
     std::fs::remove_dir_all(&d).unwrap();
 }
 
+#[test]
+fn sharded_sweep_merges_to_the_one_process_table() {
+    let d = tmpdir_here("sweep_shards");
+    let (bnv, sup) = small_problem(&d);
+    let (one, split) = (d.join("one"), d.join("split"));
+    let args = |out: &Path| -> Vec<String> {
+        [
+            "nv",
+            "sweep",
+            "--bnv",
+            p(&bnv),
+            "--pixel",
+            "5nm",
+            "--support",
+            p(&sup),
+            "--mask-preset",
+            "dipole",
+            "--angles",
+            "0,90",
+            "--seeds",
+            "0,1",
+            "--iters",
+            "3",
+            "--quiet",
+            "--out",
+            p(out),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    assert!(bin().args(args(&one)).output().unwrap().status.success());
+    // three shares of four runs: one of them splits a setting's seeds
+    for s in ["0/3", "1/3", "2/3"] {
+        let o = bin()
+            .args(args(&split))
+            .args(["--shard", s])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let o = bin().args(["merge", p(&split)]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("rank"));
+    // the table without its wall-clock column
+    let table = |dir: &Path| -> Vec<String> {
+        std::fs::read_to_string(dir.join("sweep.csv"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let mut c: Vec<&str> = l.split(',').collect();
+                c.remove(5);
+                c.join(",")
+            })
+            .collect()
+    };
+    assert_eq!(table(&one), table(&split));
+    assert_eq!(table(&one).len(), 3);
+    let f = "angle_+090.00_standoff_50.0nm_seed_1/magnetization.npy";
+    assert!(std::fs::read(one.join(f)).unwrap() == std::fs::read(split.join(f)).unwrap());
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
 #[cfg(unix)]
 #[test]
 fn ctrl_c_stops_cleanly_and_keeps_results() {

@@ -96,11 +96,24 @@ pub fn run(dir: &Path) -> Result<()> {
             .with_context(|| format!("removing {}", staging.display()))?;
     }
     let result = (|| -> Result<()> {
+        // every share's item directories (and its metadata); the job's outputs come from them
         for (p, _) in &found {
-            copy_tree(&p.join("members"), &staging.join("members"))?;
+            for e in std::fs::read_dir(p).with_context(|| format!("reading {}", p.display()))? {
+                let e = e.with_context(|| format!("reading {}", p.display()))?;
+                let (src, dst) = (e.path(), staging.join(e.file_name()));
+                if src.is_dir() {
+                    copy_tree(&src, &dst)?;
+                } else if e.file_name() == "metadata.json" {
+                    std::fs::create_dir_all(&staging)
+                        .with_context(|| format!("creating {}", staging.display()))?;
+                    std::fs::copy(&src, &dst)
+                        .with_context(|| format!("copying {}", src.display()))?;
+                }
+            }
         }
         match kind.as_str() {
             "nv-ensemble" => crate::cli::nv::finish_ensemble(&staging, dir),
+            "nv-sweep" => crate::cli::nv::finish_sweep(&staging, dir),
             "ltem-ensemble" => crate::cli::ltem::finish_ensemble(&staging, dir),
             other => bail!("{}: cannot merge shares of kind {other:?}", dir.display()),
         }

@@ -72,6 +72,25 @@ impl SweepRow {
     }
 }
 
+impl SweepConfig {
+    /// Every run of the sweep in the order it runs: standoffs outermost, then angles, then seeds.
+    pub fn points(&self) -> Vec<SweepPoint> {
+        let mut v = Vec::new();
+        for &standoff in &self.standoffs {
+            for &angle in &self.angles {
+                for &seed in &self.seeds {
+                    v.push(SweepPoint {
+                        angle,
+                        standoff,
+                        seed,
+                    });
+                }
+            }
+        }
+        v
+    }
+}
+
 /// Whether the best setting beats the runner-up.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Significance {
@@ -123,6 +142,25 @@ pub fn sweep<E: From<Error>>(
     on_run: &mut dyn FnMut(&SweepPoint, &Mask, &NvResult) -> std::result::Result<(), E>,
     observer: &mut dyn FnMut(&SweepPoint, &IterStats) -> bool,
 ) -> std::result::Result<SweepResult, E> {
+    let all = 0..sc.points().len();
+    sweep_range(bnv, h, w, mask_at, base, sc, all, on_run, observer)
+}
+
+/// [`sweep`] restricted to the runs `range` of [`SweepConfig::points`] (one share of a sweep
+/// split over processes): rows hold the seeds of the range only, and rows without any are left
+/// out; ranked as [`rank`] does.
+#[allow(clippy::too_many_arguments)]
+pub fn sweep_range<E: From<Error>>(
+    bnv: &[f32],
+    h: usize,
+    w: usize,
+    mask_at: &dyn Fn(f64) -> std::result::Result<Mask, E>,
+    base: &NvReconConfig,
+    sc: &SweepConfig,
+    range: std::ops::Range<usize>,
+    on_run: &mut dyn FnMut(&SweepPoint, &Mask, &NvResult) -> std::result::Result<(), E>,
+    observer: &mut dyn FnMut(&SweepPoint, &IterStats) -> bool,
+) -> std::result::Result<SweepResult, E> {
     const OP: &str = "nv sweep";
     if sc.angles.is_empty() || sc.standoffs.is_empty() || sc.seeds.is_empty() {
         return Err(Error::arg(OP, "needs at least one angle, standoff and seed").into());
@@ -132,8 +170,15 @@ pub fn sweep<E: From<Error>>(
     }
     let mut rows = Vec::new();
     let mut stop = StopReason::Completed;
+    let mut index = 0usize;
     'outer: for &standoff in &sc.standoffs {
         for &angle in &sc.angles {
+            let n = sc.seeds.len();
+            let mine = (index..index + n).any(|i| range.contains(&i));
+            if !mine {
+                index += n;
+                continue;
+            }
             let mask = mask_at(angle)?;
             let mut row = SweepRow {
                 angle,
@@ -144,6 +189,10 @@ pub fn sweep<E: From<Error>>(
                 freedom: mask.freedom(),
             };
             for &seed in &sc.seeds {
+                index += 1;
+                if !range.contains(&(index - 1)) {
+                    continue;
+                }
                 let p = SweepPoint {
                     angle,
                     standoff,
@@ -176,6 +225,12 @@ pub fn sweep<E: From<Error>>(
             rows.push(row);
         }
     }
+    Ok(rank(rows, sc.seeds.len(), stop))
+}
+
+/// Ranks a sweep's rows (in the order they ran) by mean loss, groups them by mask freedom and
+/// says whether the best beats the runner-up given `seeds` seeds per setting.
+pub fn rank(mut rows: Vec<SweepRow>, seeds: usize, stop: StopReason) -> SweepResult {
     rows.sort_by(|x, y| x.mean_loss().total_cmp(&y.mean_loss()));
     let mut freedoms: Vec<usize> = rows.iter().map(|r| r.freedom).collect();
     freedoms.sort_unstable();
@@ -191,7 +246,7 @@ pub fn sweep<E: From<Error>>(
         .collect();
     let significance = if rows.len() < 2 {
         Significance::NothingToRank
-    } else if sc.seeds.len() < 2 {
+    } else if seeds < 2 {
         Significance::OneSeed
     } else {
         let (b, s) = (&rows[0], &rows[1]);
@@ -205,10 +260,10 @@ pub fn sweep<E: From<Error>>(
             }
         }
     };
-    Ok(SweepResult {
+    SweepResult {
         rows,
         groups,
         significance,
         stop,
-    })
+    }
 }

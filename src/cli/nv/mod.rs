@@ -131,6 +131,11 @@ pub struct SweepArgs {
     /// Seeds per setting (the spread over seeds says whether a ranking is significant).
     #[arg(long, value_delimiter = ',', default_value = "0")]
     seeds: Vec<u64>,
+    /// Run one share of the sweep's runs (0-based I of N; default from SLURM_ARRAY_TASK_ID /
+    /// SLURM_ARRAY_TASK_COUNT when set) into OUT/shard-I-of-N/; `magprior merge OUT` then
+    /// writes what one process would have.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<String>,
     /// Output directory (sweep.csv and one sub-directory per run).
     #[arg(long)]
     out: PathBuf,
@@ -605,15 +610,19 @@ fn sweep(a: SweepArgs) -> Result<()> {
     };
     let device = select_device(r.device, r.quiet)?;
     let base = r.config(&job.geom, device)?;
-    let out = OutputDir::create(&a.out)?;
+    let shard = common::Shard::resolve(a.shard.as_deref())?;
+    let total = sc.points().len();
+    let range = shard.map_or(0..total, |s| s.block(total));
+    let out = match shard {
+        Some(s) => {
+            std::fs::create_dir_all(&a.out)
+                .with_context(|| format!("creating {}", a.out.display()))?;
+            OutputDir::create(s.dir(&a.out))?
+        }
+        None => OutputDir::create(&a.out)?,
+    };
     let mut on_run = |p: &nv::SweepPoint, mask: &nv::Mask, res: &NvResult| -> Result<_> {
-        let name = format!(
-            "angle_{:+07.2}_standoff_{:.1}nm_seed_{}",
-            p.angle,
-            p.standoff * 1e9,
-            p.seed
-        );
-        let dir = out.subdir(&name)?;
+        let dir = out.subdir(&run_name(p))?;
         notes(res, &job, r);
         let cfg = nv::NvReconConfig {
             geom: NvGeometry {
@@ -650,36 +659,20 @@ fn sweep(a: SweepArgs) -> Result<()> {
         }
         !common::interrupted()
     };
-    let res = nv::sweep(
+    nv::sweep_range(
         &job.bnv,
         job.h,
         job.w,
         &|angle| job.mask(r, angle),
         &base,
         &sc,
+        range.clone(),
         &mut on_run,
         &mut obs,
     )?;
     if let Some(pr) = progress {
         pr.finish();
     }
-    common::write_csv(
-        &out.file("sweep.csv"),
-        "angle,standoff,final_loss,loss_std,snr_db,seconds,seeds,freedom",
-        res.rows.iter().map(|row| {
-            format!(
-                "{},{:e},{:e},{:e},{:.3},{:.2},{},{}",
-                row.angle,
-                row.standoff,
-                row.mean_loss(),
-                row.loss_spread(),
-                row.mean_snr_db(),
-                row.seconds,
-                row.losses.len(),
-                row.freedom
-            )
-        }),
-    )?;
     common::write_json(
         &out.file("metadata.json"),
         &SweepMeta {
@@ -695,13 +688,151 @@ fn sweep(a: SweepArgs) -> Result<()> {
             device: DeviceMeta::of(device),
         },
     )?;
+    if let Some(s) = shard {
+        common::write_json(
+            &out.file("shard.json"),
+            &common::ShardMeta {
+                kind: "nv-sweep".into(),
+                index: s.index,
+                count: s.count,
+                items: total,
+                range: [range.start, range.end],
+            },
+        )?;
+        let path = out.commit()?;
+        println!(
+            "{}: runs {}..{} of {total} (share {} of {}); `magprior merge {}` when every share is done",
+            path.display(),
+            range.start,
+            range.end,
+            s.index,
+            s.count,
+            a.out.display()
+        );
+        return Ok(());
+    }
+    let res = aggregate_sweep(out.path(), &sc)?;
     print_sweep(&res);
     let path = out.commit()?;
     println!(
-        "wrote {}/sweep.csv and one directory per run",
-        path.display()
+        "{}: {} runs; sweep.csv ranks them (one directory per run)",
+        path.display(),
+        res.rows.iter().map(|r| r.losses.len()).sum::<usize>()
     );
     Ok(())
+}
+
+/// `magprior merge`: the sweep's table computed in `staging` from the runs there (its settings
+/// from the shares' metadata.json), printed as it will lie in `dir`.
+pub fn finish_sweep(staging: &Path, dir: &Path) -> Result<()> {
+    let meta = common::read_json(&staging.join("metadata.json"))?;
+    let list = |k: &str| -> Vec<f64> {
+        meta[k]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
+            .unwrap_or_default()
+    };
+    let sc = SweepConfig {
+        angles: list("angles_deg"),
+        standoffs: list("standoffs_m"),
+        seeds: meta["seeds"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_u64()).collect())
+            .unwrap_or_default(),
+    };
+    if sc.points().is_empty() {
+        bail!(
+            "{}: the shares' metadata.json lists no sweep settings",
+            dir.display()
+        );
+    }
+    let res = aggregate_sweep(staging, &sc)?;
+    print_sweep(&res);
+    println!("{}: sweep.csv ranks the merged runs", dir.display());
+    Ok(())
+}
+
+/// A sweep run's directory name.
+fn run_name(p: &nv::SweepPoint) -> String {
+    format!(
+        "angle_{:+07.2}_standoff_{:.1}nm_seed_{}",
+        p.angle,
+        p.standoff * 1e9,
+        p.seed
+    )
+}
+
+/// The sweep's table from its runs' directories in `dir` (in the order the runs ran; a run that
+/// is missing - an interrupted sweep - ends it), ranked, written as sweep.csv: the same whether
+/// the runs ran in one process or in merged shares.
+fn aggregate_sweep(dir: &Path, sc: &SweepConfig) -> Result<nv::SweepResult> {
+    let mut rows = Vec::new();
+    let mut stop = StopReason::Completed;
+    'outer: for &standoff in &sc.standoffs {
+        for &angle in &sc.angles {
+            let mut row = nv::SweepRow {
+                angle,
+                standoff,
+                losses: vec![],
+                snr_db: vec![],
+                seconds: 0.0,
+                freedom: 0,
+            };
+            for &seed in &sc.seeds {
+                let d = dir.join(run_name(&nv::SweepPoint {
+                    angle,
+                    standoff,
+                    seed,
+                }));
+                if !d.join("metrics.json").exists() {
+                    stop = StopReason::Interrupted;
+                    if !row.losses.is_empty() {
+                        rows.push(row);
+                    }
+                    break 'outer;
+                }
+                let m = common::read_json(&d.join("metrics.json"))?;
+                let selected = m["selected_iteration"].as_u64().unwrap_or(0) as usize;
+                let log = std::fs::read_to_string(d.join("loss.csv"))
+                    .with_context(|| format!("reading {}", d.join("loss.csv").display()))?;
+                // the loss of the returned (lowest-loss) state, as the sweep ranks it
+                let loss = log
+                    .lines()
+                    .nth(selected)
+                    .and_then(|l| l.split(',').nth(1))
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or(f64::NAN);
+                row.losses.push(loss);
+                row.snr_db.push(m["snr_db"].as_f64().unwrap_or(f64::NAN));
+                row.seconds += m["seconds"].as_f64().unwrap_or(0.0);
+                if m["stop"].as_str() == Some("interrupted") {
+                    stop = StopReason::Interrupted;
+                }
+                let mask = magprior::io::npy::read_npy(d.join("mask.npy"))?.to_vec()?;
+                row.freedom = mask.iter().filter(|v| v.abs() > 1e-6).count();
+            }
+            rows.push(row);
+        }
+    }
+    let res = nv::rank_sweep(rows, sc.seeds.len(), stop);
+    common::write_csv(
+        &dir.join("sweep.csv"),
+        "angle,standoff,final_loss,loss_std,snr_db,seconds,seeds,freedom",
+        res.rows.iter().map(|row| {
+            format!(
+                "{},{:e},{:e},{:e},{:.3},{:.2},{},{}",
+                row.angle,
+                row.standoff,
+                row.mean_loss(),
+                row.loss_spread(),
+                row.mean_snr_db(),
+                row.seconds,
+                row.losses.len(),
+                row.freedom
+            )
+        }),
+    )?;
+    Ok(res)
 }
 
 /// The sweep's table, the ranking within groups of equal freedom, and its significance.
