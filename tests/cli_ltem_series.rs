@@ -459,3 +459,77 @@ fn reconstruct_takes_a_focal_series() {
     assert_user_error(&run(&b), &["ad_0.npy", "3 images but 2 values"]);
     assert!(!out2.exists());
 }
+
+#[test]
+fn a_sharded_series_merges_its_frames_each_share_starting_cold() {
+    let d = tmpdir("series", "shards");
+    let mic = Microscope {
+        defocus: -2e5,
+        ..Microscope::siprad_demo()
+    };
+    let n = 32;
+    let frames: Vec<f32> = (0..3)
+        .flat_map(|s| {
+            simulate(Texture::Bubbles, n, 2e5, 100.0, &mic, 0.1, s)
+                .unwrap()
+                .image
+        })
+        .collect();
+    let stack = d.join("stack.npy");
+    write_npy(
+        &stack,
+        &Tensor::from_shape_vec(&[3, n, n], frames.clone()).unwrap(),
+    )
+    .unwrap();
+    let tail = d.join("tail.npy");
+    write_npy(
+        &tail,
+        &Tensor::from_shape_vec(&[2, n, n], frames[n * n..].to_vec()).unwrap(),
+    )
+    .unwrap();
+    let args = |input: &Path, out: &Path, extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<&str> = vec![
+            "ltem",
+            "series",
+            "--frames",
+            p(input),
+            "--defocus=-200um",
+            "--iters",
+            "3",
+            "--pretrain",
+            "2",
+            "--channels",
+            "4,8",
+            "--align",
+            "none",
+            "--quiet",
+            "--out",
+            p(out),
+        ];
+        v.extend_from_slice(&MIC);
+        v.extend_from_slice(extra);
+        v.iter().map(|s| s.to_string()).collect()
+    };
+    let go = |v: Vec<String>| {
+        let o = run(&v.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    let (one, tail_run, split) = (d.join("one"), d.join("tail_run"), d.join("split"));
+    go(args(&stack, &one, &[]));
+    go(args(&tail, &tail_run, &[]));
+    go(args(&stack, &split, &["--shard", "0/2"]));
+    go(args(&stack, &split, &["--shard", "1/2"]));
+    go(vec!["merge".into(), p(&split).into()]);
+    let bytes = |dir: &Path, f: &str| std::fs::read(dir.join(f)).unwrap();
+    // share 0 is frame 0, cold as in the one-process run; share 1 is frames 1-2, frame 1 cold
+    assert!(bytes(&one, "frame_0000/phase.npy") == bytes(&split, "frame_0000/phase.npy"));
+    assert!(bytes(&tail_run, "frame_0000/phase.npy") == bytes(&split, "frame_0001/phase.npy"));
+    assert!(bytes(&tail_run, "frame_0001/phase.npy") == bytes(&split, "frame_0002/phase.npy"));
+    let summary = std::fs::read_to_string(split.join("summary.csv")).unwrap();
+    assert_eq!(summary.lines().count(), 4, "{summary}");
+    assert!(
+        summary.lines().nth(3).unwrap().starts_with("2,"),
+        "{summary}"
+    );
+    std::fs::remove_dir_all(&d).unwrap();
+}

@@ -115,6 +115,7 @@ pub fn run(dir: &Path) -> Result<()> {
             "nv-ensemble" => crate::cli::nv::finish_ensemble(&staging, dir),
             "nv-sweep" => crate::cli::nv::finish_sweep(&staging, dir),
             "ltem-ensemble" => crate::cli::ltem::finish_ensemble(&staging, dir),
+            "ltem-series" => crate::cli::ltem::finish_series(&staging, dir),
             other => bail!("{}: cannot merge shares of kind {other:?}", dir.display()),
         }
     })();

@@ -148,6 +148,12 @@ pub struct SeriesArgs {
     /// running average of the aligned frames, the first frame, the previous frame, or none.
     #[arg(long, value_enum, default_value_t = AlignArg::Running)]
     align: AlignArg,
+    /// Reconstruct one share of the frames (0-based I of N, contiguous blocks; default from
+    /// SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT when set) into OUT/shard-I-of-N/: the
+    /// alignment is computed on the whole stack, each share's first frame starts cold and the
+    /// rest warm-start within it; `magprior merge OUT` then collects the frames.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<String>,
     /// Output directory (frame_0000/, ... and summary.csv).
     #[arg(long)]
     out: PathBuf,
@@ -993,21 +999,31 @@ fn series(a: SeriesArgs) -> Result<()> {
             bail!("{n}: the mean intensity must be positive");
         }
     }
-    let out = OutputDir::create(&a.out)?;
-    let total = cfg.pretrain + cfg.iters * frames.len();
+    let shard = common::Shard::resolve(a.shard.as_deref())?;
+    let range = shard.map_or(0..frames.len(), |s| s.block(frames.len()));
+    let out = match shard {
+        Some(s) => {
+            std::fs::create_dir_all(&a.out)
+                .with_context(|| format!("creating {}", a.out.display()))?;
+            OutputDir::create(s.dir(&a.out))?
+        }
+        None => OutputDir::create(&a.out)?,
+    };
+    let mine = &frames[range.clone()];
+    let total = cfg.pretrain + cfg.iters * mine.len();
     let mut progress = Progress::new(total, a.s.quiet, "series");
     let mut done = 0usize;
-    let results = ltem::reconstruct_series(&frames, h, w, &mic, &cfg, &mut |k, s| {
+    let results = ltem::reconstruct_series(mine, h, w, &mic, &cfg, &mut |k, s| {
         done += 1;
-        let extra = format!("frame {}/{}", k + 1, frames.len());
+        let extra = format!("frame {}/{}", range.start + k + 1, frames.len());
         progress.update(done.min(total), s.loss, &extra);
         !common::interrupted()
     })
     .with_context(|| a.frames.display().to_string())?;
     progress.finish();
-    let mut rows = Vec::new();
-    for (k, res) in results.iter().enumerate() {
-        report_notes(res, h, w, a.s.quiet || k > 0);
+    for (j, res) in results.iter().enumerate() {
+        let k = range.start + j;
+        report_notes(res, h, w, a.s.quiet || j > 0);
         let dir = out.subdir(&format!("frame_{k:04}"))?;
         let r = Recon {
             program: "magprior ltem series",
@@ -1019,25 +1035,20 @@ fn series(a: SeriesArgs) -> Result<()> {
             cfg: &cfg,
         };
         write_recon(&dir, &r, res, None)?;
-        let pmax = res.phase.iter().copied().fold(0f32, f32::max);
-        let (sy, sx, peak) =
-            shifts[k].map_or((f64::NAN, f64::NAN, f64::NAN), |s| (s.dy, s.dx, s.peak));
-        rows.push(format!(
-            "{k},{},{sy:.3},{sx:.3},{peak:.3},{:e},{},{:.4},{:.4},{:.3},{}",
-            names[k],
-            res.history.last().map_or(f64::NAN, |s| s.loss),
-            res.selected_iter,
-            res.amp_scale,
-            pmax,
-            res.seconds,
-            res.stop
-        ));
+        let (dy, dx, peak) = shifts[k].map_or((None, None, None), |s| {
+            (Some(s.dy), Some(s.dx), Some(s.peak))
+        });
+        common::write_json(
+            &dir.join("frame.json"),
+            &FrameMeta {
+                frame: k,
+                source: names[k].clone(),
+                shift_y_px: dy,
+                shift_x_px: dx,
+                align_peak: peak,
+            },
+        )?;
     }
-    common::write_csv(
-        &out.file("summary.csv"),
-        "frame,source,shift_y_px,shift_x_px,align_peak,final_loss,selected_iteration,amp_scale,phase_max_rad,seconds,stop",
-        rows.into_iter(),
-    )?;
     common::write_json(
         &out.file("metadata.json"),
         &SeriesMeta {
@@ -1048,7 +1059,11 @@ fn series(a: SeriesArgs) -> Result<()> {
             reconstructed: results.len(),
             shape: [h, w],
             device: DeviceMeta::of(cfg.device),
-            warm_start: "frame k > 0 continues from frame k-1's networks and Adam state, input = its own SITIE phase, no pretraining",
+            warm_start: if shard.is_some() {
+                "frame k continues from frame k-1's networks and Adam state, input = its own SITIE phase, no pretraining; the first frame of each share (--shard) starts cold"
+            } else {
+                "frame k > 0 continues from frame k-1's networks and Adam state, input = its own SITIE phase, no pretraining"
+            },
             alignment: match a.align {
                 AlignArg::None => "none",
                 AlignArg::Running => "sub-pixel phase correlation against a running average (weight 0.3) of the aligned frames; frames moved by the Fourier shift theorem on a mirror-extended copy",
@@ -1057,12 +1072,106 @@ fn series(a: SeriesArgs) -> Result<()> {
             },
         },
     )?;
+    if let Some(s) = shard {
+        common::write_json(
+            &out.file("shard.json"),
+            &common::ShardMeta {
+                kind: "ltem-series".into(),
+                index: s.index,
+                count: s.count,
+                items: frames.len(),
+                range: [range.start, range.end],
+            },
+        )?;
+        let path = out.commit()?;
+        println!(
+            "{}: frames {}..{} of {} (share {} of {}; its first frame starts cold); `magprior merge {}` when every share is done",
+            path.display(),
+            range.start,
+            range.end,
+            frames.len(),
+            s.index,
+            s.count,
+            a.out.display()
+        );
+        return Ok(());
+    }
+    let n = aggregate_series(out.path())?;
     let path = out.commit()?;
     println!(
-        "{}: {} of {} frames reconstructed; summary.csv and frame_NNNN/ per frame",
+        "{}: {n} of {} frames reconstructed; summary.csv and frame_NNNN/ per frame",
         path.display(),
-        results.len(),
         frames.len()
+    );
+    Ok(())
+}
+
+/// Where a series frame came from (frame_NNNN/frame.json).
+#[derive(Serialize)]
+struct FrameMeta {
+    frame: usize,
+    source: String,
+    shift_y_px: Option<f64>,
+    shift_x_px: Option<f64>,
+    align_peak: Option<f64>,
+}
+
+/// summary.csv from the frames' directories in `dir` (frame_NNNN/, in order), the same whether
+/// they ran in one process or in merged shares; returns how many there are.
+fn aggregate_series(dir: &Path) -> Result<usize> {
+    let mut frames: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("frame_"))
+        })
+        .collect();
+    frames.sort();
+    let mut rows = Vec::new();
+    for d in &frames {
+        let f = common::read_json(&d.join("frame.json"))?;
+        let m = common::read_json(&d.join("metrics.json"))?;
+        let num = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
+        let pmax = magprior::io::npy::read_npy(d.join("phase.npy"))?
+            .to_vec()?
+            .into_iter()
+            .fold(0f32, f32::max);
+        rows.push(format!(
+            "{},{},{:.3},{:.3},{:.3},{:e},{},{:.4},{:.4},{:.3},{}",
+            f["frame"].as_u64().unwrap_or(0),
+            f["source"].as_str().unwrap_or_default(),
+            num(&f["shift_y_px"]),
+            num(&f["shift_x_px"]),
+            num(&f["align_peak"]),
+            num(&m["final_loss"]),
+            m["selected_iteration"].as_u64().unwrap_or(0),
+            num(&m["amp_scale"]),
+            pmax,
+            num(&m["seconds"]),
+            m["stop"].as_str().unwrap_or_default()
+        ));
+    }
+    common::write_csv(
+        &dir.join("summary.csv"),
+        "frame,source,shift_y_px,shift_x_px,align_peak,final_loss,selected_iteration,amp_scale,phase_max_rad,seconds,stop",
+        rows.into_iter(),
+    )?;
+    Ok(frames.len())
+}
+
+/// `magprior merge`: a series' summary computed in `staging` from the frames there, reported as
+/// it will lie in `dir`.
+pub fn finish_series(staging: &Path, dir: &Path) -> Result<()> {
+    let n = aggregate_series(staging)?;
+    let meta_path = staging.join("metadata.json");
+    let mut meta = common::read_json(&meta_path)?;
+    meta["reconstructed"] = n.into();
+    common::write_json(&meta_path, &meta)?;
+    println!(
+        "{}: {n} frames merged; summary.csv and frame_NNNN/ per frame",
+        dir.display()
     );
     Ok(())
 }
