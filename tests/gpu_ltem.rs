@@ -267,3 +267,66 @@ fn cli_ltem_reconstruct_with_device_gpu() {
     assert!(out.join("phase.npy").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn ensembles_on_the_gpu_match_the_cpu_member_by_member() {
+    gpu_or_skip!("ensembles_on_the_gpu_match_the_cpu_member_by_member");
+    let m = mic();
+    let data = simulate(Texture::Bubbles, 16, 2e5, 50.0, &m, 0.1, 4).unwrap();
+    let cfg = |device| SipradConfig {
+        iters: 3,
+        pretrain: 2,
+        channels: vec![4, 8],
+        selection: Selection::LowestLoss { after: 1 },
+        holdout: 0.0,
+        device,
+        ..Default::default()
+    };
+    let run = |d| {
+        ltem::reconstruct_ensemble(&[&data.image], None, 16, 16, &m, &cfg(d), 2, &mut |_, _| {
+            true
+        })
+        .unwrap()
+    };
+    let (ec, eg) = (run(Device::Cpu), run(G));
+    for (k, (a, b)) in ec.members.iter().zip(&eg.members).enumerate() {
+        compare_runs(&format!("ensemble member {k}"), a, b);
+    }
+    let peak = ec.phase.mean.iter().fold(0f32, |a, v| a.max(v.abs()));
+    assert_close_slice(
+        "ensemble mean phase",
+        &eg.phase.mean,
+        &ec.phase.mean,
+        Tol::of_peak(SIPRAD_PHASE_OF_PEAK, peak.max(1e-3) as f64),
+    );
+    // the NV pipeline's ensemble on the device
+    use magprior::nv::{self, mask, synthetic, NvGeometry, NvReconConfig, Preset};
+    let g = NvGeometry::default();
+    let s = synthetic::landau_ellipse(16, &g, 8.6e5, 0.01, 1).unwrap();
+    let msk =
+        mask::preset_mask(&s.support, 16, 16, Preset::Landau { ccw: true }, 0.0, false).unwrap();
+    let nv_run = |device| {
+        let c = NvReconConfig {
+            geom: g.clone(),
+            iters: 3,
+            channels: vec![4, 8],
+            device,
+            ..Default::default()
+        };
+        nv::reconstruct_ensemble(&s.bnv, 16, 16, &msk, &c, 2, &mut |_, _| true).unwrap()
+    };
+    let (nc, ng) = (nv_run(Device::Cpu), nv_run(G));
+    let peak = nc
+        .magnetization
+        .mean
+        .iter()
+        .fold(0f32, |a, v| a.max(v.abs()));
+    assert!(peak > 0.0);
+    let diff = nc
+        .magnetization
+        .mean
+        .iter()
+        .zip(&ng.magnetization.mean)
+        .fold(0f32, |a, (x, y)| a.max((x - y).abs()));
+    assert!(diff < 1e-2 * peak, "NV ensemble mean: {diff} of {peak}");
+}
