@@ -57,3 +57,17 @@ pub fn array<'py>(py: Python<'py>, data: Vec<f32>, shape: &[usize]) -> PyResult<
 pub fn vec64<'py>(py: Python<'py>, data: Vec<f64>) -> Bound<'py, PyAny> {
     data.into_pyarray(py).into_any()
 }
+
+/// The option `value` of the setting `what` names, from `(name, option)` pairs; a `ValueError`
+/// listing the names otherwise.
+pub fn pick<T: Clone>(what: &str, value: &str, options: &[(&str, T)]) -> PyResult<T> {
+    if let Some((_, t)) = options.iter().find(|(n, _)| *n == value) {
+        return Ok(t.clone());
+    }
+    let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+    let list = match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        _ => names.join(""),
+    };
+    Err(bad(what, format!("{value:?}: expected {list}")))
+}

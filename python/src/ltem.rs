@@ -2,7 +2,7 @@
 //! image, focal series, time series), induction. The microscope arrives as a dict in SI units
 //! (PyLorentz-like names), converted here to the library's nm.
 
-use crate::convert::{array, bad, input, map, to_py_err, vec64};
+use crate::convert::{array, bad, input, map, pick, to_py_err, vec64};
 use crate::nv::opt;
 use crate::observe::Observer;
 use magprior::ltem::{
@@ -165,17 +165,15 @@ fn config(o: &Bound<'_, PyDict>, mic: &Microscope) -> PyResult<SipradConfig> {
     let select: String = opt(o, "select")?;
     let track_after: usize = opt(o, "track_after")?;
     let holdout: Option<f64> = opt(o, "holdout")?;
-    let selection = match select.as_str() {
-        "lowest-loss" => Selection::LowestLoss { after: track_after },
-        "last" => Selection::Last,
-        "validation" => Selection::Validation { after: track_after },
-        other => {
-            return Err(bad(
-                "select",
-                format!("{other:?}: expected validation, lowest-loss or last"),
-            ))
-        }
-    };
+    let selection = pick(
+        "select",
+        &select,
+        &[
+            ("validation", Selection::Validation { after: track_after }),
+            ("lowest-loss", Selection::LowestLoss { after: track_after }),
+            ("last", Selection::Last),
+        ],
+    )?;
     let holdout = match (&selection, holdout) {
         (Selection::Validation { .. }, None) => 0.1,
         (_, f) => f.unwrap_or(0.0),
@@ -518,18 +516,19 @@ fn ltem_series<'py>(
     let mic = microscope(mic, opt(opts, "scale")?, opt(opts, "defocus")?)?;
     let cfg = config(opts, &mic)?;
     let align: String = opt(opts, "align")?;
-    let reference = match align.as_str() {
-        "running" => Some(ltem::AlignReference::Running { weight: 0.3 }),
-        "first" => Some(ltem::AlignReference::First),
-        "previous" => Some(ltem::AlignReference::Previous),
-        "none" => None,
-        other => {
-            return Err(bad(
-                "align",
-                format!("{other:?}: expected running, first, previous or none"),
-            ))
-        }
-    };
+    let reference = pick(
+        "align",
+        &align,
+        &[
+            (
+                "running",
+                Some(ltem::AlignReference::Running { weight: 0.3 }),
+            ),
+            ("first", Some(ltem::AlignReference::First)),
+            ("previous", Some(ltem::AlignReference::Previous)),
+            ("none", None),
+        ],
+    )?;
     let frames: Vec<Vec<f32>> = data.chunks(h * w).map(<[f32]>::to_vec).collect();
     for (k, f) in frames.iter().enumerate() {
         if f.iter().map(|&v| v as f64).sum::<f64>() <= 0.0 {

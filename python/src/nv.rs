@@ -2,7 +2,7 @@
 //! supports and masks, NV-DIP reconstruction and sweeps. Settings arrive as one dict with every
 //! key filled by the Python wrapper (which holds the CLI's defaults).
 
-use crate::convert::{array, bad, input, map, to_py_err, vec64};
+use crate::convert::{array, bad, input, map, pick, to_py_err, vec64};
 use crate::observe::Observer;
 use magprior::nv::{
     self, mask, DirectionSpec, EnergyConfig, Filter, InversionConfig, MaskSpec, Material,
@@ -115,17 +115,15 @@ fn nv_invert<'py>(
     };
     let background: String = opt(opts, "background")?;
     let mut cfg = InversionConfig::new(nv::direction_from_angles(theta, phi), filter);
-    cfg.background = match background.as_str() {
-        "none" => nv::Background::None,
-        "mean" => nv::Background::Mean,
-        "plane" => nv::Background::BorderPlane,
-        other => {
-            return Err(bad(
-                "background",
-                format!("{other:?}: expected none, mean or plane"),
-            ))
-        }
-    };
+    cfg.background = pick(
+        "background",
+        &background,
+        &[
+            ("none", nv::Background::None),
+            ("mean", nv::Background::Mean),
+            ("plane", nv::Background::BorderPlane),
+        ],
+    )?;
     let inv = py
         .detach(|| nv::invert(&b, h, w, &g, &cfg))
         .map_err(to_py_err)?;
@@ -192,24 +190,18 @@ fn nv_support<'py>(
 fn mask_spec(o: &Bound<'_, PyDict>) -> PyResult<MaskSpec> {
     let preset: String = opt(o, "mask_preset")?;
     let chirality: String = opt(o, "chirality")?;
-    let ccw = match chirality.as_str() {
-        "ccw" => true,
-        "cw" => false,
-        other => return Err(bad("chirality", format!("{other:?}: expected ccw or cw"))),
-    };
+    let ccw = pick("chirality", &chirality, &[("ccw", true), ("cw", false)])?;
     Ok(MaskSpec {
-        preset: match preset.as_str() {
-            "landau" => Preset::Landau { ccw },
-            "dipole" => Preset::Dipole,
-            "vortex" => Preset::Vortex { ccw },
-            "none" => Preset::None,
-            other => {
-                return Err(bad(
-                    "mask_preset",
-                    format!("{other:?}: expected landau, dipole, vortex or none"),
-                ))
-            }
-        },
+        preset: pick(
+            "mask_preset",
+            &preset,
+            &[
+                ("landau", Preset::Landau { ccw }),
+                ("dipole", Preset::Dipole),
+                ("vortex", Preset::Vortex { ccw }),
+                ("none", Preset::None),
+            ],
+        )?,
         angle_deg: opt(o, "mask_angle")?,
         with_mz: opt(o, "with_mz")?,
         blur: opt(o, "mask_blur")?,
@@ -421,16 +413,14 @@ fn config(o: &Bound<'_, PyDict>, g: &NvGeometry) -> PyResult<NvReconConfig> {
         seed: opt(o, "seed")?,
         channels: opt(o, "channels")?,
         kernel: opt(o, "kernel")?,
-        target: match target.as_str() {
-            "bnv" => NvTarget::Bnv,
-            "deprojected" => NvTarget::Deprojected,
-            other => {
-                return Err(bad(
-                    "target",
-                    format!("{other:?}: expected bnv or deprojected"),
-                ))
-            }
-        },
+        target: pick(
+            "target",
+            &target,
+            &[
+                ("bnv", NvTarget::Bnv),
+                ("deprojected", NvTarget::Deprojected),
+            ],
+        )?,
         fit_standoff: opt(o, "fit_standoff")?,
         standoff_lr: opt(o, "standoff_lr")?,
         device: crate::device(&device)?.0,
@@ -457,6 +447,37 @@ fn measured(
     Ok((b, h, w))
 }
 
+/// What a reconstruction needs: the map and its size, the settings, the mask (and the support
+/// it was made from).
+struct Job {
+    b: Vec<f32>,
+    h: usize,
+    w: usize,
+    cfg: NvReconConfig,
+    mask: mask::Mask,
+    support: Option<Vec<f32>>,
+}
+
+/// The job `opts` describe for the map `bnv`.
+fn job(
+    py: Python<'_>,
+    bnv: &PyReadonlyArrayDyn<'_, f32>,
+    opts: &Bound<'_, PyDict>,
+) -> PyResult<Job> {
+    let (b, h, w) = measured(bnv, opt(opts, "ignore_nan")?)?;
+    let g = geometry(opts)?;
+    let cfg = config(opts, &g)?;
+    let (mask, support) = resolve_mask(py, &b, h, w, opts, &g)?;
+    Ok(Job {
+        b,
+        h,
+        w,
+        cfg,
+        mask,
+        support,
+    })
+}
+
 /// One NV-DIP reconstruction: a dict of arrays, history and metrics.
 #[pyfunction]
 #[pyo3(signature = (bnv, opts, callback=None))]
@@ -466,10 +487,14 @@ fn nv_reconstruct<'py>(
     opts: &Bound<'py, PyDict>,
     callback: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let (b, h, w) = measured(&bnv, opt(opts, "ignore_nan")?)?;
-    let g = geometry(opts)?;
-    let cfg = config(opts, &g)?;
-    let (m, support) = resolve_mask(py, &b, h, w, opts, &g)?;
+    let Job {
+        b,
+        h,
+        w,
+        cfg,
+        mask: m,
+        support,
+    } = job(py, &bnv, opts)?;
     let mut obs = Observer::new(callback, cfg.iters);
     let res = py.detach(|| {
         nv::reconstruct(&b, h, w, &m, &cfg, &mut |s| {
@@ -498,10 +523,14 @@ fn nv_ensemble<'py>(
     members: usize,
     callback: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let (b, h, w) = measured(&bnv, opt(opts, "ignore_nan")?)?;
-    let g = geometry(opts)?;
-    let cfg = config(opts, &g)?;
-    let (m, support) = resolve_mask(py, &b, h, w, opts, &g)?;
+    let Job {
+        b,
+        h,
+        w,
+        cfg,
+        mask: m,
+        support,
+    } = job(py, &bnv, opts)?;
     let mut obs = Observer::new(callback, cfg.iters * members);
     let iters = cfg.iters;
     let res = py.detach(|| {
@@ -693,10 +722,14 @@ fn nv_sweep<'py>(
     opts: &Bound<'py, PyDict>,
     callback: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let (b, h, w) = measured(&bnv, opt(opts, "ignore_nan")?)?;
-    let g = geometry(opts)?;
-    let base = config(opts, &g)?;
-    let (base_mask, support) = resolve_mask(py, &b, h, w, opts, &g)?;
+    let Job {
+        b,
+        h,
+        w,
+        cfg: base,
+        mask: base_mask,
+        support,
+    } = job(py, &bnv, opts)?;
     let spec = mask_spec(opts)?;
     let sc = SweepConfig {
         angles: opt(opts, "angles")?,

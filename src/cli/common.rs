@@ -388,3 +388,95 @@ pub struct ShardMeta {
     /// This share's items.
     pub range: [usize; 2],
 }
+
+/// Where a job writes: `OUT` itself, or its share's `OUT/shard-I-of-N/` (OUT created).
+pub fn job_dir(out: &Path, shard: Option<Shard>) -> Result<magprior::io::outdir::OutputDir> {
+    Ok(match shard {
+        Some(s) => {
+            std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+            magprior::io::outdir::OutputDir::create(s.dir(out))?
+        }
+        None => magprior::io::outdir::OutputDir::create(out)?,
+    })
+}
+
+/// Ends a share: records it (`shard.json`; and a metadata.json unless the job wrote one, so a
+/// rerun may replace the directory), commits it and says what to do next.
+pub fn finish_share(
+    out: magprior::io::outdir::OutputDir,
+    job_out: &Path,
+    s: Shard,
+    kind: &str,
+    items: usize,
+    range: std::ops::Range<usize>,
+    what: &str,
+) -> Result<()> {
+    write_json(
+        &out.file("shard.json"),
+        &ShardMeta {
+            kind: kind.into(),
+            index: s.index,
+            count: s.count,
+            items,
+            range: [range.start, range.end],
+        },
+    )?;
+    if !out.file("metadata.json").exists() {
+        write_json(&out.file("metadata.json"), &format!("share of {kind}"))?;
+    }
+    let path = out.commit()?;
+    println!(
+        "{}: {what} {}..{} of {items} (share {} of {}); `magprior merge {}` when every share is done",
+        path.display(),
+        range.start,
+        range.end,
+        s.index,
+        s.count,
+        job_out.display()
+    );
+    Ok(())
+}
+
+/// A progress bar per ensemble member, a new one when the member changes.
+pub struct MemberProgress {
+    current: Option<(usize, Progress)>,
+    total: usize,
+    members: usize,
+    offset: usize,
+    quiet: bool,
+}
+
+impl MemberProgress {
+    /// Members `offset + m` of `members`, each `total` steps long.
+    pub fn new(total: usize, members: usize, offset: usize, quiet: bool) -> MemberProgress {
+        MemberProgress {
+            current: None,
+            total,
+            members,
+            offset,
+            quiet,
+        }
+    }
+
+    /// Member `m` (of this process's) at step `i` with `loss`; whether to go on (Ctrl-C).
+    pub fn update(&mut self, m: usize, i: usize, loss: f64, extra: &str) -> bool {
+        if self.current.as_ref().is_none_or(|(p, _)| *p != m) {
+            if let Some((_, old)) = self.current.take() {
+                old.finish();
+            }
+            let label = format!("member {}/{}", self.offset + m + 1, self.members);
+            self.current = Some((m, Progress::new(self.total, self.quiet, &label)));
+        }
+        if let Some((_, p)) = self.current.as_mut() {
+            p.update(i, loss, extra);
+        }
+        !interrupted()
+    }
+
+    /// Closes the last bar.
+    pub fn finish(self) {
+        if let Some((_, p)) = self.current {
+            p.finish();
+        }
+    }
+}

@@ -3,10 +3,35 @@
 //! deviation and the 5 / 95 % quantiles say how much of it the data (and the prior) pin down.
 
 use crate::error::{Error, Result};
+use crate::fit::StopReason;
 
 /// Member `k`'s seed: member 0 is the single run with `seed`, so an ensemble of one is that run.
 pub fn member_seed(seed: u64, k: usize) -> u64 {
     seed.wrapping_add(k as u64)
+}
+
+/// Runs `members` members one after another (member k: `run(k, member_seed(seed, k))`) until
+/// one ends interrupted (`stop_of` says how each ended); returns them and the ensemble's stop.
+pub(crate) fn run_members<R>(
+    op: &'static str,
+    members: usize,
+    seed: u64,
+    mut run: impl FnMut(usize, u64) -> Result<R>,
+    stop_of: impl Fn(&R) -> &StopReason,
+) -> Result<(Vec<R>, StopReason)> {
+    if members == 0 {
+        return Err(Error::arg(op, "needs at least one member"));
+    }
+    let mut out = Vec::with_capacity(members);
+    for k in 0..members {
+        let r = run(k, member_seed(seed, k))?;
+        let interrupted = *stop_of(&r) == StopReason::Interrupted;
+        out.push(r);
+        if interrupted {
+            return Ok((out, StopReason::Interrupted));
+        }
+    }
+    Ok((out, StopReason::Completed))
 }
 
 /// Per-element statistics over an ensemble's members (all of one length).

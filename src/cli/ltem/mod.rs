@@ -762,19 +762,13 @@ fn ensemble(
     let defoci = (refs.len() > 1).then_some(&defoci_nm[..]);
     let k = a.ensemble;
     let range = shard.map_or(0..k, |s| s.block(k));
-    let out = match shard {
-        Some(s) => {
-            std::fs::create_dir_all(&a.out)
-                .with_context(|| format!("creating {}", a.out.display()))?;
-            OutputDir::create(s.dir(&a.out))?
-        }
-        None => OutputDir::create(&a.out)?,
-    };
+    let out = common::job_dir(&a.out, shard)?;
     let first = SipradConfig {
         seed: ltem::member_seed(cfg.seed, range.start),
         ..cfg.clone()
     };
-    let mut progress: Option<(usize, Progress)> = None;
+    let per = cfg.pretrain + cfg.iters;
+    let mut progress = common::MemberProgress::new(per, k, range.start, a.s.quiet);
     let ens = ltem::reconstruct_ensemble(
         &refs,
         defoci,
@@ -784,30 +778,15 @@ fn ensemble(
         &first,
         range.len(),
         &mut |m, s| {
-            if progress.as_ref().is_none_or(|(p, _)| *p != m) {
-                if let Some((_, old)) = progress.take() {
-                    old.finish();
-                }
-                let label = format!("member {}/{k}", range.start + m + 1);
-                progress = Some((
-                    m,
-                    Progress::new(cfg.pretrain + cfg.iters, a.s.quiet, &label),
-                ));
-            }
             let i = match s.stage {
                 Stage::Pretrain => s.iter,
                 Stage::Fit => cfg.pretrain + s.iter,
             };
-            if let Some((_, p)) = progress.as_mut() {
-                p.update(i, s.loss, "");
-            }
-            !common::interrupted()
+            progress.update(m, i, s.loss, "")
         },
     )
     .with_context(|| input.display().to_string())?;
-    if let Some((_, p)) = progress {
-        p.finish();
-    }
+    progress.finish();
     // the truth by its absolute path: a later `merge` may run elsewhere
     let truth_path = match &a.truth {
         Some(p) => Some(std::fs::canonicalize(p).with_context(|| p.display().to_string())?),
@@ -834,32 +813,7 @@ fn ensemble(
         write_recon(&dir, &r, res, truth)?;
     }
     match shard {
-        Some(s) => {
-            common::write_json(
-                &out.file("shard.json"),
-                &common::ShardMeta {
-                    kind: "ltem-ensemble".into(),
-                    index: s.index,
-                    count: s.count,
-                    items: k,
-                    range: [range.start, range.end],
-                },
-            )?;
-            common::write_json(
-                &out.file("metadata.json"),
-                &"shard of ltem reconstruct --ensemble",
-            )?;
-            let path = out.commit()?;
-            println!(
-                "{}: members {}..{} of {k} (share {} of {}); `magprior merge {}` when every share is done",
-                path.display(),
-                range.start,
-                range.end,
-                s.index,
-                s.count,
-                a.out.display()
-            );
-        }
+        Some(s) => common::finish_share(out, &a.out, s, "ltem-ensemble", k, range, "members")?,
         None => {
             let summary = output::aggregate_ensemble(out.path())?;
             let path = out.commit()?;
@@ -1001,14 +955,7 @@ fn series(a: SeriesArgs) -> Result<()> {
     }
     let shard = common::Shard::resolve(a.shard.as_deref())?;
     let range = shard.map_or(0..frames.len(), |s| s.block(frames.len()));
-    let out = match shard {
-        Some(s) => {
-            std::fs::create_dir_all(&a.out)
-                .with_context(|| format!("creating {}", a.out.display()))?;
-            OutputDir::create(s.dir(&a.out))?
-        }
-        None => OutputDir::create(&a.out)?,
-    };
+    let out = common::job_dir(&a.out, shard)?;
     let mine = &frames[range.clone()];
     let total = cfg.pretrain + cfg.iters * mine.len();
     let mut progress = Progress::new(total, a.s.quiet, "series");
@@ -1073,28 +1020,8 @@ fn series(a: SeriesArgs) -> Result<()> {
         },
     )?;
     if let Some(s) = shard {
-        common::write_json(
-            &out.file("shard.json"),
-            &common::ShardMeta {
-                kind: "ltem-series".into(),
-                index: s.index,
-                count: s.count,
-                items: frames.len(),
-                range: [range.start, range.end],
-            },
-        )?;
-        let path = out.commit()?;
-        println!(
-            "{}: frames {}..{} of {} (share {} of {}; its first frame starts cold); `magprior merge {}` when every share is done",
-            path.display(),
-            range.start,
-            range.end,
-            frames.len(),
-            s.index,
-            s.count,
-            a.out.display()
-        );
-        return Ok(());
+        let n = frames.len();
+        return common::finish_share(out, &a.out, s, "ltem-series", n, range, "frames");
     }
     let n = aggregate_series(out.path())?;
     let path = out.commit()?;

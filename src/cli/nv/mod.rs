@@ -461,19 +461,12 @@ fn ensemble(
     let mask = job.mask(r, r.mask_angle)?;
     let k = a.ensemble;
     let range = shard.map_or(0..k, |s| s.block(k));
-    let out = match shard {
-        Some(s) => {
-            std::fs::create_dir_all(&a.out)
-                .with_context(|| format!("creating {}", a.out.display()))?;
-            OutputDir::create(s.dir(&a.out))?
-        }
-        None => OutputDir::create(&a.out)?,
-    };
+    let out = common::job_dir(&a.out, shard)?;
     let first = nv::NvReconConfig {
         seed: nv::member_seed(cfg.seed, range.start),
         ..cfg.clone()
     };
-    let mut progress: Option<(usize, Progress)> = None;
+    let mut progress = common::MemberProgress::new(r.iters, k, range.start, r.quiet);
     let ens = nv::reconstruct_ensemble(
         &job.bnv,
         job.h,
@@ -481,23 +474,9 @@ fn ensemble(
         &mask,
         &first,
         range.len(),
-        &mut |m, s| {
-            if progress.as_ref().is_none_or(|(p, _)| *p != m) {
-                if let Some((_, old)) = progress.take() {
-                    old.finish();
-                }
-                let label = format!("member {}/{k}", range.start + m + 1);
-                progress = Some((m, Progress::new(r.iters, r.quiet, &label)));
-            }
-            if let Some((_, p)) = progress.as_mut() {
-                p.update(s.iter, s.loss, &format!("SNR {:5.1} dB", s.snr_db));
-            }
-            !common::interrupted()
-        },
+        &mut |m, s| progress.update(m, s.iter, s.loss, &format!("SNR {:5.1} dB", s.snr_db)),
     )?;
-    if let Some((_, p)) = progress {
-        p.finish();
-    }
+    progress.finish();
     for (m, res) in ens.members.iter().enumerate() {
         let seed = nv::member_seed(first.seed, m);
         let dir = out.subdir(&format!("members/seed_{seed}"))?;
@@ -509,33 +488,7 @@ fn ensemble(
         output::write_outputs(&dir, r, job, &mask, &c, res, r.mask_angle)?;
     }
     match shard {
-        Some(s) => {
-            common::write_json(
-                &out.file("shard.json"),
-                &common::ShardMeta {
-                    kind: "nv-ensemble".into(),
-                    index: s.index,
-                    count: s.count,
-                    items: k,
-                    range: [range.start, range.end],
-                },
-            )?;
-            // a share's directory is magprior's too (a rerun replaces it)
-            common::write_json(
-                &out.file("metadata.json"),
-                &"shard of nv reconstruct --ensemble",
-            )?;
-            let path = out.commit()?;
-            println!(
-                "{}: members {}..{} of {k} (share {} of {}); `magprior merge {}` when every share is done",
-                path.display(),
-                range.start,
-                range.end,
-                s.index,
-                s.count,
-                a.out.display()
-            );
-        }
+        Some(s) => common::finish_share(out, &a.out, s, "nv-ensemble", k, range, "members")?,
         None => {
             let summary = output::aggregate_ensemble(out.path())?;
             let path = out.commit()?;
@@ -613,14 +566,7 @@ fn sweep(a: SweepArgs) -> Result<()> {
     let shard = common::Shard::resolve(a.shard.as_deref())?;
     let total = sc.points().len();
     let range = shard.map_or(0..total, |s| s.block(total));
-    let out = match shard {
-        Some(s) => {
-            std::fs::create_dir_all(&a.out)
-                .with_context(|| format!("creating {}", a.out.display()))?;
-            OutputDir::create(s.dir(&a.out))?
-        }
-        None => OutputDir::create(&a.out)?,
-    };
+    let out = common::job_dir(&a.out, shard)?;
     let mut on_run = |p: &nv::SweepPoint, mask: &nv::Mask, res: &NvResult| -> Result<_> {
         let dir = out.subdir(&run_name(p))?;
         notes(res, &job, r);
@@ -689,27 +635,7 @@ fn sweep(a: SweepArgs) -> Result<()> {
         },
     )?;
     if let Some(s) = shard {
-        common::write_json(
-            &out.file("shard.json"),
-            &common::ShardMeta {
-                kind: "nv-sweep".into(),
-                index: s.index,
-                count: s.count,
-                items: total,
-                range: [range.start, range.end],
-            },
-        )?;
-        let path = out.commit()?;
-        println!(
-            "{}: runs {}..{} of {total} (share {} of {}); `magprior merge {}` when every share is done",
-            path.display(),
-            range.start,
-            range.end,
-            s.index,
-            s.count,
-            a.out.display()
-        );
-        return Ok(());
+        return common::finish_share(out, &a.out, s, "nv-sweep", total, range, "runs");
     }
     let res = aggregate_sweep(out.path(), &sc)?;
     print_sweep(&res);

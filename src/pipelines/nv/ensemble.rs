@@ -1,14 +1,14 @@
 //! NV-DIP ensembles: the same reconstruction with several seeds, summarised per pixel.
 
 use super::{reconstruct, IterStats, NvReconConfig, NvResult};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::fit::StopReason;
 use crate::physics::nv::mask::Mask;
-use crate::pipelines::ensemble::{mean_std, member_seed, InplaneSpread, Spread};
+use crate::pipelines::ensemble::{mean_std, run_members, InplaneSpread, Spread};
 /// The outcome of [`reconstruct_ensemble`].
 #[derive(Clone, Debug)]
 pub struct NvEnsemble {
-    /// Each member's result; member k ran with seed [`member_seed`]`(cfg.seed, k)` (weights and
+    /// Each member's result; member k ran with seed [`member_seed`](crate::ensemble::member_seed)`(cfg.seed, k)` (weights and
     /// noise input), everything else the same.
     pub members: Vec<NvResult>,
     /// Per-pixel statistics of the members' magnetisations (3, H, W), A/m: `mean` is the
@@ -35,24 +35,19 @@ pub fn reconstruct_ensemble(
     members: usize,
     observer: &mut dyn FnMut(usize, &IterStats) -> bool,
 ) -> Result<NvEnsemble> {
-    if members == 0 {
-        return Err(Error::arg("nv ensemble", "needs at least one member"));
-    }
-    let mut runs = Vec::with_capacity(members);
-    let mut stop = StopReason::Completed;
-    for k in 0..members {
-        let c = NvReconConfig {
-            seed: member_seed(cfg.seed, k),
-            ..cfg.clone()
-        };
-        let r = reconstruct(bnv, h, w, mask, &c, &mut |s| observer(k, s))?;
-        let interrupted = r.stop == StopReason::Interrupted;
-        runs.push(r);
-        if interrupted {
-            stop = StopReason::Interrupted;
-            break;
-        }
-    }
+    let (runs, stop) = run_members(
+        "nv ensemble",
+        members,
+        cfg.seed,
+        |k, seed| {
+            let c = NvReconConfig {
+                seed,
+                ..cfg.clone()
+            };
+            reconstruct(bnv, h, w, mask, &c, &mut |s| observer(k, s))
+        },
+        |r| &r.stop,
+    )?;
     let m: Vec<&[f32]> = runs.iter().map(|r| r.magnetization.as_slice()).collect();
     let b: Vec<&[f32]> = runs.iter().map(|r| r.bnv_model.as_slice()).collect();
     Ok(NvEnsemble {

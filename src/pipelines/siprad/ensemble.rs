@@ -6,11 +6,11 @@ use crate::error::{Error, Result};
 use crate::fit::StopReason;
 use crate::physics::ltem::forward::induction;
 use crate::physics::ltem::optics::Microscope;
-use crate::pipelines::ensemble::{mean_std, member_seed, Spread};
+use crate::pipelines::ensemble::{mean_std, run_members, Spread};
 /// The outcome of [`reconstruct_ensemble`].
 #[derive(Clone, Debug)]
 pub struct SipradEnsemble {
-    /// Each member's result; member k ran with seed [`member_seed`]`(cfg.seed, k)` (weights,
+    /// Each member's result; member k ran with seed [`member_seed`](crate::ensemble::member_seed)`(cfg.seed, k)` (weights,
     /// input noise and hold-out split), everything else the same.
     pub members: Vec<SipradResult>,
     /// Per-pixel statistics of the members' phases (H, W), rad: `mean` is the estimate.
@@ -37,29 +37,24 @@ pub fn reconstruct_ensemble(
     observer: &mut dyn FnMut(usize, &Stats) -> bool,
 ) -> Result<SipradEnsemble> {
     const OP: &str = "ltem ensemble";
-    if members == 0 {
-        return Err(Error::arg(OP, "needs at least one member"));
-    }
-    let mut runs = Vec::with_capacity(members);
-    let mut stop = StopReason::Completed;
-    for k in 0..members {
-        let c = SipradConfig {
-            seed: member_seed(cfg.seed, k),
-            ..cfg.clone()
-        };
-        let mut obs = |s: &Stats| observer(k, s);
-        let r = match (images, defoci_nm) {
-            ([one], None) => reconstruct(one, h, w, mic, &c, &mut obs)?,
-            (many, Some(d)) => reconstruct_focal_series(many, d, h, w, mic, &c, &mut obs)?,
-            _ => return Err(Error::arg(OP, "one image, or a series with its defoci")),
-        };
-        let interrupted = r.stop == StopReason::Interrupted;
-        runs.push(r);
-        if interrupted {
-            stop = StopReason::Interrupted;
-            break;
-        }
-    }
+    let (runs, stop) = run_members(
+        OP,
+        members,
+        cfg.seed,
+        |k, seed| {
+            let c = SipradConfig {
+                seed,
+                ..cfg.clone()
+            };
+            let mut obs = |s: &Stats| observer(k, s);
+            match (images, defoci_nm) {
+                ([one], None) => reconstruct(one, h, w, mic, &c, &mut obs),
+                (many, Some(d)) => reconstruct_focal_series(many, d, h, w, mic, &c, &mut obs),
+                _ => Err(Error::arg(OP, "one image, or a series with its defoci")),
+            }
+        },
+        |r| &r.stop,
+    )?;
     let inductions = runs
         .iter()
         .map(|r| induction(&r.phase, h, w, mic.scale))
