@@ -159,10 +159,12 @@ def sitie(
     symmetric: bool = False,
 ) -> np.ndarray:
     """The SITIE phase (rad, ``(H, W)``) of one defocused image (an array or a file; ``scale``
-    from the file's calibration when not given, else 4 nm). ``qc``: Tikhonov frequency (1/nm);
+    from the file's calibration when not given, else 4 nm). ``qc``: Tikhonov frequency (1/m; the
+    CLI's ``--qc`` takes 1/nm);
     ``symmetric``: mirror-symmetric extension against edge artefacts."""
     img, s = _image_and_scale(image, scale)
-    return _magprior.ltem_sitie(img, _mic(microscope), s, float(defocus), bool(symmetric), None if qc is None else float(qc))
+    q = None if qc is None else float(qc) / 1e9  # 1/m -> the library's 1/nm
+    return _magprior.ltem_sitie(img, _mic(microscope), s, float(defocus), bool(symmetric), q)
 
 
 def induction(phase: ArrayLike, *, scale: float) -> np.ndarray:
@@ -254,6 +256,8 @@ def _siprad(kw: dict) -> dict:
     o["device"] = _device(o["device"])
     for k in ("holdout", "average", "amp_threshold", "qc"):
         o[k] = None if o[k] is None else float(o[k])
+    if o["qc"] is not None:
+        o["qc"] /= 1e9  # 1/m -> the library's 1/nm
     for k in ("lr", "noise_frac", "sigma", "v0", "xi", "amp_scale_lr", "defocus"):
         o[k] = float(o[k])
     return o
@@ -316,7 +320,7 @@ def reconstruct(
     (0.1 with validation), ``average=None`` (a decay, e.g. 0.99: return the moving average of
     the phase over the fit iterations), ``amp_threshold=None`` (a fixed amplitude map from I/mean(I) below
     it), ``solve_amp=False`` (learn it), ``v0=20`` (V), ``xi=10e-9`` (m), ``amp_scale_lr=0.1``,
-    ``qc=None`` (1/nm), ``periodic_input=False``, ``seed=0``, ``channels=(16, 32, 64, 128)``,
+    ``qc=None`` (1/m; default 1/(max(H, W) scale)), ``periodic_input=False``, ``seed=0``, ``channels=(16, 32, 64, 128)``,
     ``kernel=3``, ``pad=1``, ``device=None`` (``MAGPRIOR_DEVICE`` or auto).
 
     ``scale``: pixel size (m), from the file's calibration when ``image`` is a file, else 4 nm.

@@ -51,7 +51,8 @@ def test_forward_sitie_induction_equal_cli(sim, tmp_path, run_cli):
     assert np.array_equal(f, sim["image_clean"])
     run_cli("ltem", "sitie", "--image", "img.npy", "--scale", "4nm", "--defocus=-0.5mm", "--symmetric",
             "--qc", "0.002", *MIC_FLAGS, "--out", "s.npy")
-    s = ltem.sitie(sim["image"], scale=4e-9, defocus=-0.5e-3, symmetric=True, qc=0.002, microscope=MIC)
+    # qc in SI (1/m) here, 1/nm on the command line
+    s = ltem.sitie(sim["image"], scale=4e-9, defocus=-0.5e-3, symmetric=True, qc=2e6, microscope=MIC)
     assert np.array_equal(s, np.load(tmp_path / "s.npy"))
     run_cli("ltem", "induction", "--phase", "phase.npy", "--scale", "4nm", "--out", "b.npy")
     assert np.array_equal(ltem.induction(sim["phase"], scale=4e-9), np.load(tmp_path / "b.npy"))
