@@ -569,6 +569,38 @@ fn sharded_sweep_merges_to_the_one_process_table() {
     std::fs::remove_dir_all(&d).unwrap();
 }
 
+#[test]
+fn merging_a_damaged_share_is_an_error_naming_the_file() {
+    let d = tmpdir_here("shards_bad");
+    let (bnv, sup) = small_problem(&d);
+    let split = d.join("split");
+    for s in ["0/2", "1/2"] {
+        let o = bin()
+            .args(["nv", "reconstruct", "--bnv", p(&bnv), "--pixel", "5nm"])
+            .args([
+                "--support",
+                p(&sup),
+                "--iters",
+                "2",
+                "--ensemble",
+                "2",
+                "--quiet",
+            ])
+            .args(["--shard", s, "--out", p(&split)])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    // a member's magnetisation replaced by a 2-D array
+    let f = split.join("shard-1-of-2/members/seed_1/magnetization.npy");
+    write_npy(&f, &Tensor::from_shape_vec(&[2, 2], vec![0.0; 4]).unwrap()).unwrap();
+    let o = bin().args(["merge", p(&split)]).output().unwrap();
+    assert_user_error(&o, &["magnetization.npy", "expected a 3-D array"]);
+    // the shares are left as they were
+    assert!(split.join("shard-0-of-2").is_dir() && !split.join(".merge-staging").exists());
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
 #[cfg(unix)]
 #[test]
 fn ctrl_c_stops_cleanly_and_keeps_results() {

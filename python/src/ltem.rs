@@ -104,19 +104,7 @@ fn ltem_forward<'py>(
     amplitude: Option<PyReadonlyArrayDyn<'py, f32>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let (p, h, w) = map(&phase, "phase")?;
-    let amp = match &amplitude {
-        Some(a) => {
-            let (v, ah, aw) = map(a, "amplitude")?;
-            if (ah, aw) != (h, w) {
-                return Err(bad(
-                    "amplitude",
-                    format!("{ah}x{aw} does not match the phase's {h}x{w}"),
-                ));
-            }
-            Some(v)
-        }
-        None => None,
-    };
+    let amp = map_like(amplitude.as_ref(), "amplitude", h, w, "phase")?;
     let mic = microscope(mic, scale, defocus)?;
     let img = py
         .detach(|| LtemForward::new(h, w, &mic, pad)?.image_of(&p, amp.as_deref()))
@@ -334,20 +322,22 @@ fn images(
     Ok((data, n, h, w))
 }
 
-/// A true phase (H, W) of the image's size.
-fn truth_map(
-    truth: Option<&PyReadonlyArrayDyn<'_, f32>>,
+/// An optional (H, W) map `what` of the size of `other`'s.
+fn map_like(
+    a: Option<&PyReadonlyArrayDyn<'_, f32>>,
+    what: &str,
     h: usize,
     w: usize,
+    other: &str,
 ) -> PyResult<Option<Vec<f32>>> {
-    let Some(t) = truth else {
+    let Some(a) = a else {
         return Ok(None);
     };
-    let (v, th, tw) = map(t, "truth")?;
-    if (th, tw) != (h, w) {
+    let (v, ah, aw) = map(a, what)?;
+    if (ah, aw) != (h, w) {
         return Err(bad(
-            "truth",
-            format!("{th}x{tw} does not match the image's {h}x{w}"),
+            what,
+            format!("{ah}x{aw} does not match the {other}'s {h}x{w}"),
         ));
     }
     Ok(Some(v))
@@ -369,7 +359,7 @@ fn ltem_reconstruct<'py>(
     let (data, n, h, w) = images(&image, defoci.as_deref())?;
     let mic = microscope(mic, opt(opts, "scale")?, opt(opts, "defocus")?)?;
     let cfg = config(opts, &mic)?;
-    let truth = truth_map(truth.as_ref(), h, w)?;
+    let truth = map_like(truth.as_ref(), "truth", h, w, "image")?;
     let mut obs = Observer::new(callback, cfg.pretrain + cfg.iters);
     let pretrain = cfg.pretrain;
     let res = py.detach(|| {
@@ -417,7 +407,7 @@ fn ltem_ensemble<'py>(
     let (data, n, h, w) = images(&image, defoci.as_deref())?;
     let mic = microscope(mic, opt(opts, "scale")?, opt(opts, "defocus")?)?;
     let cfg = config(opts, &mic)?;
-    let truth = truth_map(truth.as_ref(), h, w)?;
+    let truth = map_like(truth.as_ref(), "truth", h, w, "image")?;
     let per = cfg.pretrain + cfg.iters;
     let mut obs = Observer::new(callback, per * members);
     let pretrain = cfg.pretrain;

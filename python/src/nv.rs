@@ -505,10 +505,7 @@ fn nv_reconstruct<'py>(
     let res = res.map_err(to_py_err)?;
     let out = result_dict(py, &res, &cfg, h, w)?;
     out.set_item("interrupted", interrupted)?;
-    out.set_item("mask", array(py, m.data.clone(), &[m.channels, h, w])?)?;
-    if let Some(s) = support {
-        out.set_item("support", array(py, s, &[h, w])?)?;
-    }
+    set_mask(&out, &m, support, h, w)?;
     Ok(out)
 }
 
@@ -606,11 +603,24 @@ fn nv_ensemble<'py>(
     mt.set_item("warnings", warnings)?;
     out.set_item("metrics", mt)?;
     out.set_item("interrupted", interrupted)?;
+    set_mask(&out, &m, support, h, w)?;
+    Ok(out)
+}
+
+/// The mask a run used and the support it came from (when one was given or found).
+fn set_mask(
+    out: &Bound<'_, PyDict>,
+    m: &mask::Mask,
+    support: Option<Vec<f32>>,
+    h: usize,
+    w: usize,
+) -> PyResult<()> {
+    let py = out.py();
     out.set_item("mask", array(py, m.data.clone(), &[m.channels, h, w])?)?;
     if let Some(s) = support {
         out.set_item("support", array(py, s, &[h, w])?)?;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Everything a reconstruction returns, as the CLI's outputs name it.

@@ -297,6 +297,20 @@ pub fn read_json(path: &Path) -> Result<serde_json::Value> {
     serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", path.display()))
 }
 
+/// An `.npy` array a run wrote (read back by `merge` and the ensembles' summaries) and its
+/// shape, which must have `ndim` axes; the error names the file.
+pub fn read_written(path: &Path, ndim: usize) -> Result<(Vec<f32>, Vec<usize>)> {
+    let t = magprior::io::npy::read_npy(path)?;
+    let shape = t.shape().to_vec();
+    if shape.len() != ndim || shape.contains(&0) {
+        bail!(
+            "{}: expected a {ndim}-D array, got shape {shape:?}",
+            path.display()
+        );
+    }
+    Ok((t.to_vec()?, shape))
+}
+
 /// An ensemble's member directories under `dir/members/` (`seed_S`), seeds ascending:
 /// `(seed, "members/seed_S")`.
 pub fn member_dirs(dir: &Path) -> Result<Vec<(u64, String)>> {
@@ -361,6 +375,16 @@ impl Shard {
                 Ok(Some(Shard { index, count }))
             }
             _ => Ok(None),
+        }
+    }
+
+    /// The share of an `--ensemble members` run: none for a single run (where `--shard` is an
+    /// error; Slurm's variables are not taken as a request then).
+    pub fn for_ensemble(flag: Option<&str>, members: usize) -> Result<Option<Shard>> {
+        match members {
+            1 if flag.is_some() => bail!("--shard splits --ensemble K (K > 1)"),
+            1 => Ok(None),
+            _ => Shard::resolve(flag),
         }
     }
 

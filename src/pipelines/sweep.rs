@@ -7,6 +7,7 @@ use crate::error::Error;
 use crate::fit::StopReason;
 use crate::physics::nv::forward::NvGeometry;
 use crate::physics::nv::mask::Mask;
+use crate::pipelines::ensemble::mean_std;
 use crate::pipelines::nv::{reconstruct, IterStats, NvReconConfig, NvResult};
 
 /// What to sweep.
@@ -48,27 +49,18 @@ pub struct SweepRow {
     pub freedom: usize,
 }
 
-fn mean(v: &[f64]) -> f64 {
-    v.iter().sum::<f64>() / v.len().max(1) as f64
-}
-
 impl SweepRow {
     /// Mean loss over the seeds.
     pub fn mean_loss(&self) -> f64 {
-        mean(&self.losses)
+        mean_std(&self.losses).0
     }
     /// Sample standard deviation of the loss over the seeds (0 for one seed).
     pub fn loss_spread(&self) -> f64 {
-        let m = self.mean_loss();
-        let n = self.losses.len();
-        if n < 2 {
-            return 0.0;
-        }
-        (self.losses.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+        mean_std(&self.losses).1
     }
     /// Mean SNR over the seeds (dB).
     pub fn mean_snr_db(&self) -> f64 {
-        mean(&self.snr_db)
+        mean_std(&self.snr_db).0
     }
 }
 

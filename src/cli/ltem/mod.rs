@@ -665,11 +665,7 @@ fn reconstruct(a: ReconCmd) -> Result<()> {
         }
         None => None,
     };
-    let shard = match a.ensemble {
-        1 if a.shard.is_some() => bail!("--shard splits --ensemble K (K > 1)"),
-        1 => None,
-        _ => common::Shard::resolve(a.shard.as_deref())?,
-    };
+    let shard = common::Shard::for_ensemble(a.shard.as_deref(), a.ensemble)?;
     if a.ensemble > 1 {
         return ensemble(&a, &series, &mic, &cfg, truth.as_deref(), shard);
     }

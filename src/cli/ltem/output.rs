@@ -399,17 +399,17 @@ pub fn aggregate_ensemble(dir: &Path) -> Result<EnsembleSummary> {
     let (mut image, mut truth_path) = (String::new(), None::<String>);
     for (seed, name) in &members {
         let d = dir.join(name);
-        let t = magprior::io::npy::read_npy(d.join("phase.npy"))?;
+        let (phase, s) = common::read_written(&d.join("phase.npy"), 2)?;
         if phases.is_empty() {
-            (h, w) = (t.shape()[0], t.shape()[1]);
+            (h, w) = (s[0], s[1]);
             let meta = common::read_json(&d.join("metadata.json"))?;
             image = meta["image"].as_str().unwrap_or_default().to_string();
             scale = meta["microscope"]["scale_nm_per_px"]
                 .as_f64()
                 .unwrap_or(f64::NAN);
         }
-        phases.push(t.to_vec()?);
-        inds.push(magprior::io::npy::read_npy(d.join("induction.npy"))?.to_vec()?);
+        phases.push(phase);
+        inds.push(common::read_written(&d.join("induction.npy"), 3)?.0);
         let j = common::read_json(&d.join("metrics.json"))?;
         truth_path = j["truth"].as_str().map(str::to_string);
         runs.push(MemberOut {

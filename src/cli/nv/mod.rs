@@ -151,11 +151,7 @@ pub fn run(cmd: NvCmd) -> Result<()> {
             let cfg = a
                 .recon
                 .config(&job.geom, select_device(a.recon.device, a.recon.quiet)?)?;
-            let shard = match a.ensemble {
-                1 if a.shard.is_some() => bail!("--shard splits --ensemble K (K > 1)"),
-                1 => None,
-                _ => common::Shard::resolve(a.shard.as_deref())?,
-            };
+            let shard = common::Shard::for_ensemble(a.shard.as_deref(), a.ensemble)?;
             if a.ensemble > 1 {
                 return ensemble(&a, &job, &cfg, shard);
             }

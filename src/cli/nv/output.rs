@@ -3,7 +3,7 @@
 
 use super::args::{Problem, ReconArgs};
 use crate::cli::common::{self, DeviceMeta, VERSION};
-use anyhow::Result;
+use anyhow::{bail, Result};
 use magprior::io::render::{self, Decor, MapKind, Panel};
 use magprior::nv::{Mask, NvModel, NvReconConfig, NvResult};
 use serde::Serialize;
@@ -563,32 +563,33 @@ pub struct EnsembleSummary {
 /// B_NV, metrics.json, metadata.json and the mean | std picture.
 pub fn aggregate_ensemble(dir: &Path) -> Result<EnsembleSummary> {
     let members = common::member_dirs(dir)?;
-    let load = |d: &Path, f: &str| -> Result<(Vec<f32>, Vec<usize>)> {
-        let t = magprior::io::npy::read_npy(d.join(f))?;
-        Ok((t.to_vec()?, t.shape().to_vec()))
-    };
     let (mut ms, mut bs, mut runs) = (Vec::new(), Vec::new(), Vec::new());
-    let mut shape = Vec::new();
-    let mut support = Vec::new();
+    let (mut shape, mut support) = (Vec::new(), Vec::new());
     let mut bnv_path = String::new();
     for (seed, name) in &members {
         let d = dir.join(name);
-        let (m, s) = load(&d, "magnetization.npy")?;
+        let (m, s) = common::read_written(&d.join("magnetization.npy"), 3)?;
         if support.is_empty() {
-            let (mask, ms_shape) = load(&d, "mask.npy")?;
-            let hw = ms_shape[1] * ms_shape[2];
+            let (mask, mshape) = common::read_written(&d.join("mask.npy"), 3)?;
+            if s[0] != 3 || mshape[1..] != s[1..] {
+                bail!(
+                    "{}: magnetization {s:?} and mask {mshape:?} do not fit together",
+                    d.display()
+                );
+            }
+            let hw = s[1] * s[2];
             support = (0..hw)
                 .map(|i| {
-                    let any = (0..ms_shape[0]).any(|c| mask[c * hw + i] != 0.0);
+                    let any = (0..mshape[0]).any(|c| mask[c * hw + i] != 0.0);
                     any as u8 as f32
                 })
                 .collect();
-            shape = s.clone();
+            shape = s;
             let meta = common::read_json(&d.join("metadata.json"))?;
             bnv_path = meta["bnv"].as_str().unwrap_or_default().to_string();
         }
         ms.push(m);
-        bs.push(load(&d, "bnv_model.npy")?.0);
+        bs.push(common::read_written(&d.join("bnv_model.npy"), 2)?.0);
         let j = common::read_json(&d.join("metrics.json"))?;
         let num = |k: &str| j[k].as_f64().unwrap_or(f64::NAN);
         runs.push(MemberOut {
