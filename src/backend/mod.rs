@@ -6,6 +6,7 @@
 //! Public only for the crate's own tests and benchmarks (`#[doc(hidden)]` in `lib.rs`).
 
 pub mod cpu;
+pub(crate) mod fastmath;
 pub mod gpu;
 pub mod layout;
 
@@ -103,7 +104,7 @@ impl UnaryOp {
             UnaryOp::Log => x.ln(),
             UnaryOp::Sqrt => x.sqrt(),
             UnaryOp::Square => x * x,
-            UnaryOp::Tanh => x.tanh(),
+            UnaryOp::Tanh => fastmath::tanh(x),
             UnaryOp::Sigmoid => sigmoid(x),
             UnaryOp::LeakyRelu(s) => {
                 if x > 0.0 {
@@ -125,7 +126,7 @@ impl UnaryOp {
             UnaryOp::Sqrt => 0.5 / x.sqrt(),
             UnaryOp::Square => 2.0 * x,
             UnaryOp::Tanh => {
-                let t = x.tanh();
+                let t = fastmath::tanh(x);
                 1.0 - t * t
             }
             UnaryOp::Sigmoid => {

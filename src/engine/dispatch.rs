@@ -11,6 +11,7 @@
 use crate::backend::gpu::{GpuBuffer, GpuContext};
 use crate::engine::autograd::is_grad_enabled;
 use crate::engine::device::{gpu_context, Device};
+use crate::engine::profile;
 use crate::engine::storage::{dtype_err, CpuStorage, DType, Storage, C32};
 use crate::engine::tensor::{numel_of, Backward, Node, Tensor};
 use crate::error::{Error, Result};
@@ -205,13 +206,13 @@ fn run<K: Kernel + ?Sized>(
     let storages: Vec<Storage> = match device {
         Device::Cpu => {
             let data = host(op, &guards, &index)?;
-            let got = k.cpu(&Args { op, data, meta })?;
+            let got = profile::time(op, || k.cpu(&Args { op, data, meta }))?;
             got.into_iter().map(Storage::Cpu).collect()
         }
         Device::Gpu => {
             let ctx = gpu_context()?;
             let data = device_bufs(op, &guards, &index)?;
-            let got = k.gpu(ctx, &Args { op, data, meta })?;
+            let got = profile::time(op, || k.gpu(ctx, &Args { op, data, meta }))?;
             got.into_iter()
                 .zip(&outs)
                 .map(|(b, o)| Storage::gpu(b, o.dtype))
@@ -331,7 +332,7 @@ impl Tensor {
                         Storage::Gpu(_) => Err(wrong_device(op)),
                     })
                     .collect::<Result<Vec<_>>>()?;
-                u.cpu(&mut ts, &Args { op, data, meta })
+                profile::time(op, || u.cpu(&mut ts, &Args { op, data, meta }))
             }
             Device::Gpu => {
                 let ctx = gpu_context()?;

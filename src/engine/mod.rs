@@ -5,5 +5,6 @@
 pub mod autograd;
 pub mod device;
 pub(crate) mod dispatch;
+pub mod profile;
 pub(crate) mod storage;
 pub mod tensor;

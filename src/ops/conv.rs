@@ -6,6 +6,7 @@ use crate::backend::cpu::conv as cpu;
 use crate::backend::gpu::{conv as gpu, elementwise as gew, GpuBuffer, GpuContext};
 use crate::backend::{ConvShape, UnaryOp};
 use crate::engine::dispatch::{expect_real, Args, Kernel, Meta, Out};
+use crate::engine::profile;
 use crate::engine::storage::CpuStorage;
 use crate::engine::tensor::{Backward, Saved, Tensor};
 use crate::error::{Error, Result};
@@ -106,25 +107,31 @@ impl Kernel for ConvGrad {
         let gz_owned;
         let gy = match self.slope {
             Some(a) => {
-                gz_owned = crate::backend::cpu::elementwise::unary_backward(
-                    UnaryOp::LeakyRelu(a),
-                    x.real(3)?,
-                    x.real(0)?,
-                );
+                let (y, dy) = (x.real(3)?, x.real(0)?);
+                gz_owned = profile::time("conv2d_backward/leaky", || {
+                    crate::backend::cpu::elementwise::unary_backward(UnaryOp::LeakyRelu(a), y, dy)
+                });
                 &gz_owned[..]
             }
             None => x.real(0)?,
         };
         let mut out = Vec::new();
         if self.need_dx {
-            let mut gx = vec![0f32; s.x_len()];
-            cpu::conv2d_backward_input(s, gy, x.real(2)?, &mut gx);
+            let w = x.real(2)?;
+            let gx = profile::time("conv2d_backward/dx", || {
+                let mut gx = vec![0f32; s.x_len()];
+                cpu::conv2d_backward_input(s, gy, w, &mut gx);
+                gx
+            });
             out.push(CpuStorage::F32(gx));
         }
         let mut gw = vec![0f32; s.w_len()];
         let mut gb = vec![0f32; s.cout];
         let gbias = self.has_bias.then_some(&mut gb[..]);
-        cpu::conv2d_backward_weight(s, x.real(1)?, gy, &mut gw, gbias);
+        let xin = x.real(1)?;
+        profile::time("conv2d_backward/dw", || {
+            cpu::conv2d_backward_weight(s, xin, gy, &mut gw, gbias)
+        });
         out.push(CpuStorage::F32(gw));
         if self.has_bias {
             out.push(CpuStorage::F32(gb));

@@ -119,8 +119,145 @@ fn forward_impl(
         if slope.is_some() {
             y.par_iter_mut().for_each(|v| *v = act(*v, slope));
         }
+    } else if use_col_blocks(s) {
+        forward_blocks(s, x, weight, bias, slope, y);
     } else {
         forward_rows(s, x, weight, bias, slope, y);
+    }
+}
+
+/// Up to this many weights per output channel (`cin k k`: the 1-channel input layers), or for
+/// images narrower than [`NARROW`], output rows go in blocks through a gathered im2col matrix
+/// and one gemm call per block ([`ColBlocks`]), instead of `k` calls per row with a reduction
+/// of only `k cin` or a pixel dimension of only `w`.
+const SMALL_KDIM: usize = 64;
+/// Images narrower than this take the im2col-block path.
+const NARROW: usize = 128;
+/// Pixels per im2col block (whole rows; at least one row).
+const BLOCK_PIXELS: usize = 256;
+
+fn use_col_blocks(s: &ConvShape) -> bool {
+    s.kdim() <= SMALL_KDIM || s.w < NARROW
+}
+
+/// Blocks of whole output rows and their im2col matrices.
+struct ColBlocks {
+    /// Rows per block.
+    rows: usize,
+    /// Blocks per image.
+    per_image: usize,
+}
+
+impl ColBlocks {
+    fn new(s: &ConvShape) -> ColBlocks {
+        let rows = (BLOCK_PIXELS / s.w.max(1)).clamp(1, s.h.max(1));
+        ColBlocks {
+            rows,
+            per_image: s.h.div_ceil(rows),
+        }
+    }
+
+    /// Scratch length of one block's matrix.
+    fn col_len(&self, s: &ConvShape) -> usize {
+        s.kdim() * self.rows * s.w
+    }
+
+    /// Block `t`: (image, first row, rows).
+    fn block(&self, s: &ConvShape, t: usize) -> (usize, usize, usize) {
+        let (img, i0) = (t / self.per_image, (t % self.per_image) * self.rows);
+        (img, i0, self.rows.min(s.h - i0))
+    }
+
+    /// Writes the block's im2col matrix, `col[q][r w + j] = x_pad[ci, i0 + r + ky, j + kx]`
+    /// with `q = (ci k + ky) k + kx` (the weight's own order), `m = nr w` pixels per q; returns
+    /// `m`.
+    fn gather(
+        &self,
+        s: &ConvShape,
+        xp: &RowPad,
+        (img, i0, nr): (usize, usize, usize),
+        col: &mut [f32],
+    ) -> usize {
+        let (k, cin, w, wx) = (s.k, s.cin, s.w, xp.wx);
+        let m = nr * w;
+        for r in 0..nr {
+            let rows = xp.rows(s, img, i0 + r);
+            for ci in 0..cin {
+                for ky in 0..k {
+                    let src = &rows[(ky * cin + ci) * wx..];
+                    for kx in 0..k {
+                        let q = (ci * k + ky) * k + kx;
+                        col[q * m + r * w..q * m + (r + 1) * w].copy_from_slice(&src[kx..kx + w]);
+                    }
+                }
+            }
+        }
+        m
+    }
+}
+
+/// Forward through im2col blocks: per block, gather the (m x cin k k) matrix, then one gemm
+/// against the weight, whose (cout, cin k k) layout is already the rhs; the block's rows of
+/// every output channel are contiguous in y.
+fn forward_blocks(
+    s: &ConvShape,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    slope: Option<f32>,
+    y: &mut [f32],
+) {
+    let (w, cout, hw, kd) = (s.w, s.cout, s.hw(), s.kdim());
+    let xp = RowPad::new(s, x);
+    let cb = ColBlocks::new(s);
+    let yp = SyncPtr(y.as_mut_ptr());
+    (0..s.n * cb.per_image).into_par_iter().for_each_init(
+        || (vec![0f32; cb.col_len(s)], vec![0f32; cb.rows * w * cout]),
+        |(col, tmp), t| {
+            let blk = cb.block(s, t);
+            let m = cb.gather(s, &xp, blk, col);
+            // SAFETY: col is m x kd column-major, weight^T is kd x cout (stride kd per co),
+            // tmp is m x cout column-major; all inside their buffers.
+            unsafe {
+                matmul(
+                    (m, cout, kd),
+                    tmp.as_mut_ptr(),
+                    (1, m),
+                    false,
+                    col.as_ptr(),
+                    (1, m),
+                    weight.as_ptr(),
+                    (1, kd),
+                );
+            }
+            let (img, i0, _) = blk;
+            for co in 0..cout {
+                let b = bias.map_or(0.0, |b| b[co]);
+                // SAFETY: rows i0.. of channel co of image img are written by this task only.
+                let dst = unsafe {
+                    std::slice::from_raw_parts_mut(yp.get().add((img * cout + co) * hw + i0 * w), m)
+                };
+                copy_out(dst, &tmp[co * m..], b, slope);
+            }
+        },
+    );
+}
+
+/// `dst = act(src + b)`: two loops, not a per-element match, so the copy-out vectorises.
+#[inline(always)]
+fn copy_out(dst: &mut [f32], src: &[f32], b: f32, slope: Option<f32>) {
+    match slope {
+        None => {
+            for (d, v) in dst.iter_mut().zip(src) {
+                *d = v + b;
+            }
+        }
+        Some(a) => {
+            for (d, v) in dst.iter_mut().zip(src) {
+                let z = v + b;
+                *d = if z > 0.0 { z } else { a * z };
+            }
+        }
     }
 }
 
@@ -261,20 +398,7 @@ fn forward_rows(
                 let dst = unsafe {
                     std::slice::from_raw_parts_mut(yp.get().add((img * cout + co) * hw + i * w), w)
                 };
-                // two loops, not a per-element match: keeps the copy-out vectorised
-                match slope {
-                    None => {
-                        for (d, v) in dst.iter_mut().zip(&tmp[co * wq..]) {
-                            *d = v + b;
-                        }
-                    }
-                    Some(a) => {
-                        for (d, v) in dst.iter_mut().zip(&tmp[co * wq..]) {
-                            let z = v + b;
-                            *d = if z > 0.0 { z } else { a * z };
-                        }
-                    }
-                }
+                copy_out(dst, &tmp[co * wq..], b, slope);
             }
         },
     );
@@ -343,6 +467,8 @@ pub fn conv2d_backward_weight(
         gw.fill(0.0);
     } else if s.k == 1 {
         backward_weight_1x1(s, x, gy, gw);
+    } else if use_col_blocks(s) {
+        backward_weight_blocks(s, x, gy, gw);
     } else {
         backward_weight_rows(s, x, gy, gw);
     }
@@ -352,14 +478,25 @@ pub fn conv2d_backward_weight(
 /// into a fixed number of contiguous groups (independent of thread scheduling) and the group sums
 /// are added in order, so the result is bit-for-bit reproducible.
 fn reduce_tasks(ntasks: usize, len: usize, f: impl Fn(&mut [f32], usize) + Sync) -> Vec<f32> {
+    reduce_tasks_with(ntasks, len, || (), |acc, _, t| f(acc, t))
+}
+
+/// [`reduce_tasks`] with a scratch value made once per group and handed to every task.
+fn reduce_tasks_with<S>(
+    ntasks: usize,
+    len: usize,
+    scratch: impl Fn() -> S + Sync,
+    f: impl Fn(&mut [f32], &mut S, usize) + Sync,
+) -> Vec<f32> {
     const GROUPS: usize = 8;
     let per = ntasks.div_ceil(GROUPS).max(1);
     let partial: Vec<Vec<f32>> = (0..ntasks.div_ceil(per))
         .into_par_iter()
         .map(|g| {
             let mut acc = vec![0f32; len];
+            let mut sc = scratch();
             for t in g * per..((g + 1) * per).min(ntasks) {
-                f(&mut acc, t);
+                f(&mut acc, &mut sc, t);
             }
             acc
         })
@@ -399,18 +536,21 @@ fn backward_weight_1x1(s: &ConvShape, x: &[f32], gy: &[f32], gw: &mut [f32]) {
 
 /// Backward-weight for k > 1: per output row and kx,
 /// gw_kx (cout x k*cin, column-major) += gy_row (cout x w) * rows_kx (w x k*cin),
-/// with per-thread partial sums.  Column-major dst lets gemm pack only the small gy row.
+/// with per-thread partial sums.  gy is first transposed to pixel-major (`gyt[p][co]`) so that
+/// gemm reads the lhs column-major in place, as in the forward pass, instead of gathering it.
 fn backward_weight_rows(s: &ConvShape, x: &[f32], gy: &[f32], gw: &mut [f32]) {
     let (h, w, k, cin, cout, hw) = (s.h, s.w, s.k, s.cin, s.cout, s.hw());
     let kq = k * cin;
     let xp = RowPad::new(s, x);
+    let gyt = pixel_major(s.n, cout, hw, gy);
     let acc = reduce_tasks(s.n * h, k * kq * cout, |acc, t| {
         let (img, i) = (t / h, t % h);
         let rows = xp.rows(s, img, i);
-        let gyr = &gy[img * cout * hw + i * w..];
+        let gyr = &gyt[(img * hw + i * w) * cout..];
         for kx in 0..k {
-            // SAFETY: acc block kx is cout x kq (column-major); the gy row is cout x w with row
-            // stride hw; rows reads stay inside the padded image (see forward_rows).
+            // SAFETY: acc block kx is cout x kq (column-major); the gy row is cout x w,
+            // column-major (stride cout between pixels); rows reads stay inside the padded
+            // image (see forward_rows).
             unsafe {
                 let dst = acc[kx * kq * cout..].as_mut_ptr();
                 let rhs = rows.as_ptr().add(kx);
@@ -420,7 +560,7 @@ fn backward_weight_rows(s: &ConvShape, x: &[f32], gy: &[f32], gw: &mut [f32]) {
                     (1, cout),
                     true,
                     gyr.as_ptr(),
-                    (hw, 1),
+                    (1, cout),
                     rhs,
                     (1, xp.wx),
                 );
@@ -431,6 +571,61 @@ fn backward_weight_rows(s: &ConvShape, x: &[f32], gy: &[f32], gw: &mut [f32]) {
         let (co, ci, ky, kx) = split_widx(s, idx);
         *g = acc[(kx * kq + ky * cin + ci) * cout + co];
     }
+}
+
+/// Backward-weight through im2col blocks: per block,
+/// gw (cout x cin k k, row-major as the weight) += gy_block (cout x m) * col (m x cin k k), the
+/// block's matrix gathered as in [`forward_blocks`]; per-thread partial sums.
+fn backward_weight_blocks(s: &ConvShape, x: &[f32], gy: &[f32], gw: &mut [f32]) {
+    let (w, cout, hw, kd) = (s.w, s.cout, s.hw(), s.kdim());
+    let xp = RowPad::new(s, x);
+    let cb = ColBlocks::new(s);
+    let gyt = pixel_major(s.n, cout, hw, gy);
+    let acc = reduce_tasks_with(
+        s.n * cb.per_image,
+        gw.len(),
+        || vec![0f32; cb.col_len(s)],
+        |acc, col, t| {
+            let blk = cb.block(s, t);
+            let m = cb.gather(s, &xp, blk, col);
+            let (img, i0, _) = blk;
+            let gyr = &gyt[(img * hw + i0 * w) * cout..];
+            // SAFETY: acc is cout x kd row-major (strides (kd, 1)); the gy block is cout x m
+            // column-major (stride cout per pixel); col is m x kd (stride m per q).
+            unsafe {
+                matmul(
+                    (cout, kd, m),
+                    acc.as_mut_ptr(),
+                    (kd, 1),
+                    true,
+                    gyr.as_ptr(),
+                    (1, cout),
+                    col.as_ptr(),
+                    (1, m),
+                );
+            }
+        },
+    );
+    gw.copy_from_slice(&acc);
+}
+
+/// `(n, c, hw)` planes to pixel-major `(n, hw, c)`, in parallel over blocks of pixels.
+fn pixel_major(n: usize, c: usize, hw: usize, x: &[f32]) -> Vec<f32> {
+    const BLOCK: usize = 256;
+    let mut out = vec![0f32; n * hw * c];
+    out.par_chunks_mut(hw * c).enumerate().for_each(|(img, o)| {
+        o.par_chunks_mut(BLOCK * c)
+            .enumerate()
+            .for_each(|(b, dst)| {
+                for ch in 0..c {
+                    let src = &x[(img * c + ch) * hw + b * BLOCK..];
+                    for (j, v) in dst.chunks_exact_mut(c).zip(src) {
+                        j[ch] = *v;
+                    }
+                }
+            });
+    });
+    out
 }
 
 #[cfg(test)]
@@ -534,6 +729,11 @@ mod tests {
             (1, 16, 16, 13, 17, 5),
             (2, 16, 2, 9, 11, 1),
             (1, 8, 8, 40, 33, 3),
+            // wide images: the per-row path (kdim > 64) and, for one input channel, row blocks
+            (1, 16, 8, 5, 130, 5),
+            (2, 1, 16, 3, 140, 5),
+            // narrow images, blocks of several rows with a partial last block (h % rows != 0)
+            (1, 9, 4, 37, 20, 3),
         ];
         for (case, &(n, cin, cout, h, w, k)) in cases.iter().enumerate() {
             let s = ConvShape {

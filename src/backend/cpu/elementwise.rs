@@ -4,39 +4,49 @@
 use super::{par_map, par_zip};
 use crate::backend::{UnaryOp, C32};
 
+// Each arm's closures name their op as a constant (capturing at most the slope), so the
+// loop they are inlined into holds no per-element `match` and vectorises.
 macro_rules! per_op {
-    ($op:expr, |$u:ident| $body:expr) => {
+    ($op:expr, |$f:ident, $df:ident| $body:expr) => {
         match $op {
             UnaryOp::Exp => {
-                let $u = UnaryOp::Exp;
+                let $f = |v: f32| UnaryOp::Exp.f(v);
+                let $df = |v: f32| UnaryOp::Exp.df(v);
                 $body
             }
             UnaryOp::Log => {
-                let $u = UnaryOp::Log;
+                let $f = |v: f32| UnaryOp::Log.f(v);
+                let $df = |v: f32| UnaryOp::Log.df(v);
                 $body
             }
             UnaryOp::Sqrt => {
-                let $u = UnaryOp::Sqrt;
+                let $f = |v: f32| UnaryOp::Sqrt.f(v);
+                let $df = |v: f32| UnaryOp::Sqrt.df(v);
                 $body
             }
             UnaryOp::Square => {
-                let $u = UnaryOp::Square;
+                let $f = |v: f32| UnaryOp::Square.f(v);
+                let $df = |v: f32| UnaryOp::Square.df(v);
                 $body
             }
             UnaryOp::Tanh => {
-                let $u = UnaryOp::Tanh;
+                let $f = |v: f32| UnaryOp::Tanh.f(v);
+                let $df = |v: f32| UnaryOp::Tanh.df(v);
                 $body
             }
             UnaryOp::Sigmoid => {
-                let $u = UnaryOp::Sigmoid;
-                $body
-            }
-            UnaryOp::LeakyRelu(s) => {
-                let $u = UnaryOp::LeakyRelu(s);
+                let $f = |v: f32| UnaryOp::Sigmoid.f(v);
+                let $df = |v: f32| UnaryOp::Sigmoid.df(v);
                 $body
             }
             UnaryOp::Abs => {
-                let $u = UnaryOp::Abs;
+                let $f = |v: f32| UnaryOp::Abs.f(v);
+                let $df = |v: f32| UnaryOp::Abs.df(v);
+                $body
+            }
+            UnaryOp::LeakyRelu(s) => {
+                let $f = move |v: f32| UnaryOp::LeakyRelu(s).f(v);
+                let $df = move |v: f32| UnaryOp::LeakyRelu(s).df(v);
                 $body
             }
         }
@@ -45,12 +55,16 @@ macro_rules! per_op {
 
 /// `y = f(x)`.
 pub fn unary(op: UnaryOp, x: &[f32]) -> Vec<f32> {
-    per_op!(op, |u| par_map(x, move |v| u.f(v)))
+    #[allow(unused_variables)]
+    let y = per_op!(op, |f, df| par_map(x, f));
+    y
 }
 
 /// `dx = dy f'(x)`.
 pub fn unary_backward(op: UnaryOp, x: &[f32], gy: &[f32]) -> Vec<f32> {
-    per_op!(op, |u| par_zip(gy, x, move |g, v| g * u.df(v)))
+    #[allow(unused_variables)]
+    let dx = per_op!(op, |f, df| par_zip(gy, x, move |g, v| g * df(v)));
+    dx
 }
 
 /// `y = a x + b` (real).

@@ -36,21 +36,60 @@ fn fft_rows(data: &mut [C32], n: usize, dir: FftDirection) {
     });
 }
 
-fn transpose_slices(src: &[C32], dst: &mut [C32], h: usize, w: usize) {
-    dst.par_chunks_mut(h * w)
-        .zip(src.par_chunks(h * w))
-        .for_each(|(d, s)| {
-            const B: usize = 32;
-            for r0 in (0..h).step_by(B) {
-                for c0 in (0..w).step_by(B) {
-                    for r in r0..(r0 + B).min(h) {
-                        for c in c0..(c0 + B).min(w) {
-                            d[c * h + r] = s[r * w + c];
-                        }
-                    }
+/// Length-`h` transforms down every column of every (h, w) slice, in place: blocks of
+/// `COLS` columns are gathered into contiguous rows of a per-task scratch (in cache), transformed
+/// and scattered back, so no full-size transposed copy is allocated or streamed through.
+fn fft_columns(data: &mut [C32], h: usize, w: usize, dir: FftDirection) {
+    const COLS: usize = 16;
+    if h <= 1 || w == 0 {
+        return;
+    }
+    let p = plan(h, dir);
+    let blocks = w.div_ceil(COLS);
+    let ptr = SyncPtr(data.as_mut_ptr());
+    let slices = data.len() / (h * w);
+    (0..slices * blocks).into_par_iter().for_each_init(
+        || {
+            (
+                vec![C32::new(0.0, 0.0); COLS * h],
+                vec![C32::new(0.0, 0.0); p.get_inplace_scratch_len()],
+            )
+        },
+        |(buf, scratch), t| {
+            let (slice, c0) = (t / blocks, (t % blocks) * COLS);
+            let nc = COLS.min(w - c0);
+            // SAFETY: task t alone reads and writes columns c0..c0+nc of slice `slice`, all
+            // inside `data`.
+            let base = unsafe { ptr.get().add(slice * h * w + c0) };
+            for r in 0..h {
+                // SAFETY: as above; row r of the slice, columns c0..c0+nc.
+                let row = unsafe { std::slice::from_raw_parts(base.add(r * w), nc) };
+                for (c, &v) in row.iter().enumerate() {
+                    buf[c * h + r] = v;
                 }
             }
-        });
+            p.process_with_scratch(&mut buf[..nc * h], scratch);
+            for r in 0..h {
+                // SAFETY: as above.
+                let row = unsafe { std::slice::from_raw_parts_mut(base.add(r * w), nc) };
+                for (c, v) in row.iter_mut().enumerate() {
+                    *v = buf[c * h + r];
+                }
+            }
+        },
+    );
+}
+
+/// Raw pointer for tasks that touch disjoint parts of one buffer.
+#[derive(Clone, Copy)]
+struct SyncPtr(*mut C32);
+// SAFETY: only used by tasks that access disjoint index sets.
+unsafe impl Send for SyncPtr {}
+unsafe impl Sync for SyncPtr {}
+impl SyncPtr {
+    fn get(self) -> *mut C32 {
+        self.0
+    }
 }
 
 /// Unnormalised 2-D transform of every (h, w) slice of `data`, then multiplied by `scale`.
@@ -91,12 +130,7 @@ pub(crate) fn fft2_rows(
             }
         }
     };
-    let columns = |data: &mut [C32]| {
-        let mut t = vec![C32::new(0.0, 0.0); data.len()];
-        transpose_slices(data, &mut t, h, w);
-        fft_rows(&mut t, h, dir);
-        transpose_slices(&t, data, w, h);
-    };
+    let columns = |data: &mut [C32]| fft_columns(data, h, w, dir);
     match rows {
         RowsUsed::All => {
             rows_of(data, h);

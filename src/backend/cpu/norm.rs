@@ -1,9 +1,27 @@
 //! Instance normalisation of (n, c) planes of `m` pixels on the host: the forward saving
 //! `(mean, rstd)` per plane, and its VJP.
 
-use super::lane_sum;
+use super::wide;
 use crate::backend::NormShape;
 use rayon::prelude::*;
+
+/// `sum_i f(a[i], b[i])` in f64 over 8 independent lanes, element i in lane i mod 8 (a fixed
+/// order: deterministic), written over chunks of 8 so that it vectorises.
+#[inline(always)]
+fn lanes2(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f64) -> f64 {
+    let mut l = [0f64; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for k in 0..8 {
+            l[k] += f(x[k], y[k]);
+        }
+    }
+    for (k, (&x, &y)) in ra.iter().zip(rb).enumerate() {
+        l[k] += f(x, y);
+    }
+    l.iter().sum()
+}
 
 /// `y = (x - mean) rstd w[c] + b[c]` per plane (biased variance, statistics in f64). Returns
 /// `(y, stats)` with `stats = [mean, rstd]` per plane, interleaved.
@@ -26,16 +44,21 @@ pub fn instance_norm(
         .zip(stats.par_chunks_mut(2))
         .enumerate()
         .for_each(|(plane, ((yv, xv), st))| {
-            let mean = lane_sum(xv.iter().map(|&v| v as f64)) / m as f64;
-            let var = lane_sum(xv.iter().map(|&v| (v as f64 - mean).powi(2))) / m as f64;
+            let mean = wide(|| lanes2(xv, xv, |v, _| v as f64)) / m as f64;
+            let var = wide(|| lanes2(xv, xv, |v, _| (v as f64 - mean).powi(2))) / m as f64;
             let (mean, rs) = (mean as f32, (1.0 / (var + eps as f64).sqrt()) as f32);
             st[0] = mean;
             st[1] = rs;
             let ch = plane % c;
             let (a, b) = (weight.map_or(1.0, |w| w[ch]), bias.map_or(0.0, |b| b[ch]));
-            for (o, &v) in yv.iter_mut().zip(xv) {
-                *o = (v - mean) * rs * a + b;
-            }
+            wide(
+                #[inline(always)]
+                || {
+                    for (o, &v) in yv.iter_mut().zip(xv) {
+                        *o = (v - mean) * rs * a + b;
+                    }
+                },
+            );
         });
     (y, stats)
 }
@@ -52,16 +75,16 @@ pub fn instance_norm_backward(
     need_dx: bool,
 ) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
     let (c, m) = (s.c, s.m);
-    let xhat = |plane: usize, v: f32| (v - stats[2 * plane]) * stats[2 * plane + 1];
     // per plane: sum(dy), sum(dy xh)
     let sums: Vec<(f64, f64)> = gy
         .par_chunks(m.max(1))
         .zip(x.par_chunks(m.max(1)))
         .enumerate()
         .map(|(plane, (g, xv))| {
+            let (mean, rs) = (stats[2 * plane], stats[2 * plane + 1]);
             (
-                lane_sum(g.iter().map(|&g| g as f64)),
-                lane_sum(g.iter().zip(xv).map(|(&g, &v)| (g * xhat(plane, v)) as f64)),
+                wide(|| lanes2(g, g, |g, _| g as f64)),
+                wide(|| lanes2(g, xv, |g, v| (g * ((v - mean) * rs)) as f64)),
             )
         })
         .collect();
@@ -81,9 +104,15 @@ pub fn instance_norm_backward(
                     (r * a * sg / m as f64) as f32,
                     (r * a * sgh / m as f64) as f32,
                 );
-                for ((o, &g), &v) in gxv.iter_mut().zip(g).zip(xv) {
-                    *o = ra * g - c0 - xhat(plane, v) * c1;
-                }
+                let (mean, rs) = (stats[2 * plane], stats[2 * plane + 1]);
+                wide(
+                    #[inline(always)]
+                    || {
+                        for ((o, &g), &v) in gxv.iter_mut().zip(g).zip(xv) {
+                            *o = ra * g - c0 - ((v - mean) * rs) * c1;
+                        }
+                    },
+                );
             });
         gx
     });

@@ -3,18 +3,18 @@
 
 use rayon::prelude::*;
 
-/// In-plane index of the first maximum of the window at output `(i, j)` (row-major order;
-/// NaN propagates like PyTorch).
+/// The first maximum of four values in row-major window order (strict `>`; NaN propagates like
+/// PyTorch): written as selects so the row loops vectorise.
 #[inline(always)]
-fn window_argmax(xv: &[f32], w: usize, i: usize, j: usize) -> usize {
-    let mut best = (2 * i) * w + 2 * j;
-    for idx in [best + 1, best + w, best + w + 1] {
-        // strict '>' keeps the first maximum
-        if xv[idx] > xv[best] || xv[idx].is_nan() && !xv[best].is_nan() {
-            best = idx;
+fn max4(a: f32, b: f32, c: f32, d: f32) -> f32 {
+    let pick = |best: f32, v: f32| {
+        if v > best || v.is_nan() && !best.is_nan() {
+            v
+        } else {
+            best
         }
-    }
-    best
+    };
+    pick(pick(pick(a, b), c), d)
 }
 
 /// `y[q, i, j] = max of x[q, 2i..2i+2, 2j..2j+2]` over `(h, w)` planes.
@@ -25,19 +25,28 @@ pub fn max_pool2d(x: &[f32], h: usize, w: usize) -> Vec<f32> {
     if oh * ow == 0 {
         return y;
     }
-    y.par_chunks_mut(oh * ow)
-        .zip(x.par_chunks(h * w))
-        .for_each(|(yv, xv)| {
-            for i in 0..oh {
-                for j in 0..ow {
-                    yv[i * ow + j] = xv[window_argmax(xv, w, i, j)];
+    y.par_chunks_mut(ow).enumerate().for_each(|(t, yr)| {
+        let (q, i) = (t / oh, t % oh);
+        let r0 = &x[q * h * w + 2 * i * w..][..2 * ow];
+        let r1 = &x[q * h * w + (2 * i + 1) * w..][..2 * ow];
+        super::wide(
+            #[inline(always)]
+            || {
+                for ((o, a), b) in yr
+                    .iter_mut()
+                    .zip(r0.chunks_exact(2))
+                    .zip(r1.chunks_exact(2))
+                {
+                    *o = max4(a[0], a[1], b[0], b[1]);
                 }
-            }
-        });
+            },
+        )
+    });
     y
 }
 
-/// VJP: `dx` is `dy` routed to each window's argmax (recomputed from x), zero elsewhere.
+/// VJP: `dx` is `dy` routed to each window's first maximum (recomputed from x), zero elsewhere;
+/// each window's four values are written at once (no scatter into a zeroed buffer).
 pub fn max_pool2d_backward(x: &[f32], gy: &[f32], h: usize, w: usize) -> Vec<f32> {
     let (oh, ow) = (h / 2, w / 2);
     let mut gx = vec![0f32; x.len()];
@@ -49,8 +58,28 @@ pub fn max_pool2d_backward(x: &[f32], gy: &[f32], h: usize, w: usize) -> Vec<f32
         .zip(x.par_chunks(h * w))
         .for_each(|((gxv, gv), xv)| {
             for i in 0..oh {
+                let (top, bottom) = gxv[2 * i * w..(2 * i + 2) * w].split_at_mut(w);
+                let (r0, r1) = (&xv[2 * i * w..][..w], &xv[(2 * i + 1) * w..][..w]);
+                let g = &gv[i * ow..][..ow];
                 for j in 0..ow {
-                    gxv[window_argmax(xv, w, i, j)] += gv[i * ow + j];
+                    let (a, b, c, d) = (r0[2 * j], r0[2 * j + 1], r1[2 * j], r1[2 * j + 1]);
+                    let m = max4(a, b, c, d);
+                    // the first position holding the maximum (NaN: the first NaN)
+                    let hit = |v: f32| v == m || v.is_nan() && m.is_nan();
+                    let k = if hit(a) {
+                        0
+                    } else if hit(b) {
+                        1
+                    } else if hit(c) {
+                        2
+                    } else {
+                        3
+                    };
+                    let gij = g[j];
+                    top[2 * j] = if k == 0 { gij } else { 0.0 };
+                    top[2 * j + 1] = if k == 1 { gij } else { 0.0 };
+                    bottom[2 * j] = if k == 2 { gij } else { 0.0 };
+                    bottom[2 * j + 1] = if k == 3 { gij } else { 0.0 };
                 }
             }
         });
@@ -71,7 +100,8 @@ fn taps(n: usize) -> Vec<(usize, usize, f32, f32)> {
         .collect()
 }
 
-/// Bilinear x2 upsampling of `(h, w)` planes to `(2h, 2w)`.
+/// Bilinear x2 upsampling of `(h, w)` planes to `(2h, 2w)`, separably: per output row the two
+/// source rows are blended once (`a0 r0 + a1 r1`), then the blend is interpolated along the row.
 pub fn upsample_bilinear2d(x: &[f32], h: usize, w: usize) -> Vec<f32> {
     let (oh, ow) = (2 * h, 2 * w);
     let planes = x.len() / (h * w).max(1);
@@ -80,21 +110,31 @@ pub fn upsample_bilinear2d(x: &[f32], h: usize, w: usize) -> Vec<f32> {
         return y;
     }
     let (ty, tx) = (taps(h), taps(w));
-    y.par_chunks_mut(oh * ow)
-        .zip(x.par_chunks(h * w))
-        .for_each(|(yv, xv)| {
-            for (i, &(r0, r1, a0, a1)) in ty.iter().enumerate() {
-                let (row0, row1) = (&xv[r0 * w..(r0 + 1) * w], &xv[r1 * w..(r1 + 1) * w]);
-                for (j, &(c0, c1, b0, b1)) in tx.iter().enumerate() {
-                    yv[i * ow + j] =
-                        a0 * (b0 * row0[c0] + b1 * row0[c1]) + a1 * (b0 * row1[c0] + b1 * row1[c1]);
-                }
+    y.par_chunks_mut(ow).enumerate().for_each_init(
+        || vec![0f32; w],
+        |blend, (t, yr)| {
+            let (q, i) = (t / oh, t % oh);
+            let (r0, r1, a0, a1) = ty[i];
+            let xv = &x[q * h * w..][..h * w];
+            let (row0, row1) = (&xv[r0 * w..][..w], &xv[r1 * w..][..w]);
+            super::wide(
+                #[inline(always)]
+                || {
+                    for ((b, &u), &v) in blend.iter_mut().zip(row0).zip(row1) {
+                        *b = a0 * u + a1 * v;
+                    }
+                },
+            );
+            for (o, &(c0, c1, b0, b1)) in yr.iter_mut().zip(&tx) {
+                *o = b0 * blend[c0] + b1 * blend[c1];
             }
-        });
+        },
+    );
     y
 }
 
-/// VJP (the transpose): each `dy` pixel adds its four weights' share to its source pixels.
+/// VJP (the transpose, separably): each `dy` row is folded onto a source-width row by the
+/// column weights, which then adds to its two source rows by the row weights.
 pub fn upsample_bilinear2d_backward(gy: &[f32], h: usize, w: usize) -> Vec<f32> {
     let (oh, ow) = (2 * h, 2 * w);
     let planes = gy.len() / (oh * ow).max(1);
@@ -106,14 +146,24 @@ pub fn upsample_bilinear2d_backward(gy: &[f32], h: usize, w: usize) -> Vec<f32> 
     gx.par_chunks_mut(h * w)
         .zip(gy.par_chunks(oh * ow))
         .for_each(|(gxv, gv)| {
+            let mut fold = vec![0f32; w];
             for (i, &(r0, r1, a0, a1)) in ty.iter().enumerate() {
-                for (j, &(c0, c1, b0, b1)) in tx.iter().enumerate() {
-                    let gij = gv[i * ow + j];
-                    gxv[r0 * w + c0] += a0 * b0 * gij;
-                    gxv[r0 * w + c1] += a0 * b1 * gij;
-                    gxv[r1 * w + c0] += a1 * b0 * gij;
-                    gxv[r1 * w + c1] += a1 * b1 * gij;
+                fold.fill(0.0);
+                for (&g, &(c0, c1, b0, b1)) in gv[i * ow..][..ow].iter().zip(&tx) {
+                    fold[c0] += b0 * g;
+                    fold[c1] += b1 * g;
                 }
+                super::wide(
+                    #[inline(always)]
+                    || {
+                        for (d, &f) in gxv[r0 * w..][..w].iter_mut().zip(&fold) {
+                            *d += a0 * f;
+                        }
+                        for (d, &f) in gxv[r1 * w..][..w].iter_mut().zip(&fold) {
+                            *d += a1 * f;
+                        }
+                    },
+                );
             }
         });
     gx

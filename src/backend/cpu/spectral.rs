@@ -8,6 +8,7 @@
 
 use super::fft::{fft2_rows, FftDirection, RowsUsed};
 use crate::backend::{SpectralShape, C32};
+use rayon::prelude::*;
 
 const ZERO: C32 = C32::new(0.0, 0.0);
 
@@ -15,33 +16,33 @@ fn plane(s: &SpectralShape) -> usize {
     s.ph * s.pw
 }
 
-/// Index of `-k` on the padded grid.
-fn neg(s: &SpectralShape, i: usize) -> usize {
-    let (ph, pw) = (s.ph, s.pw);
-    ((ph - i / pw) % ph) * pw + (pw - i % pw) % pw
-}
-
 /// `a + i b` of two real (h, w) planes, zero-padded to (ph, pw) (`b` absent: real `a`).
 fn embed(s: &SpectralShape, a: &[f32], b: Option<&[f32]>) -> Vec<C32> {
     let mut buf = vec![ZERO; plane(s)];
-    for r in 0..s.h {
-        let row = &mut buf[r * s.pw..r * s.pw + s.w];
-        let src = r * s.w..(r + 1) * s.w;
-        match b {
-            Some(b) => {
-                for ((d, &x), &y) in row.iter_mut().zip(&a[src.clone()]).zip(&b[src]) {
-                    *d = C32::new(x, y);
+    buf[..s.h * s.pw]
+        .par_chunks_mut(s.pw)
+        .enumerate()
+        .for_each(|(r, row)| {
+            let row = &mut row[..s.w];
+            let src = r * s.w..(r + 1) * s.w;
+            match b {
+                Some(b) => {
+                    for ((d, &x), &y) in row.iter_mut().zip(&a[src.clone()]).zip(&b[src]) {
+                        *d = C32::new(x, y);
+                    }
+                }
+                None => {
+                    for (d, &x) in row.iter_mut().zip(&a[src]) {
+                        *d = C32::new(x, 0.0);
+                    }
                 }
             }
-            None => {
-                for (d, &x) in row.iter_mut().zip(&a[src]) {
-                    *d = C32::new(x, 0.0);
-                }
-            }
-        }
-    }
+        });
     buf
 }
+
+/// Elements per task of the per-frequency loops.
+const CHUNK: usize = 1 << 13;
 
 /// The spectra `F pad(p)` of `planes` (each h w, contiguous), two per transform.
 fn spectra(s: &SpectralShape, planes: &[f32], count: usize) -> Vec<Vec<C32>> {
@@ -64,11 +65,17 @@ fn spectra(s: &SpectralShape, planes: &[f32], count: usize) -> Vec<Vec<C32>> {
         if pair {
             let mut a = vec![ZERO; plane(s)];
             let mut b = vec![ZERO; plane(s)];
-            for i in 0..plane(s) {
-                let (zi, zn) = (z[i], z[neg(s, i)].conj());
-                a[i] = (zi + zn) * 0.5;
-                b[i] = (zi - zn) * C32::new(0.0, -0.5);
-            }
+            a.par_chunks_mut(pw)
+                .zip(b.par_chunks_mut(pw))
+                .enumerate()
+                .for_each(|(r, (a, b))| {
+                    let (row, nrow) = (&z[r * pw..][..pw], &z[(ph - r) % ph * pw..][..pw]);
+                    for (c, (a, b)) in a.iter_mut().zip(b).enumerate() {
+                        let (zi, zn) = (row[c], nrow[(pw - c) % pw].conj());
+                        *a = (zi + zn) * 0.5;
+                        *b = (zi - zn) * C32::new(0.0, -0.5);
+                    }
+                });
             out.push(a);
             out.push(b);
             c += 2;
@@ -94,14 +101,18 @@ fn images(s: &SpectralShape, u: &[Vec<C32>], y: &mut Vec<f32>) {
     while o < u.len() {
         if o + 1 < u.len() {
             let (u0, u1) = (&u[o], &u[o + 1]);
-            let mut z: Vec<C32> = (0..plane(s))
-                .map(|i| {
-                    let j = neg(s, i);
-                    let h0 = (u0[i] + u0[j].conj()) * 0.5;
-                    let h1 = (u1[i] + u1[j].conj()) * 0.5;
-                    h0 + h1 * C32::new(0.0, 1.0)
-                })
-                .collect();
+            let mut z = vec![ZERO; plane(s)];
+            z.par_chunks_mut(pw).enumerate().for_each(|(r, zr)| {
+                let nr = (ph - r) % ph;
+                let (a0, n0) = (&u0[r * pw..][..pw], &u0[nr * pw..][..pw]);
+                let (a1, n1) = (&u1[r * pw..][..pw], &u1[nr * pw..][..pw]);
+                for (c, z) in zr.iter_mut().enumerate() {
+                    let j = (pw - c) % pw;
+                    let h0 = (a0[c] + n0[j].conj()) * 0.5;
+                    let h1 = (a1[c] + n1[j].conj()) * 0.5;
+                    *z = h0 + h1 * C32::new(0.0, 1.0);
+                }
+            });
             fft2_rows(
                 &mut z,
                 ph,
@@ -148,18 +159,22 @@ pub fn spectral_conv(s: &SpectralShape, x: &[f32], kernel: &[C32], adjoint: bool
         let u: Vec<Vec<C32>> = (0..s.cout)
             .map(|o| {
                 let mut acc = vec![ZERO; p];
-                for (c, xc) in xs.iter().enumerate() {
-                    let (kc, conj) = k(o, c);
-                    if conj {
-                        for ((a, &xv), kv) in acc.iter_mut().zip(xc).zip(kc) {
-                            *a += kv.conj() * xv;
-                        }
-                    } else {
-                        for ((a, &xv), &kv) in acc.iter_mut().zip(xc).zip(kc) {
-                            *a += xv * kv;
+                acc.par_chunks_mut(CHUNK).enumerate().for_each(|(t, acc)| {
+                    let r = t * CHUNK..t * CHUNK + acc.len();
+                    for (c, xc) in xs.iter().enumerate() {
+                        let (kc, conj) = k(o, c);
+                        let (xc, kc) = (&xc[r.clone()], &kc[r.clone()]);
+                        if conj {
+                            for ((a, &xv), kv) in acc.iter_mut().zip(xc).zip(kc) {
+                                *a += kv.conj() * xv;
+                            }
+                        } else {
+                            for ((a, &xv), &kv) in acc.iter_mut().zip(xc).zip(kc) {
+                                *a += xv * kv;
+                            }
                         }
                     }
-                }
+                });
                 acc
             })
             .collect();
@@ -180,9 +195,14 @@ pub fn spectral_kernel_grad(s: &SpectralShape, x: &[f32], g: &[f32]) -> Vec<C32>
         for (o, go) in gs.iter().enumerate() {
             for (c, xc) in xs.iter().enumerate() {
                 let d = &mut dk[(o * s.cin + c) * p..(o * s.cin + c + 1) * p];
-                for ((dv, xv), gv) in d.iter_mut().zip(xc).zip(go) {
-                    *dv += xv.conj() * gv * inv;
-                }
+                d.par_chunks_mut(CHUNK)
+                    .zip(xc.par_chunks(CHUNK))
+                    .zip(go.par_chunks(CHUNK))
+                    .for_each(|((d, xc), go)| {
+                        for ((dv, xv), gv) in d.iter_mut().zip(xc).zip(go) {
+                            *dv += xv.conj() * gv * inv;
+                        }
+                    });
             }
         }
     }
