@@ -164,6 +164,14 @@ fn bench_elementwise(filter: &str) {
         magprior::no_grad(|| x.scale(2.0).unwrap());
     });
     report("scale 16x256^2", t, None);
+    let t = median_secs(15, || {
+        magprior::no_grad(|| x.max_pool2d().unwrap());
+    });
+    report("max_pool2d 16x256^2", t, None);
+    let t = median_secs(15, || {
+        magprior::no_grad(|| x.upsample_bilinear2d().unwrap());
+    });
+    report("upsample_bilinear2d 16x256^2", t, None);
 }
 
 /// The user's path: `nv::reconstruct` (CAE, tanh, mask, NV forward model, MSE, backward, AdamW,

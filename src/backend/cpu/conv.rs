@@ -29,6 +29,32 @@ impl SyncPtr {
 /// Single-threaded `dst (m x n) = [dst +] lhs (m x k) * rhs (k x n)`; strides are (row, column).
 #[allow(clippy::too_many_arguments)]
 unsafe fn matmul(
+    shape: (usize, usize, usize),
+    dst: *mut f32,
+    dst_s: (usize, usize),
+    accumulate: bool,
+    lhs: *const f32,
+    lhs_s: (usize, usize),
+    rhs: *const f32,
+    rhs_s: (usize, usize),
+) {
+    matmul_par(
+        Parallelism::None,
+        shape,
+        dst,
+        dst_s,
+        accumulate,
+        lhs,
+        lhs_s,
+        rhs,
+        rhs_s,
+    )
+}
+
+/// [`matmul`] with gemm's own parallelism `par` (for calls too few to share out as tasks).
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul_par(
+    par: Parallelism,
     (m, n, k): (usize, usize, usize),
     dst: *mut f32,
     (dst_rs, dst_cs): (usize, usize),
@@ -57,7 +83,7 @@ unsafe fn matmul(
         false,
         false,
         false,
-        Parallelism::None,
+        par,
     );
 }
 
@@ -146,14 +172,24 @@ struct ColBlocks {
     rows: usize,
     /// Blocks per image.
     per_image: usize,
+    /// Fewer blocks than twice the threads (small images: one 16x16 block): gemm splits each
+    /// call itself.
+    par: Parallelism,
 }
 
 impl ColBlocks {
     fn new(s: &ConvShape) -> ColBlocks {
         let rows = (BLOCK_PIXELS / s.w.max(1)).clamp(1, s.h.max(1));
+        let per_image = s.h.div_ceil(rows);
+        let threads = rayon::current_num_threads();
         ColBlocks {
             rows,
-            per_image: s.h.div_ceil(rows),
+            per_image,
+            par: if s.n * per_image < 2 * threads {
+                Parallelism::Rayon(threads)
+            } else {
+                Parallelism::None
+            },
         }
     }
 
@@ -219,7 +255,8 @@ fn forward_blocks(
             // SAFETY: col is m x kd column-major, weight^T is kd x cout (stride kd per co),
             // tmp is m x cout column-major; all inside their buffers.
             unsafe {
-                matmul(
+                matmul_par(
+                    cb.par,
                     (m, cout, kd),
                     tmp.as_mut_ptr(),
                     (1, m),
@@ -593,7 +630,8 @@ fn backward_weight_blocks(s: &ConvShape, x: &[f32], gy: &[f32], gw: &mut [f32]) 
             // SAFETY: acc is cout x kd row-major (strides (kd, 1)); the gy block is cout x m
             // column-major (stride cout per pixel); col is m x kd (stride m per q).
             unsafe {
-                matmul(
+                matmul_par(
+                    cb.par,
                     (cout, kd, m),
                     acc.as_mut_ptr(),
                     (kd, 1),

@@ -61,26 +61,30 @@ pub fn max_pool2d_backward(x: &[f32], gy: &[f32], h: usize, w: usize) -> Vec<f32
                 let (top, bottom) = gxv[2 * i * w..(2 * i + 2) * w].split_at_mut(w);
                 let (r0, r1) = (&xv[2 * i * w..][..w], &xv[(2 * i + 1) * w..][..w]);
                 let g = &gv[i * ow..][..ow];
-                for j in 0..ow {
-                    let (a, b, c, d) = (r0[2 * j], r0[2 * j + 1], r1[2 * j], r1[2 * j + 1]);
-                    let m = max4(a, b, c, d);
-                    // the first position holding the maximum (NaN: the first NaN)
-                    let hit = |v: f32| v == m || v.is_nan() && m.is_nan();
-                    let k = if hit(a) {
-                        0
-                    } else if hit(b) {
-                        1
-                    } else if hit(c) {
-                        2
-                    } else {
-                        3
-                    };
-                    let gij = g[j];
-                    top[2 * j] = if k == 0 { gij } else { 0.0 };
-                    top[2 * j + 1] = if k == 1 { gij } else { 0.0 };
-                    bottom[2 * j] = if k == 2 { gij } else { 0.0 };
-                    bottom[2 * j + 1] = if k == 3 { gij } else { 0.0 };
-                }
+                super::wide(
+                    #[inline(always)]
+                    || {
+                        let windows = top
+                            .chunks_exact_mut(2)
+                            .zip(bottom.chunks_exact_mut(2))
+                            .zip(r0.chunks_exact(2).zip(r1.chunks_exact(2)))
+                            .zip(g);
+                        for (((t, b), (x0, x1)), &gij) in windows {
+                            let m = max4(x0[0], x0[1], x1[0], x1[1]);
+                            // the first position holding the maximum (NaN: the first NaN),
+                            // as masks (& and |, no branches) so the loop vectorises
+                            let hit = |v: f32| (v == m) | (v.is_nan() & m.is_nan());
+                            let ka = hit(x0[0]);
+                            let kb = !ka & hit(x0[1]);
+                            let kc = !ka & !kb & hit(x1[0]);
+                            let kd = !ka & !kb & !kc;
+                            t[0] = if ka { gij } else { 0.0 };
+                            t[1] = if kb { gij } else { 0.0 };
+                            b[0] = if kc { gij } else { 0.0 };
+                            b[1] = if kd { gij } else { 0.0 };
+                        }
+                    },
+                );
             }
         });
     gx
