@@ -41,6 +41,7 @@ mod pipelines;
 mod rng;
 pub mod units;
 
+pub use engine::heap::keep_freed_buffers;
 pub use engine::profile;
 pub use physics::signal;
 pub use pipelines::ensemble;

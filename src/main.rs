@@ -48,6 +48,8 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    // reuse freed activations instead of page-faulting them in anew (large images)
+    magprior::keep_freed_buffers();
     // Mesa's Vulkan device-select layer prints "XDG_RUNTIME_DIR is invalid" on headless machines
     // while adapters are probed; it has nothing to select here. (Set before any thread starts.)
     if std::env::var_os("XDG_RUNTIME_DIR").is_none()

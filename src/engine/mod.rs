@@ -5,6 +5,7 @@
 pub mod autograd;
 pub mod device;
 pub(crate) mod dispatch;
+pub(crate) mod heap;
 pub mod profile;
 pub(crate) mod storage;
 pub mod tensor;

@@ -140,6 +140,11 @@ fn forward_impl(
         for (yc, co) in y.chunks_exact_mut(s.hw()).zip((0..s.cout).cycle()) {
             yc.fill(act(bias.map_or(0.0, |b| b[co]), slope));
         }
+    } else if s.k == 1 && s.cin.min(s.cout) <= FEW_CHANNELS {
+        forward_1x1_direct(s, x, weight, bias, y);
+        if slope.is_some() {
+            y.par_iter_mut().for_each(|v| *v = act(*v, slope));
+        }
     } else if s.k == 1 {
         forward_1x1(s, x, weight, bias, y);
         if slope.is_some() {
@@ -296,6 +301,48 @@ fn copy_out(dst: &mut [f32], src: &[f32], b: f32, slope: Option<f32>) {
             }
         }
     }
+}
+
+/// At most this many input or output channels, a 1x1 convolution (the network's head and its
+/// dx) is a direct channel mix: gemm with a dimension of 2 runs at a few GFLOP/s.
+const FEW_CHANNELS: usize = 4;
+
+/// 1x1 forward as `y[co] = b[co] + sum_ci w[co, ci] x[ci]` over tiles of pixels (in cache),
+/// the pixel loops vectorised.
+fn forward_1x1_direct(
+    s: &ConvShape,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+) {
+    let (hw, cin, cout) = (s.hw(), s.cin, s.cout);
+    const TILE: usize = 2048;
+    let tpi = hw.div_ceil(TILE);
+    let yp = SyncPtr(y.as_mut_ptr());
+    (0..s.n * tpi).into_par_iter().for_each(|t| {
+        let (img, p0) = (t / tpi, (t % tpi) * TILE);
+        let np = TILE.min(hw - p0);
+        for co in 0..cout {
+            // SAFETY: pixels p0..p0+np of channel co of image img: written by this task only.
+            let yr = unsafe {
+                std::slice::from_raw_parts_mut(yp.get().add((img * cout + co) * hw + p0), np)
+            };
+            yr.fill(bias.map_or(0.0, |b| b[co]));
+            for ci in 0..cin {
+                let wv = weight[co * cin + ci];
+                let xr = &x[(img * cin + ci) * hw + p0..][..np];
+                super::wide(
+                    #[inline(always)]
+                    || {
+                        for (o, &v) in yr.iter_mut().zip(xr) {
+                            *o += wv * v;
+                        }
+                    },
+                );
+            }
+        }
+    });
 }
 
 /// 1x1 forward: per tile of pixels, y^T (pix x cout) = x^T (pix x cin) * w^T (cin x cout).
@@ -772,6 +819,8 @@ mod tests {
             (2, 1, 16, 3, 140, 5),
             // narrow images, blocks of several rows with a partial last block (h % rows != 0)
             (1, 9, 4, 37, 20, 3),
+            // 1x1 with more than FEW_CHANNELS on both sides: the gemm path
+            (2, 6, 5, 4, 7, 1),
         ];
         for (case, &(n, cin, cout, h, w, k)) in cases.iter().enumerate() {
             let s = ConvShape {
