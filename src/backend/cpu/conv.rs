@@ -7,24 +7,13 @@
 //! Work is split over rayon by output rows (or pixel tiles); every gemm call is single-threaded.
 //! Backward-input is the forward conv of gy with the flipped, in/out-transposed weight.
 
+use super::SyncPtr;
 use crate::backend::ConvShape;
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
 /// Pixels per task for 1x1 convolutions.
 const PIX_TILE: usize = 4096;
-
-/// Raw output pointer shared by tasks that write disjoint regions.
-#[derive(Clone, Copy)]
-struct SyncPtr(*mut f32);
-// SAFETY: only used for writes to disjoint index ranges from different tasks.
-unsafe impl Send for SyncPtr {}
-unsafe impl Sync for SyncPtr {}
-impl SyncPtr {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
 
 /// Single-threaded `dst (m x n) = [dst +] lhs (m x k) * rhs (k x n)`; strides are (row, column).
 #[allow(clippy::too_many_arguments)]

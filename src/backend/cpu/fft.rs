@@ -2,6 +2,7 @@
 //! plans cached per length and direction). Forward `X(k) = sum_r x(r) e^{-i k.r}` (NumPy's
 //! sign), unnormalised.
 
+use super::SyncPtr;
 use crate::backend::C32;
 use rayon::prelude::*;
 pub(crate) use rustfft::FftDirection;
@@ -78,18 +79,6 @@ fn fft_columns(data: &mut [C32], h: usize, w: usize, dir: FftDirection) {
             }
         },
     );
-}
-
-/// Raw pointer for tasks that touch disjoint parts of one buffer.
-#[derive(Clone, Copy)]
-struct SyncPtr(*mut C32);
-// SAFETY: only used by tasks that access disjoint index sets.
-unsafe impl Send for SyncPtr {}
-unsafe impl Sync for SyncPtr {}
-impl SyncPtr {
-    fn get(self) -> *mut C32 {
-        self.0
-    }
 }
 
 /// Unnormalised 2-D transform of every (h, w) slice of `data`, then multiplied by `scale`.

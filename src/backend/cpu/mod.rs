@@ -16,6 +16,18 @@ use crate::backend::C32;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
+/// Raw pointer shared by tasks that write disjoint regions of one buffer.
+#[derive(Clone, Copy)]
+pub(crate) struct SyncPtr<T>(pub(crate) *mut T);
+// SAFETY: only used by tasks that access disjoint index ranges of the buffer.
+unsafe impl<T> Send for SyncPtr<T> {}
+unsafe impl<T> Sync for SyncPtr<T> {}
+impl<T> SyncPtr<T> {
+    pub(crate) fn get(self) -> *mut T {
+        self.0
+    }
+}
+
 /// Below this many elements a loop stays on one thread.
 pub(crate) const PAR_MIN: usize = 1 << 15;
 
