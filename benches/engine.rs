@@ -96,12 +96,9 @@ fn bench_step(filter: &str, hw: usize) {
 
 /// Every convolution of the NV-DIP network at 256^2, one at a time: forward (with the leaky
 /// ReLU), backward with dx, dw, db, and backward with dw, db only (the first layer's case).
+/// `siprad-layers`: the same for the SIPRAD network's distinct 3x3 layers at 128^2.
 fn bench_layers(filter: &str) {
-    if !"layers".contains(filter) || filter.is_empty() {
-        return;
-    }
-    let mut rng = Rng::new(0);
-    for (cin, cout, hw, k) in [
+    let nv = [
         (1, 16, 256, 5),
         (16, 16, 256, 5),
         (16, 32, 128, 5),
@@ -109,7 +106,27 @@ fn bench_layers(filter: &str) {
         (32, 16, 128, 5),
         (16, 16, 128, 5),
         (16, 2, 256, 1),
-    ] {
+    ];
+    let siprad = [
+        (1, 16, 128, 3),
+        (16, 16, 128, 3),
+        (16, 32, 64, 3),
+        (32, 32, 64, 3),
+        (32, 64, 32, 3),
+        (64, 64, 32, 3),
+        (64, 128, 16, 3),
+        (128, 128, 16, 3),
+        (128, 64, 32, 3),
+        (64, 32, 64, 3),
+        (32, 16, 128, 3),
+    ];
+    let shapes: &[(usize, usize, usize, usize)] = match filter {
+        "layers" => &nv,
+        "siprad-layers" => &siprad,
+        _ => return,
+    };
+    let mut rng = Rng::new(0);
+    for &(cin, cout, hw, k) in shapes {
         let flops = 2.0 * (cin * cout * k * k * hw * hw) as f64;
         let w = Tensor::randn(&[cout, cin, k, k], &mut rng)
             .scale(0.05)
