@@ -129,13 +129,12 @@ fn forward_impl(
         for (yc, co) in y.chunks_exact_mut(s.hw()).zip((0..s.cout).cycle()) {
             yc.fill(act(bias.map_or(0.0, |b| b[co]), slope));
         }
-    } else if s.k == 1 && s.cin.min(s.cout) <= FEW_CHANNELS {
-        forward_1x1_direct(s, x, weight, bias, y);
-        if slope.is_some() {
-            y.par_iter_mut().for_each(|v| *v = act(*v, slope));
-        }
     } else if s.k == 1 {
-        forward_1x1(s, x, weight, bias, y);
+        if s.cin.min(s.cout) <= FEW_CHANNELS {
+            forward_1x1_direct(s, x, weight, bias, y);
+        } else {
+            forward_1x1(s, x, weight, bias, y);
+        }
         if slope.is_some() {
             y.par_iter_mut().for_each(|v| *v = act(*v, slope));
         }
