@@ -7,6 +7,7 @@ pub use crate::physics::constants::{C_LIGHT, E_CHARGE, H_PLANCK, M_ELECTRON, PHI
 pub use crate::physics::ltem::align::{
     align_stack, apply_shift, phase_correlation, AlignReference, Shift,
 };
+pub use crate::physics::ltem::contamination::{self, AmplitudeMap};
 pub use crate::physics::ltem::forward::{add_noise, induction, magnetic_phase, LtemForward};
 pub use crate::physics::ltem::metrics::{self, accuracy, Accuracy};
 pub use crate::physics::ltem::optics::{interaction_constant, wavelength_nm, Microscope};
@@ -19,6 +20,6 @@ pub use crate::physics::ltem::tilt::{magnetic_phase_tilted, magnetic_phase_tilte
 pub use crate::pipelines::ensemble::{member_seed, Spread};
 pub use crate::pipelines::siprad::{
     dual_valued, reconstruct, reconstruct_ensemble, reconstruct_focal_series, reconstruct_series,
-    threshold_amplitude, AmplitudeMode, Siprad, SipradConfig, SipradEnsemble, SipradResult,
+    AmplitudeMode, AmplitudeSource, Siprad, SipradConfig, SipradEnsemble, SipradResult,
     SipradState, Stage, Stats,
 };

@@ -645,3 +645,156 @@ fn sharded_ensemble_merges_to_the_one_process_result() {
     assert_eq!(cov(&one), cov(&split));
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// Contamination as a user meets it: `simulate --particles` writes the field, its truth and
+/// the same field in focus; `reconstruct --infocus` (and `--amp-mask`, `--solve-amp`) writes
+/// the assumed map and its metrics; bad amplitude inputs are one-line errors.
+#[test]
+fn contamination_from_simulate_to_reconstruct() {
+    let d = tmpdir_here("contamination");
+    let n = 48;
+    let m = magprior::ltem::synthetic::texture(Texture::Bubbles, n, 2e5, 4);
+    let mf = d.join("m.npy");
+    write_npy(&mf, &Tensor::from_shape_vec(&[2, n, n], m).unwrap()).unwrap();
+    let sim = d.join("sim");
+    let mut args = vec![
+        "ltem",
+        "simulate",
+        "--magnetization",
+        p(&mf),
+        "--thickness",
+        "100nm",
+        "--noise",
+        "0.1",
+        "--particles",
+        "2",
+        "--particle-radius",
+        "3,6",
+        "--out",
+        p(&sim),
+    ];
+    args.extend_from_slice(&MIC);
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in [
+        "amplitude.npy",
+        "phase_e.npy",
+        "contamination_mask.npy",
+        "image_infocus.npy",
+    ] {
+        assert!(sim.join(f).exists(), "{f}");
+    }
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(sim.join("metadata.json")).unwrap()).unwrap();
+    assert_eq!(meta["particles"].as_array().unwrap().len(), 2);
+    // kappa = V0 sigma xi at 200 kV: 20 V x 7.29e-3 rad/(V nm) x 10 nm
+    assert!((meta["kappa_rad"].as_f64().unwrap() - 1.458).abs() < 0.01);
+    let amp = read_npy(sim.join("amplitude.npy"))
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    assert!(amp.iter().any(|&a| a < 0.85) && amp.iter().all(|&a| a > 0.0 && a <= 1.0));
+
+    let img = sim.join("image.npy");
+    let truth = sim.join("phase.npy");
+    let rec = |out: &Path, extra: &[&str]| {
+        let mut a = vec![
+            "ltem".to_string(),
+            "reconstruct".into(),
+            "--image".into(),
+            p(&img).into(),
+            "--truth".into(),
+            p(&truth).into(),
+            "--out".into(),
+            p(out).into(),
+        ];
+        a.extend(tiny(extra));
+        bin().args(a).output().unwrap()
+    };
+    let infocus = sim.join("image_infocus.npy");
+    let out = d.join("rec_infocus");
+    let o = rec(
+        &out,
+        &["--infocus", p(&infocus), "--solve-amp", "--learn-kappa"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in ["amplitude_init.npy", "amplitude_init.png", "amplitude.npy"] {
+        assert!(out.join(f).exists(), "{f}");
+    }
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let frac = metrics["amplitude_area_fraction"].as_f64().unwrap();
+    let truth_frac = read_npy(sim.join("contamination_mask.npy"))
+        .unwrap()
+        .to_vec()
+        .unwrap()
+        .iter()
+        .filter(|&&v| v > 0.0)
+        .count() as f64
+        / (n * n) as f64;
+    assert!(
+        frac > 0.4 * truth_frac && frac < 2.5 * truth_frac,
+        "{frac} vs {truth_frac}"
+    );
+    assert!(metrics["kappa"].as_f64().unwrap().is_finite());
+    assert_eq!(metrics["kappa_learned"], true);
+    assert!(metrics["amplitude_smoothing_px"].as_f64().unwrap() >= 1.5);
+    assert!(metrics["image_noise_estimate"].as_f64().unwrap() > 0.0);
+    assert!(metrics["phase_accuracy_outside_amplitude"]
+        .as_f64()
+        .is_some());
+    assert!(metrics["warnings"].as_array().is_some());
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metadata.json")).unwrap()).unwrap();
+    assert!(meta["amplitude"]["learned"]["source"]["infocus"]["file"]
+        .as_str()
+        .unwrap()
+        .ends_with("image_infocus.npy"));
+
+    // a user mask (the true one)
+    let out2 = d.join("rec_mask");
+    let mask = sim.join("contamination_mask.npy");
+    let o = rec(&out2, &["--amp-mask", p(&mask)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out2.join("metrics.json")).unwrap()).unwrap();
+    assert!((metrics["amplitude_area_fraction"].as_f64().unwrap() - truth_frac).abs() < 1e-6);
+
+    // bad amplitude inputs
+    let small = d.join("small.npy");
+    write_npy(
+        &small,
+        &Tensor::from_shape_vec(&[8, 8], vec![1.0; 64]).unwrap(),
+    )
+    .unwrap();
+    let bad = d.join("bad_out");
+    assert_user_error(
+        &rec(&bad, &["--amp-mask", p(&small)]),
+        &["small.npy", "48x48"],
+    );
+    assert_user_error(
+        &rec(&bad, &["--infocus", p(&small)]),
+        &["small.npy", "48x48"],
+    );
+    let full = d.join("full.npy");
+    write_npy(
+        &full,
+        &Tensor::from_shape_vec(&[n, n], vec![1.0; n * n]).unwrap(),
+    )
+    .unwrap();
+    assert_user_error(
+        &rec(&bad, &["--amp-mask", p(&full)]),
+        &["full.npy", "whole image"],
+    );
+    assert_user_error(&rec(&bad, &["--solve-amp"]), &["--solve-amp"]);
+    assert_user_error(&rec(&bad, &["--learn-kappa"]), &["--learn-kappa"]);
+    assert_user_error(
+        &rec(&bad, &["--amp-threshold", "1.5"]),
+        &["--amp-threshold"],
+    );
+    assert_user_error(
+        &rec(&bad, &["--amp-mask", p(&mask), "--infocus", p(&infocus)]),
+        &["--infocus"],
+    );
+    assert_nothing_written(&d, "bad_out");
+}

@@ -202,15 +202,18 @@ fn siprad_amplitude_modes_and_series_match_on_the_gpu() {
         device,
         ..Default::default()
     };
+    // a 4x4 contamination mask
+    let mask: Vec<bool> = (0..256)
+        .map(|i| (5..9).contains(&(i / 16)) && (6..10).contains(&(i % 16)))
+        .collect();
+    let src = ltem::AmplitudeSource::Mask(mask);
     for (name, amplitude) in [
-        ("fixed amplitude", AmplitudeMode::Fixed { threshold: 0.9 }),
-        (
-            "learned amplitude",
-            AmplitudeMode::Learned { threshold: 0.9 },
-        ),
+        ("fixed amplitude", AmplitudeMode::Fixed(src.clone())),
+        ("learned amplitude", AmplitudeMode::Learned(src.clone())),
     ] {
         let cfg = |d| SipradConfig {
-            amplitude,
+            amplitude: amplitude.clone(),
+            learn_kappa: true,
             constraint_every: 3,
             constraint_refit: 2,
             pad: 2,

@@ -176,16 +176,20 @@ fn amplitude_branches_run_and_stay_finite() {
             data.image[r * n + c] *= 0.3;
         }
     }
+    let src = ltem::AmplitudeSource::Image {
+        threshold: 0.6,
+        smoothing: None,
+    };
     for amplitude in [
-        ltem::AmplitudeMode::Fixed { threshold: 0.6 },
-        ltem::AmplitudeMode::Learned { threshold: 0.6 },
+        ltem::AmplitudeMode::Fixed(src.clone()),
+        ltem::AmplitudeMode::Learned(src.clone()),
     ] {
         let cfg = SipradConfig {
             iters: 12,
             pretrain: 60,
             lr: 1e-3,
             channels: vec![4, 8],
-            amplitude,
+            amplitude: amplitude.clone(),
             constraint_every: 5,
             constraint_refit: 3,
             ..Default::default()

@@ -181,7 +181,9 @@ class LtemReconstruction:
         phase: ``(H, W)`` rad, the selected state, Gaussian-smoothed, minimum 0.
         phase_raw: the network output before smoothing; sitie: the SITIE (or TIE) input.
         induction: ``(2, H, W)`` T m, ``(Bx t, By t)`` of ``phase``.
-        image_model: the modelled image; amplitude: the exit-wave amplitude (when modelled).
+        image_model: the modelled image; amplitude: the exit-wave amplitude (when modelled);
+            amplitude_init: the map assumed at the start; amplitude_mask: the contamination mask
+            of ``amplitude`` (bool); warnings: what the run noticed (a collapsed learned map).
         history: dict of arrays per iteration: ``stage, iter, loss, val_loss, amp_scale, seconds``.
         metrics: dict (final/selected loss, iterations, seconds, amp_scale, stop; with ``truth``
             the accuracy).
@@ -210,6 +212,9 @@ class LtemReconstruction:
     induction_q05: Optional[np.ndarray] = None
     induction_q95: Optional[np.ndarray] = None
     members: Optional[list] = None
+    amplitude_init: Optional[np.ndarray] = None
+    amplitude_mask: Optional[np.ndarray] = None
+    warnings: list = field(default_factory=list)
     settings: dict = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -242,6 +247,9 @@ class LtemReconstruction:
             induction=d["induction"],
             image_model=d["image_model"],
             amplitude=d.get("amplitude"),
+            amplitude_init=d.get("amplitude_init"),
+            amplitude_mask=None if d.get("amplitude_mask") is None else d["amplitude_mask"] > 0,
+            warnings=list(d.get("warnings", [])),
             history=d["history"],
             metrics=d["metrics"],
             stop_reason=d["metrics"]["stop"],
@@ -254,8 +262,14 @@ def _siprad(kw: dict) -> dict:
     o = dict(kw)
     o["channels"] = [int(c) for c in o["channels"]]
     o["device"] = _device(o["device"])
-    for k in ("holdout", "average", "amp_threshold", "qc"):
+    for k in ("holdout", "average", "amp_threshold", "amp_smoothing", "qc"):
         o[k] = None if o[k] is None else float(o[k])
+    if o["infocus"] is not None:
+        o["infocus"] = f32(o["infocus"], "infocus", (2,)).ravel().tolist()
+    if o["amp_mask"] is not None:
+        o["amp_mask"] = [bool(v) for v in np.asarray(o["amp_mask"]).ravel()]
+    o["learn_kappa"] = bool(o["learn_kappa"])
+    o["kappa_lr"] = float(o["kappa_lr"])
     if o["qc"] is not None:
         o["qc"] /= 1e9  # 1/m -> the library's 1/nm
     for k in ("lr", "noise_frac", "sigma", "v0", "xi", "amp_scale_lr", "defocus"):
@@ -275,7 +289,12 @@ _SIPRAD_DEFAULTS = dict(
     holdout=None,
     average=None,
     amp_threshold=None,
+    amp_smoothing=None,
+    infocus=None,
+    amp_mask=None,
     solve_amp=False,
+    learn_kappa=False,
+    kappa_lr=0.01,
     v0=20.0,
     xi=10e-9,
     amp_scale_lr=0.1,
@@ -318,8 +337,13 @@ def reconstruct(
     ``pretrain=200``, ``lr=5e-5``, ``noise_frac=1/30``, ``sigma=2.0`` (px), ``select=
     "validation"`` (or ``"lowest-loss"``, ``"last"``), ``track_after=100``, ``holdout=None``
     (0.1 with validation), ``average=None`` (a decay, e.g. 0.99: return the moving average of
-    the phase over the fit iterations), ``amp_threshold=None`` (a fixed amplitude map from I/mean(I) below
-    it), ``solve_amp=False`` (learn it), ``v0=20`` (V), ``xi=10e-9`` (m), ``amp_scale_lr=0.1``,
+    the phase over the fit iterations), ``amp_threshold=None`` (model contamination: pixels of the
+    smoothed image below this fraction of its background; 0.7 with ``infocus``),
+    ``amp_smoothing=None`` (px; chosen from the noise), ``infocus=None`` (an in-focus image
+    (H, W) of the field to find the contamination in), ``amp_mask=None`` (a mask (H, W),
+    non-zero = contamination), ``solve_amp=False`` (learn the amplitude, guarded),
+    ``learn_kappa=False`` (learn phi_e per unit -ln a), ``kappa_lr=0.01``, ``v0=20`` (V),
+    ``xi=10e-9`` (m), ``amp_scale_lr=0.1``,
     ``qc=None`` (1/m; default 1/(max(H, W) scale)), ``periodic_input=False``, ``seed=0``, ``channels=(16, 32, 64, 128)``,
     ``kernel=3``, ``pad=1``, ``device=None`` (``MAGPRIOR_DEVICE`` or auto).
 

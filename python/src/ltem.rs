@@ -6,8 +6,8 @@ use crate::convert::{array, bad, input, map, pick, to_py_err, vec64};
 use crate::nv::opt;
 use crate::observe::Observer;
 use magprior::ltem::{
-    self, AmplitudeMode, LtemForward, Microscope, Selection, SipradConfig, SipradResult,
-    SitieConfig, Stage,
+    self, AmplitudeMode, AmplitudeSource, LtemForward, Microscope, Selection, SipradConfig,
+    SipradResult, SitieConfig, Stage,
 };
 use magprior::Rng;
 use numpy::PyReadonlyArrayDyn;
@@ -167,12 +167,34 @@ fn config(o: &Bound<'_, PyDict>, mic: &Microscope) -> PyResult<SipradConfig> {
         (_, f) => f.unwrap_or(0.0),
     };
     let threshold: Option<f64> = opt(o, "amp_threshold")?;
+    let smoothing: Option<f64> = opt(o, "amp_smoothing")?;
+    let infocus: Option<Vec<f32>> = opt(o, "infocus")?;
+    let mask: Option<Vec<bool>> = opt(o, "amp_mask")?;
     let solve_amp: bool = opt(o, "solve_amp")?;
-    let amplitude = match (threshold, solve_amp) {
+    let source = match (infocus, mask, threshold) {
+        (Some(_), Some(_), _) => return Err(bad("infocus", "give infocus or amp_mask, not both")),
+        (Some(image), None, t) => Some(AmplitudeSource::Infocus {
+            image,
+            threshold: t.unwrap_or(0.7),
+            smoothing,
+        }),
+        (None, Some(m), _) => Some(AmplitudeSource::Mask(m)),
+        (None, None, Some(threshold)) => Some(AmplitudeSource::Image {
+            threshold,
+            smoothing,
+        }),
+        (None, None, None) => None,
+    };
+    let amplitude = match (source, solve_amp) {
         (None, false) => AmplitudeMode::Uniform,
-        (None, true) => return Err(bad("solve_amp", "needs amp_threshold")),
-        (Some(threshold), false) => AmplitudeMode::Fixed { threshold },
-        (Some(threshold), true) => AmplitudeMode::Learned { threshold },
+        (None, true) => {
+            return Err(bad(
+                "solve_amp",
+                "needs an initial amplitude (amp_threshold, infocus or amp_mask)",
+            ))
+        }
+        (Some(s), false) => AmplitudeMode::Fixed(s),
+        (Some(s), true) => AmplitudeMode::Learned(s),
     };
     let device: String = opt(o, "device")?;
     let xi: f64 = opt(o, "xi")?;
@@ -189,6 +211,8 @@ fn config(o: &Bound<'_, PyDict>, mic: &Microscope) -> PyResult<SipradConfig> {
         amplitude,
         v0: opt(o, "v0")?,
         xi: xi * 1e9,
+        learn_kappa: opt(o, "learn_kappa")?,
+        kappa_lr: opt(o, "kappa_lr")?,
         sitie: SitieConfig {
             qc: opt(o, "qc")?,
             symmetric: !opt::<bool>(o, "periodic_input")?,
@@ -223,6 +247,18 @@ fn result_dict<'py>(
         Some(a) => d.set_item("amplitude", array(py, a.clone(), &[h, w])?)?,
         None => d.set_item("amplitude", py.None())?,
     }
+    match &res.amplitude_init {
+        Some(m) => d.set_item("amplitude_init", array(py, m.amplitude.clone(), &[h, w])?)?,
+        None => d.set_item("amplitude_init", py.None())?,
+    }
+    match &res.amplitude_mask {
+        Some(m) => {
+            let v: Vec<f32> = m.iter().map(|&b| b as u8 as f32).collect();
+            d.set_item("amplitude_mask", array(py, v, &[h, w])?)?
+        }
+        None => d.set_item("amplitude_mask", py.None())?,
+    }
+    d.set_item("warnings", res.warnings.clone())?;
     let all: Vec<_> = res.pretrain_history.iter().chain(&res.history).collect();
     let hist = PyDict::new(py);
     hist.set_item(
@@ -262,6 +298,18 @@ fn result_dict<'py>(
     m.set_item("amp_scale", res.amp_scale)?;
     m.set_item("stop", res.stop.to_string())?;
     m.set_item("network_size", res.network_size)?;
+    if let Some(init) = &res.amplitude_init {
+        let frac = res.amplitude_mask.as_ref().map_or(init.area_fraction, |k| {
+            k.iter().filter(|&&v| v).count() as f64 / k.len().max(1) as f64
+        });
+        m.set_item("amplitude_area_fraction", frac)?;
+        m.set_item("amplitude_init_area_fraction", init.area_fraction)?;
+        m.set_item("amplitude_init_levels", init.levels.clone())?;
+        m.set_item("amplitude_smoothing_px", init.smoothing)?;
+        m.set_item("image_noise_estimate", init.noise)?;
+        m.set_item("kappa", res.kappa)?;
+    }
+    m.set_item("warnings", res.warnings.clone())?;
     d.set_item("metrics", m)?;
     Ok(d)
 }
@@ -291,6 +339,11 @@ fn add_truth(
     m.set_item("accuracy", acc(&res.phase, true)?)?;
     m.set_item("accuracy_full_frame", acc(&res.phase, false)?)?;
     m.set_item("sitie_input_accuracy", acc(&res.sitie, true)?)?;
+    if let Some(mask) = &res.amplitude_mask {
+        let v = ltem::metrics::pearson_outside(&res.phase, truth, mask, (h, w), 4, true)
+            .map_err(to_py_err)?;
+        m.set_item("phase_accuracy_outside_amplitude", v)?;
+    }
     Ok(())
 }
 

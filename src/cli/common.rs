@@ -62,6 +62,16 @@ pub fn positive(s: &str) -> std::result::Result<f64, String> {
     }
 }
 
+/// A number strictly between 0 and 1.
+pub fn fraction_open(s: &str) -> std::result::Result<f64, String> {
+    let v = number(s)?;
+    if v > 0.0 && v < 1.0 {
+        Ok(v)
+    } else {
+        Err(format!("'{s}' must be between 0 and 1 (exclusive)"))
+    }
+}
+
 /// A finite number >= 0.
 pub fn nonneg(s: &str) -> std::result::Result<f64, String> {
     let v = number(s)?;

@@ -176,6 +176,30 @@ pub(crate) fn solve3(mut a: [[f64; 3]; 3], mut b: [f64; 3]) -> Option<[f64; 3]> 
     Some(x)
 }
 
+/// Median of finite values (NaN when none); reorders `v`.
+pub(crate) fn median(v: &mut [f64]) -> f64 {
+    let mut n = 0;
+    for i in 0..v.len() {
+        if v[i].is_finite() {
+            v.swap(n, i);
+            n += 1;
+        }
+    }
+    let v = &mut v[..n];
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let mid = v.len() / 2;
+    let (_, m, _) = v.select_nth_unstable_by(mid, f64::total_cmp);
+    let m = *m;
+    if v.len().is_multiple_of(2) {
+        let lo = v[..mid].iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        0.5 * (lo + m)
+    } else {
+        m
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

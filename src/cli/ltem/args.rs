@@ -3,7 +3,9 @@
 use crate::cli::common::{self, select_device, DeviceArg};
 use anyhow::Result;
 use clap::{Args, ValueEnum};
-use magprior::ltem::{AmplitudeMode, Microscope, Selection, SipradConfig, SitieConfig};
+use magprior::ltem::{
+    AmplitudeMode, AmplitudeSource, Microscope, Selection, SipradConfig, SitieConfig,
+};
 use serde::Serialize;
 
 /// Microscope flags shared by every LTEM subcommand. Lengths take units (4nm, -1mm); a bare
@@ -143,12 +145,31 @@ pub struct SipradArgs {
     /// Fraction of pixels left out of the fit to validate it (--select validation; default 0.1 then).
     #[arg(long, value_parser = common::nonneg)]
     pub holdout: Option<f64>,
-    /// Fixed amplitude map: pixels with I/mean(I) below this are contamination.
-    #[arg(long, value_parser = common::positive)]
+    /// Model contamination: pixels of the smoothed image (the image nearest focus, or
+    /// --infocus) below this fraction of its background are contamination (default 0.7 with
+    /// --infocus).
+    #[arg(long, value_parser = common::fraction_open)]
     pub amp_threshold: Option<f64>,
-    /// Learn the amplitude with a second network (input: the --amp-threshold map).
-    #[arg(long, requires = "amp_threshold")]
+    /// Gaussian smoothing (px) before the amplitude threshold (default: chosen from the image's
+    /// estimated noise, 1.5-4 px; reported in metrics.json).
+    #[arg(long, value_parser = common::nonneg)]
+    pub amp_smoothing: Option<f64>,
+    /// In-focus bright-field image of the same field: contamination is found in it.
+    #[arg(long, conflicts_with = "amp_mask")]
+    pub infocus: Option<std::path::PathBuf>,
+    /// Contamination mask (H, W; non-zero = contamination), e.g. drawn by hand.
+    #[arg(long)]
+    pub amp_mask: Option<std::path::PathBuf>,
+    /// Learn the amplitude with a second network (input: the initial map) under the guarded
+    /// dual-valued constraint.
+    #[arg(long)]
     pub solve_amp: bool,
+    /// Learn kappa (the electrostatic phase per unit -ln a, start V0 sigma xi) as a scalar.
+    #[arg(long)]
+    pub learn_kappa: bool,
+    /// Learning rate of kappa (Adam, rad per step).
+    #[arg(long, default_value_t = 0.01, value_parser = common::nonneg)]
+    pub kappa_lr: f64,
     /// Mean inner potential of the contamination (V), for phi_e.
     #[arg(long, default_value_t = 20.0, value_parser = common::nonneg)]
     pub v0: f64,
@@ -184,17 +205,17 @@ pub struct SipradArgs {
 impl SipradArgs {
     /// The microscope (pixel size `scale_m` when resolved from the files, else the flag or
     /// 4 nm) and the library's settings (checked by the library).
-    pub fn config(&self, scale_m: Option<f64>) -> Result<(Microscope, SipradConfig)> {
+    pub fn config(
+        &self,
+        scale_m: Option<f64>,
+        (h, w): (usize, usize),
+    ) -> Result<(Microscope, SipradConfig)> {
         let mic = self.mic.microscope(scale_m)?;
         let holdout = match (self.select, self.holdout) {
             (SelectArg::Validation, None) => 0.1,
             (_, f) => f.unwrap_or(0.0),
         };
-        let amplitude = match (self.amp_threshold, self.solve_amp) {
-            (None, _) => AmplitudeMode::Uniform,
-            (Some(threshold), false) => AmplitudeMode::Fixed { threshold },
-            (Some(threshold), true) => AmplitudeMode::Learned { threshold },
-        };
+        let amplitude = self.amplitude(h, w)?;
         let cfg = SipradConfig {
             iters: self.iters,
             pretrain: self.pretrain,
@@ -216,6 +237,8 @@ impl SipradArgs {
             amplitude,
             v0: self.v0,
             xi: self.xi * 1e9,
+            learn_kappa: self.learn_kappa,
+            kappa_lr: self.kappa_lr,
             sitie: SitieConfig {
                 qc: self.qc,
                 symmetric: !self.periodic_input,
@@ -229,5 +252,58 @@ impl SipradArgs {
         };
         cfg.validate_with(&mic)?;
         Ok((mic, cfg))
+    }
+
+    /// The amplitude model of the flags, its files loaded and checked against `(h, w)`.
+    fn amplitude(&self, h: usize, w: usize) -> Result<AmplitudeMode> {
+        let load = |p: &std::path::Path| -> Result<Vec<f32>> {
+            let (v, fh, fw) = common::load_map(p, 3)?;
+            if (fh, fw) != (h, w) {
+                anyhow::bail!("{}: is {fh}x{fw} but the images are {h}x{w}", p.display());
+            }
+            Ok(v)
+        };
+        let source = match (&self.infocus, &self.amp_mask, self.amp_threshold) {
+            (Some(p), _, t) => {
+                let image = load(p)?;
+                let mut sorted = image.clone();
+                sorted.sort_by(f32::total_cmp);
+                if sorted[sorted.len() / 2] <= 0.0 {
+                    anyhow::bail!(
+                        "{}: an in-focus image needs a positive median intensity",
+                        p.display()
+                    );
+                }
+                Some(AmplitudeSource::Infocus {
+                    image,
+                    threshold: t.unwrap_or(0.7),
+                    smoothing: self.amp_smoothing,
+                })
+            }
+            (None, Some(p), _) => {
+                let mask: Vec<bool> = load(p)?.iter().map(|&v| v != 0.0).collect();
+                let n = mask.iter().filter(|&&m| m).count();
+                if n == mask.len() {
+                    anyhow::bail!("{}: the mask covers the whole image", p.display());
+                }
+                Some(AmplitudeSource::Mask(mask))
+            }
+            (None, None, Some(threshold)) => Some(AmplitudeSource::Image {
+                threshold,
+                smoothing: self.amp_smoothing,
+            }),
+            (None, None, None) => None,
+        };
+        Ok(match (source, self.solve_amp) {
+            (None, false) if self.learn_kappa => {
+                anyhow::bail!("--learn-kappa needs an amplitude model (--amp-threshold, --infocus or --amp-mask)")
+            }
+            (None, false) => AmplitudeMode::Uniform,
+            (None, true) => anyhow::bail!(
+                "--solve-amp needs an initial amplitude (--amp-threshold, --infocus or --amp-mask)"
+            ),
+            (Some(s), false) => AmplitudeMode::Fixed(s),
+            (Some(s), true) => AmplitudeMode::Learned(s),
+        })
     }
 }

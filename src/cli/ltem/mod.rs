@@ -66,9 +66,26 @@ pub struct SimulateArgs {
     /// Poisson noise for this dose (electrons per nm^2).
     #[arg(long, value_parser = common::positive)]
     dose: Option<f64>,
-    /// Seed of the noise.
+    /// Seed of the noise (and of the particles' placement).
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Contamination particles placed at random (discs of low amplitude and electrostatic phase
+    /// kappa (-ln a), kappa = V0 sigma xi); writes amplitude.npy, phase_e.npy,
+    /// contamination_mask.npy and image_infocus.npy (the field in focus, same noise level).
+    #[arg(long, default_value_t = 0)]
+    particles: usize,
+    /// Particle radius range MIN,MAX (pixels).
+    #[arg(long, value_delimiter = ',', default_values_t = [5.0, 15.0], value_parser = common::positive)]
+    particle_radius: Vec<f64>,
+    /// Particle amplitude range MIN,MAX (0 < a < 1).
+    #[arg(long, value_delimiter = ',', default_values_t = [0.4, 0.8], value_parser = common::fraction_open)]
+    particle_amp: Vec<f64>,
+    /// Mean inner potential of the particles (V).
+    #[arg(long, default_value_t = 20.0, value_parser = common::nonneg)]
+    v0: f64,
+    /// Absorption length xi of the particles.
+    #[arg(long, value_parser = common::positive_length, default_value = "10nm")]
+    xi: f64,
     /// Output directory.
     #[arg(long)]
     out: PathBuf,
@@ -273,6 +290,18 @@ struct SimulateMeta {
     seed: u64,
     phase_formula: &'static str,
     orientation: &'static str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    particles: Vec<ParticleMeta>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kappa_rad: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct ParticleMeta {
+    row_px: f64,
+    col_px: f64,
+    radius_px: f64,
+    amplitude: f64,
 }
 
 fn simulate(a: SimulateArgs) -> Result<()> {
@@ -306,7 +335,26 @@ fn simulate(a: SimulateArgs) -> Result<()> {
         magnetic_phase(&m[..h * w], &m[h * w..2 * h * w], h, w, t_nm, mic.scale)?
     });
     let b = induction(&phase, h, w, mic.scale)?;
-    let clean = LtemForward::new(h, w, &mic, a.mic.pad)?.image_of(&phase, None)?;
+    let particles = if a.particles > 0 {
+        if a.particle_radius.len() != 2 || a.particle_amp.len() != 2 {
+            bail!("--particle-radius and --particle-amp take two values each: MIN,MAX");
+        }
+        let r = (a.particle_radius[0], a.particle_radius[1]);
+        let am = (a.particle_amp[0], a.particle_amp[1]);
+        ltem::synthetic::random_particles(a.particles, r, am, h, w, a.seed)?
+    } else {
+        Vec::new()
+    };
+    let kappa = a.v0 * ltem::interaction_constant(mic.kv) * a.xi * 1e9;
+    let amplitude = ltem::synthetic::particle_amplitude(&particles, h, w);
+    let phase_e: Vec<f32> = amplitude
+        .iter()
+        .map(|&v| (kappa * -(v as f64).ln()) as f32)
+        .collect();
+    let total: Vec<f32> = phase.iter().zip(&phase_e).map(|(p, e)| p + e).collect();
+    let contaminated = !particles.is_empty();
+    let clean = LtemForward::new(h, w, &mic, a.mic.pad)?
+        .image_of(&total, contaminated.then_some(&amplitude[..]))?;
     let mut image = clean.clone();
     add_noise(
         &mut image,
@@ -331,6 +379,28 @@ fn simulate(a: SimulateArgs) -> Result<()> {
         1.0,
     )?;
     write_induction_png(&out.file("induction.png"), &b, h, w)?;
+    if contaminated {
+        let mask = ltem::synthetic::particle_mask(&particles, h, w);
+        let mask: Vec<f32> = mask.iter().map(|&m| m as u8 as f32).collect();
+        common::write_map(&out.file("amplitude.npy"), &[h, w], &amplitude)?;
+        common::write_map(&out.file("phase_e.npy"), &[h, w], &phase_e)?;
+        common::write_map(&out.file("contamination_mask.npy"), &[h, w], &mask)?;
+        // the same field in focus, where the contamination shows without magnetic contrast
+        let focus = Microscope {
+            defocus: 0.0,
+            ..mic.clone()
+        };
+        let mut infocus =
+            LtemForward::new(h, w, &focus, a.mic.pad)?.image_of(&total, Some(&amplitude))?;
+        add_noise(
+            &mut infocus,
+            a.noise,
+            a.dose,
+            mic.scale,
+            &mut Rng::new(a.seed ^ 0x1f0c_u64),
+        )?;
+        common::write_map(&out.file("image_infocus.npy"), &[h, w], &infocus)?;
+    }
     common::write_json(
         &out.file("metadata.json"),
         &SimulateMeta {
@@ -350,6 +420,16 @@ fn simulate(a: SimulateArgs) -> Result<()> {
             seed: a.seed,
             phase_formula: "phi_m(k) = -i (pi mu0 t / Phi0) (kx My - ky Mx) / k^2, Phi0 = h/(2e), phi(0) = 0, then min-subtracted; units: phase.npy rad (H, W), induction.npy T m (2, H, W) = (Bx t, By t), image.npy intensity (incident beam = 1)",
             orientation: "rows = y index (OVF files: rows in file order, y increasing with the row), columns = x",
+            particles: particles
+                .iter()
+                .map(|p| ParticleMeta {
+                    row_px: p.row,
+                    col_px: p.col,
+                    radius_px: p.radius,
+                    amplitude: p.amplitude,
+                })
+                .collect(),
+            kappa_rad: contaminated.then_some(kappa),
         },
     )?;
     let path = out.commit()?;
@@ -652,7 +732,7 @@ fn reconstruct(a: ReconCmd) -> Result<()> {
             a.defoci.len()
         );
     }
-    let (mut mic, cfg) = a.s.config(series.scale)?;
+    let (mut mic, cfg) = a.s.config(series.scale, (h, w))?;
     if a.defoci.len() == 1 {
         mic.defocus = a.defoci[0] * 1e9;
     }
@@ -917,7 +997,7 @@ fn series(a: SeriesArgs) -> Result<()> {
         names,
         scale,
     } = load_frames(std::slice::from_ref(&a.frames), &a.s.mic, a.s.quiet)?;
-    let (mic, cfg) = a.s.config(scale)?;
+    let (mic, cfg) = a.s.config(scale, (h, w))?;
     let mode = match a.align {
         AlignArg::Running => Some(ltem::AlignReference::Running { weight: 0.3 }),
         AlignArg::First => Some(ltem::AlignReference::First),

@@ -6,8 +6,8 @@ use crate::cli::common::{self, DeviceMeta, VERSION};
 use anyhow::Result;
 use magprior::io::render::{self, MapKind, Panel};
 use magprior::ltem::{
-    self, accuracy, induction, Accuracy, AmplitudeMode, Microscope, Selection, SipradConfig,
-    SipradResult, Stage,
+    self, accuracy, induction, metrics, Accuracy, AmplitudeMode, AmplitudeSource, Microscope,
+    Selection, SipradConfig, SipradResult, Stage,
 };
 use serde::Serialize;
 use std::path::Path;
@@ -39,11 +39,14 @@ struct TruthMetrics {
     accuracy: AccuracyMeta,
     accuracy_full_frame: AccuracyMeta,
     sitie_input_accuracy: AccuracyMeta,
+    /// Phase accuracy farther than 4 px from the returned amplitude's low region.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    phase_accuracy_outside_amplitude: Option<f64>,
     accuracy_definition: &'static str,
 }
 
 #[derive(Serialize)]
-struct Metrics {
+struct Metrics<'a> {
     final_loss: f64,
     selected_loss: f64,
     selected_iteration: usize,
@@ -55,19 +58,89 @@ struct Metrics {
     amp_scale: f64,
     stop: String,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    amplitude: Option<AmplitudeMetrics>,
+    warnings: &'a [String],
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
     truth: Option<TruthMetrics>,
+}
+
+#[derive(Serialize)]
+struct AmplitudeMetrics {
+    /// Of the returned amplitude's mask.
+    amplitude_area_fraction: f64,
+    /// Of the initial map.
+    amplitude_init_area_fraction: f64,
+    amplitude_regions: usize,
+    amplitude_init_levels: Vec<f64>,
+    amplitude_smoothing_px: f64,
+    image_noise_estimate: f64,
+    kappa: f64,
+    kappa_learned: bool,
 }
 
 #[derive(Serialize)]
 #[serde(rename_all = "snake_case")]
 enum AmplitudeMeta {
     Uniform,
-    FixedThreshold(f64),
+    Fixed {
+        source: SourceMeta,
+    },
     Learned {
-        learned_threshold: f64,
+        source: SourceMeta,
         constraint_every: usize,
         constraint_refit: usize,
     },
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
+enum SourceMeta {
+    /// Threshold of the smoothed image nearest focus.
+    Image {
+        threshold: f64,
+        smoothing_px: Option<f64>,
+    },
+    Infocus {
+        file: String,
+        threshold: f64,
+        smoothing_px: Option<f64>,
+    },
+    Mask {
+        file: String,
+    },
+    Map,
+}
+
+impl SourceMeta {
+    fn of(s: &AmplitudeSource, args: &SipradArgs) -> SourceMeta {
+        let name = |p: &Option<std::path::PathBuf>| {
+            p.as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        };
+        match s {
+            AmplitudeSource::Image {
+                threshold,
+                smoothing,
+            } => SourceMeta::Image {
+                threshold: *threshold,
+                smoothing_px: *smoothing,
+            },
+            AmplitudeSource::Infocus {
+                threshold,
+                smoothing,
+                ..
+            } => SourceMeta::Infocus {
+                file: name(&args.infocus),
+                threshold: *threshold,
+                smoothing_px: *smoothing,
+            },
+            AmplitudeSource::Mask(_) => SourceMeta::Mask {
+                file: name(&args.amp_mask),
+            },
+            AmplitudeSource::Map(_) => SourceMeta::Map,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -127,6 +200,8 @@ struct Units {
     image_model: &'static str,
     #[serde(rename = "amplitude.npy")]
     amplitude: &'static str,
+    #[serde(rename = "amplitude_init.npy")]
+    amplitude_init: &'static str,
 }
 
 /// One reconstruction's inputs, for its outputs.
@@ -160,6 +235,24 @@ pub fn write_recon(
         common::write_map(&f("amplitude.npy"), &[h, w], a)?;
         render::write_sequential_map(&f("amplitude.png"), a, h, w, "amplitude", "", 1.0)?;
     }
+    if let Some(m) = &res.amplitude_init {
+        common::write_map(&f("amplitude_init.npy"), &[h, w], &m.amplitude)?;
+        let title = format!(
+            "assumed amplitude: {:.1} % of the pixels, {} regions, smoothing {:.1} px",
+            100.0 * m.area_fraction,
+            m.levels.len(),
+            m.smoothing
+        );
+        render::write_sequential_map(
+            &f("amplitude_init.png"),
+            &m.amplitude,
+            h,
+            w,
+            &title,
+            "",
+            1.0,
+        )?;
+    }
     let rows = res.pretrain_history.iter().chain(&res.history).map(|s| {
         let stage = match s.stage {
             Stage::Pretrain => "pretrain",
@@ -182,6 +275,11 @@ pub fn write_recon(
             accuracy: (&accuracy(&res.phase, t, h, w, mic.scale, true)?).into(),
             accuracy_full_frame: (&accuracy(&res.phase, t, h, w, mic.scale, false)?).into(),
             sitie_input_accuracy: (&accuracy(&res.sitie, t, h, w, mic.scale, true)?).into(),
+            phase_accuracy_outside_amplitude: res
+                .amplitude_mask
+                .as_ref()
+                .map(|m| metrics::pearson_outside(&res.phase, t, m, (h, w), 4, true))
+                .transpose()?,
             accuracy_definition: "Pearson correlation with the truth (phase, Bx t, By t), border of n/16 px ignored; SSIM of the phase",
         }),
         None => None,
@@ -201,6 +299,19 @@ pub fn write_recon(
         seconds_per_iteration: res.seconds / iters.max(1) as f64,
         amp_scale: res.amp_scale,
         stop: res.stop.to_string(),
+        amplitude: res.amplitude_init.as_ref().map(|m| AmplitudeMetrics {
+            amplitude_area_fraction: res.amplitude_mask.as_ref().map_or(m.area_fraction, |k| {
+                k.iter().filter(|&&v| v).count() as f64 / k.len().max(1) as f64
+            }),
+            amplitude_init_area_fraction: m.area_fraction,
+            amplitude_regions: m.levels.len(),
+            amplitude_init_levels: m.levels.clone(),
+            amplitude_smoothing_px: m.smoothing,
+            image_noise_estimate: m.noise,
+            kappa: res.kappa,
+            kappa_learned: cfg.learn_kappa,
+        }),
+        warnings: &res.warnings,
         truth,
     };
     common::write_json(&f("metrics.json"), &metrics)?;
@@ -226,11 +337,13 @@ pub fn write_recon(
             Selection::Last => SelectionMeta::Last,
         },
         amp_scale_lr: cfg.amp_scale_lr,
-        amplitude: match cfg.amplitude {
+        amplitude: match &cfg.amplitude {
             AmplitudeMode::Uniform => AmplitudeMeta::Uniform,
-            AmplitudeMode::Fixed { threshold } => AmplitudeMeta::FixedThreshold(threshold),
-            AmplitudeMode::Learned { threshold } => AmplitudeMeta::Learned {
-                learned_threshold: threshold,
+            AmplitudeMode::Fixed(s) => AmplitudeMeta::Fixed {
+                source: SourceMeta::of(s, r.args),
+            },
+            AmplitudeMode::Learned(s) => AmplitudeMeta::Learned {
+                source: SourceMeta::of(s, r.args),
                 constraint_every: cfg.constraint_every,
                 constraint_refit: cfg.constraint_refit,
             },
@@ -252,6 +365,8 @@ pub fn write_recon(
             induction: "T m (2, H, W): (Bx t, By t) = (Phi0/pi) (-dphi/dy, dphi/dx)",
             image_model: "modelled image in the input's intensity units (H, W)",
             amplitude: "exit-wave amplitude without the learned scale (H, W)",
+            amplitude_init:
+                "the amplitude map assumed at the start (H, W): 1 outside the contamination",
         },
     };
     common::write_json(&f("metadata.json"), &meta)?;

@@ -127,3 +127,33 @@ pub fn ssim(x: &[f32], truth: &[f32], h: usize, w: usize) -> f64 {
 pub fn gaussian_filter(v: &[f32], h: usize, w: usize, sigma: f64) -> Vec<f32> {
     signal::gaussian_filter(v, h, w, sigma, Boundary::Reflect, 4.0)
 }
+
+/// Pearson correlation of two `(h, w)` phases over the pixels farther than `margin` pixels from
+/// `mask` (e.g. contamination, where the magnetic phase is least determined) and, with `crop`,
+/// inside the border of n/16 pixels.
+pub fn pearson_outside(
+    phase: &[f32],
+    truth: &[f32],
+    mask: &[bool],
+    (h, w): (usize, usize),
+    margin: usize,
+    crop: bool,
+) -> Result<f64> {
+    if phase.len() != h * w || truth.len() != h * w || mask.len() != h * w {
+        return Err(Error::arg(
+            "accuracy",
+            format!("phase, truth and mask must all be {h}x{w}"),
+        ));
+    }
+    let near = super::contamination::dilate(mask, h, w, margin);
+    let keep = if crop {
+        interior(h, w)
+    } else {
+        vec![true; h * w]
+    };
+    let (a, b): (Vec<f32>, Vec<f32>) = (0..h * w)
+        .filter(|&i| keep[i] && !near[i])
+        .map(|i| (phase[i], truth[i]))
+        .unzip();
+    Ok(pearson(&a, &b))
+}

@@ -3,6 +3,7 @@
 //! pixels, like PyLorentz.
 
 pub mod align;
+pub mod contamination;
 pub mod forward;
 pub mod metrics;
 pub mod optics;

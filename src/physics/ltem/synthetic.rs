@@ -22,6 +22,115 @@ pub struct Synthetic {
     pub image_clean: Vec<f32>,
     /// Noisy image (h, w).
     pub image: Vec<f32>,
+    /// Exit-wave amplitude (h, w) of the contamination (all 1 without particles).
+    pub amplitude: Vec<f32>,
+    /// Electrostatic phase (h, w) of the contamination, rad (all 0 without particles).
+    pub phase_e: Vec<f32>,
+}
+
+/// A contamination particle (ice, carbon, oxide): a disc of uniform amplitude with a soft edge
+/// (`tanh` over 1 pixel) and the electrostatic phase `kappa (-ln a)` that goes with its thickness.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Particle {
+    /// Centre row (pixels).
+    pub row: f64,
+    /// Centre column (pixels).
+    pub col: f64,
+    /// Radius (pixels).
+    pub radius: f64,
+    /// Amplitude inside (0 < a < 1).
+    pub amplitude: f64,
+}
+
+impl Particle {
+    /// The particle's amplitude factor at pixel `(r, c)` (1 far outside).
+    fn factor(&self, r: f64, c: f64) -> f64 {
+        let d = ((r - self.row).powi(2) + (c - self.col).powi(2)).sqrt();
+        let inside = 0.5 * (1.0 - ((d - self.radius) / 1.0).tanh());
+        1.0 - (1.0 - self.amplitude) * inside
+    }
+}
+
+/// The amplitude map (h, w) of `particles` (overlaps multiply).
+pub fn particle_amplitude(particles: &[Particle], h: usize, w: usize) -> Vec<f32> {
+    (0..h * w)
+        .map(|i| {
+            let (r, c) = ((i / w) as f64, (i % w) as f64);
+            particles.iter().map(|p| p.factor(r, c)).product::<f64>() as f32
+        })
+        .collect()
+}
+
+/// The true contamination mask (h, w): pixels within a particle's radius.
+pub fn particle_mask(particles: &[Particle], h: usize, w: usize) -> Vec<bool> {
+    (0..h * w)
+        .map(|i| {
+            let (r, c) = ((i / w) as f64, (i % w) as f64);
+            particles
+                .iter()
+                .any(|p| (r - p.row).powi(2) + (c - p.col).powi(2) < p.radius * p.radius)
+        })
+        .collect()
+}
+
+/// `count` particles with radii in `radius` and amplitudes in `amplitude` (uniform), placed at
+/// random in an `(h, w)` field at least 2 radii from the edges and not overlapping (gap >= 4 px).
+pub fn random_particles(
+    count: usize,
+    radius: (f64, f64),
+    amplitude: (f64, f64),
+    h: usize,
+    w: usize,
+    seed: u64,
+) -> Result<Vec<Particle>> {
+    let ok = radius.0 > 0.0
+        && radius.0 <= radius.1
+        && amplitude.0 > 0.0
+        && amplitude.0 <= amplitude.1
+        && amplitude.1 < 1.0;
+    if !ok {
+        return Err(Error::arg(
+            "particles",
+            format!("radii {radius:?} must be positive and amplitudes {amplitude:?} in (0, 1)"),
+        ));
+    }
+    let mut rng = Rng::new(seed ^ 0x9a27_1c1e);
+    let mut out: Vec<Particle> = Vec::with_capacity(count);
+    for _ in 0..count {
+        let r = rng.uniform_range(radius.0, radius.1);
+        let a = rng.uniform_range(amplitude.0, amplitude.1);
+        let placed = (0..1000).find_map(|_| {
+            let (lo_r, hi_r) = (2.0 * r, h as f64 - 2.0 * r);
+            let (lo_c, hi_c) = (2.0 * r, w as f64 - 2.0 * r);
+            if lo_r >= hi_r || lo_c >= hi_c {
+                return None;
+            }
+            let p = Particle {
+                row: rng.uniform_range(lo_r, hi_r),
+                col: rng.uniform_range(lo_c, hi_c),
+                radius: r,
+                amplitude: a,
+            };
+            let apart = out.iter().all(|q| {
+                ((p.row - q.row).powi(2) + (p.col - q.col).powi(2)).sqrt()
+                    > p.radius + q.radius + 4.0
+            });
+            apart.then_some(p)
+        });
+        match placed {
+            Some(p) => out.push(p),
+            None => {
+                return Err(Error::arg(
+                    "particles",
+                    format!(
+                        "{count} particles of radius up to {} do not fit in {h}x{w}",
+                        radius.1
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Which texture to simulate.
@@ -114,6 +223,30 @@ pub fn simulate(
             format!("n = {n} is too small (>= 16)"),
         ));
     }
+    simulate_contaminated(kind, n, ms, t_nm, mic, noise, seed, &[], 0.0)
+}
+
+/// As [`simulate`], with contamination: the exit wave carries the amplitude of `particles` and
+/// their electrostatic phase `kappa (-ln a)` (`kappa = V0 sigma xi`, rad, see
+/// [`crate::ltem::interaction_constant`]). The magnetic phase is the truth to recover.
+#[allow(clippy::too_many_arguments)]
+pub fn simulate_contaminated(
+    kind: Texture,
+    n: usize,
+    ms: f64,
+    t_nm: f64,
+    mic: &Microscope,
+    noise: f64,
+    seed: u64,
+    particles: &[Particle],
+    kappa: f64,
+) -> Result<Synthetic> {
+    if n < 16 || !(kappa.is_finite() && kappa >= 0.0) {
+        return Err(Error::arg(
+            "synthetic",
+            format!("n = {n} must be >= 16 and kappa = {kappa} finite and >= 0"),
+        ));
+    }
     let m = texture(kind, n, ms, seed);
     let phase = super::sitie::min_subtracted(magnetic_phase(
         &m[..n * n],
@@ -123,8 +256,14 @@ pub fn simulate(
         t_nm,
         mic.scale,
     )?);
+    let amplitude = particle_amplitude(particles, n, n);
+    let phase_e: Vec<f32> = amplitude
+        .iter()
+        .map(|&a| (kappa * -(a as f64).ln()) as f32)
+        .collect();
+    let total: Vec<f32> = phase.iter().zip(&phase_e).map(|(a, b)| a + b).collect();
     let fwd = LtemForward::new(n, n, mic, 1)?;
-    let clean = fwd.image_of(&phase, None)?;
+    let clean = fwd.image_of(&total, (!particles.is_empty()).then_some(&amplitude[..]))?;
     let mut image = clean.clone();
     add_noise(
         &mut image,
@@ -140,5 +279,7 @@ pub fn simulate(
         phase,
         image_clean: clean,
         image,
+        amplitude,
+        phase_e,
     })
 }

@@ -24,7 +24,7 @@ use crate::engine::autograd::no_grad;
 use crate::engine::storage::C32;
 use crate::engine::tensor::Tensor;
 use crate::error::{Error, Result};
-use crate::physics::signal::{fftfreq, fit_plane};
+use crate::physics::signal::{fftfreq, fit_plane, median};
 
 /// The two noise estimates of [`noise_floor`] (tesla for a B_NV map).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -91,20 +91,6 @@ fn validity_flat(op: &'static str, data: &[f32], valid: Option<&[bool]>) -> Resu
         .enumerate()
         .map(|(i, x)| x.is_finite() && valid.is_none_or(|v| v[i]))
         .collect())
-}
-
-/// The median of a non-empty list (mean of the two middle values for an even count).
-fn median(v: &mut [f64]) -> f64 {
-    let n = v.len();
-    let mid = n / 2;
-    let (lo, m, _) = v.select_nth_unstable_by(mid, |a, b| a.total_cmp(b));
-    let m = *m;
-    if n % 2 == 1 {
-        m
-    } else {
-        let below = lo.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        0.5 * (m + below)
-    }
 }
 
 /// `1.4826 MAD(d) / sqrt 2` of a list of differences; `None` when empty.

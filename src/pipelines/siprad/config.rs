@@ -7,24 +7,48 @@ use crate::nn::CaeConfig;
 use crate::physics::ltem::optics::Microscope;
 use crate::physics::ltem::sitie::SitieConfig;
 
+/// Where the contamination (the non-uniform amplitude) is found.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AmplitudeSource {
+    /// In the (smoothed) image nearest focus: [`crate::ltem::contamination::find_contamination`]
+    /// with this threshold (a fraction of the background level) and smoothing (pixels; `None`:
+    /// chosen from the image's estimated noise).
+    Image {
+        /// Threshold, a fraction of the smoothed image's background (e.g. 0.7).
+        threshold: f64,
+        /// Gaussian smoothing before the threshold (pixels); `None`: automatic.
+        smoothing: Option<f64>,
+    },
+    /// In an in-focus bright-field image `(h, w)` of the same field, where contamination shows
+    /// without magnetic contrast; the same detection as [`AmplitudeSource::Image`].
+    Infocus {
+        /// The in-focus image (h, w), any positive units.
+        image: Vec<f32>,
+        /// Threshold, a fraction of its background.
+        threshold: f64,
+        /// Smoothing (pixels); `None`: automatic.
+        smoothing: Option<f64>,
+    },
+    /// A given contamination mask `(h, w)` (`true` = contamination); each region's amplitude
+    /// from the mean intensity over it in the image nearest focus.
+    Mask(Vec<bool>),
+    /// A given amplitude map `(h, w)` in (0, 1], used as it is (e.g. a simulation's truth).
+    Map(Vec<f32>),
+}
+
 /// How the exit-wave amplitude is modelled.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum AmplitudeMode {
     /// Uniform amplitude (times the learnable scale).
     Uniform,
-    /// A fixed map: pixels whose normalised intensity `I / mean(I)` is below `threshold` are
-    /// contamination with amplitude `sqrt(mean(I / I0) over them)`, the rest 1;
-    /// `phi_e = kappa (-ln a - min(-ln a))`.
-    Fixed {
-        /// Threshold on `I / mean(I)`.
-        threshold: f64,
-    },
-    /// A second DIP (input: the fixed map above) outputs `a = sigmoid(net)`, trained jointly,
-    /// with the dual-valued constraint every `constraint_every` iterations and after the last.
-    Learned {
-        /// Threshold on `I / mean(I)` for the network's input map.
-        threshold: f64,
-    },
+    /// A fixed map from its source, `phi_e = kappa (-ln a - min(-ln a))`.
+    Fixed(AmplitudeSource),
+    /// A second DIP (input: the source's map) outputs `a = sigmoid(net)`, trained jointly, made
+    /// two-valued per region every `constraint_every` iterations (the background's mode and
+    /// each region's own level) and guarded: a map whose background falls below 0.7 of its
+    /// level or whose area fraction jumps stops the branch with a warning, and the last sane
+    /// map is kept fixed from then on.
+    Learned(AmplitudeSource),
 }
 
 /// SIPRAD settings. `Default` gives magprior's defaults, which differ from the paper's recipe
@@ -63,6 +87,15 @@ pub struct SipradConfig {
     pub v0: f64,
     /// Absorption length xi (nm) for `kappa`.
     pub xi: f64,
+    /// Learn `kappa` (the electrostatic phase per unit `-ln a`) as a scalar, starting from
+    /// `V0 sigma xi` (V0 and xi are rarely known).
+    pub learn_kappa: bool,
+    /// Learning rate of `kappa` (Adam, rad per step).
+    pub kappa_lr: f64,
+    /// Adam learning rate of the amplitude network while fitting (`None`: `lr / 10`: the image
+    /// is far more sensitive to the amplitude than to the phase, and at the phase's rate the
+    /// network soon explains magnetic contrast and noise as absorption).
+    pub amp_lr: Option<f64>,
     /// Dual-valued constraint period (learned amplitude).
     pub constraint_every: usize,
     /// Steps re-fitting the amplitude network to the constrained map after each constraint.
@@ -104,6 +137,9 @@ impl Default for SipradConfig {
             amplitude: AmplitudeMode::Uniform,
             v0: 20.0,
             xi: 10.0,
+            learn_kappa: false,
+            kappa_lr: 0.01,
+            amp_lr: None,
             constraint_every: 100,
             constraint_refit: 50,
             sitie: SitieConfig {
@@ -135,11 +171,41 @@ impl SipradConfig {
             && self.lr.is_finite()
             && self.noise_frac >= 0.0
             && self.sigma >= 0.0
-            && self.amp_scale_lr >= 0.0)
+            && self.amp_scale_lr >= 0.0
+            && self.kappa_lr >= 0.0
+            && self.v0 >= 0.0
+            && self.xi > 0.0)
         {
             return Err(Error::arg(
                 OP,
-                "lr must be positive; noise_frac, sigma and amp_scale_lr >= 0",
+                "lr and xi must be positive; noise_frac, sigma, amp_scale_lr, kappa_lr and v0 >= 0",
+            ));
+        }
+        if let Some(a) = self.amp_lr {
+            if !(a.is_finite() && a > 0.0) {
+                return Err(Error::arg(OP, format!("amp_lr must be positive, got {a}")));
+            }
+        }
+        let threshold = match &self.amplitude {
+            AmplitudeMode::Fixed(s) | AmplitudeMode::Learned(s) => match s {
+                AmplitudeSource::Image { threshold, .. }
+                | AmplitudeSource::Infocus { threshold, .. } => Some(*threshold),
+                _ => None,
+            },
+            AmplitudeMode::Uniform => None,
+        };
+        if let Some(t) = threshold {
+            if !(t > 0.0 && t < 1.0) {
+                return Err(Error::arg(
+                    OP,
+                    format!("the amplitude threshold must be in (0, 1) of the background, got {t}"),
+                ));
+            }
+        }
+        if self.learn_kappa && self.amplitude == AmplitudeMode::Uniform {
+            return Err(Error::arg(
+                OP,
+                "learning kappa needs an amplitude model (a uniform amplitude has no phi_e)",
             ));
         }
         if !(0.0..0.9).contains(&self.holdout) {
@@ -172,6 +238,11 @@ impl SipradConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The amplitude network's fitting learning rate.
+    pub(crate) fn amp_lr(&self) -> f64 {
+        self.amp_lr.unwrap_or(self.lr / 10.0)
     }
 
     pub(crate) fn network(&self) -> CaeConfig {

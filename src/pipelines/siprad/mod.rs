@@ -10,8 +10,8 @@ mod amplitude;
 mod config;
 mod ensemble;
 mod objective;
-pub use amplitude::{dual_valued, threshold_amplitude};
-pub use config::{AmplitudeMode, SipradConfig};
+pub use amplitude::dual_valued;
+pub use config::{AmplitudeMode, AmplitudeSource, SipradConfig};
 pub use ensemble::{reconstruct_ensemble, SipradEnsemble};
 
 use crate::engine::tensor::Tensor;
@@ -19,13 +19,14 @@ use crate::error::{Error, Result};
 use crate::fit::{Fit, Holdout, Iteration, Selection, StopReason};
 use crate::nn::Cae;
 use crate::optim::AdamW;
+use crate::physics::ltem::contamination::AmplitudeMap;
 use crate::physics::ltem::forward::LtemForward;
 use crate::physics::ltem::optics::{interaction_constant, Microscope};
 use crate::physics::ltem::sitie::{min_subtracted, sitie};
 use crate::physics::ltem::tie::{check_series, tie, TieConfig};
 use crate::physics::signal::{gaussian_filter, Boundary};
 use crate::rng::Rng;
-use amplitude::phi_e_of;
+use amplitude::{initial_map, phi_e_base};
 use objective::{amplitude_now, padded, Fitting, Pretrain};
 
 /// Which phase of the run an iteration belongs to.
@@ -52,6 +53,8 @@ pub struct Stats {
     pub val_loss: f64,
     /// The amplitude scale used by this iteration's model (before its update).
     pub amp_scale: f64,
+    /// `kappa` used by this iteration's model (rad per unit `-ln a`; NaN in pretraining).
+    pub kappa: f64,
     /// Seconds since the stage began.
     pub seconds: f64,
 }
@@ -68,6 +71,10 @@ pub struct SipradState {
     pub opt_scale: AdamW,
     /// The amplitude network and its optimiser (learned amplitude only).
     pub amp_net: Option<(Cae, AdamW)>,
+    /// `kappa` (rad per unit `-ln a`, a one-element tensor; a parameter when learned).
+    pub kappa: Tensor,
+    /// Its optimiser (used when `learn_kappa`).
+    pub opt_kappa: AdamW,
 }
 
 /// The outcome of a reconstruction.
@@ -85,6 +92,14 @@ pub struct SipradResult {
     pub amplitude: Option<Vec<f32>>,
     /// Amplitude scale of the selected state.
     pub amp_scale: f64,
+    /// The initial amplitude map and how it was found (non-uniform modes).
+    pub amplitude_init: Option<AmplitudeMap>,
+    /// The contamination mask of the returned amplitude (non-uniform modes).
+    pub amplitude_mask: Option<Vec<bool>>,
+    /// `kappa` of the selected state (rad per unit `-ln a`; learned or `V0 sigma xi`).
+    pub kappa: f64,
+    /// What the run noticed and the user should know (a learned amplitude that collapsed).
+    pub warnings: Vec<String>,
     /// Fit iteration of the selected state (0: the pretrained network).
     pub selected_iter: usize,
     /// Pretraining log.
@@ -113,11 +128,28 @@ pub(crate) struct Plane {
 pub(crate) enum Amplitude {
     /// Uniform (times the learnable scale).
     Uniform,
-    /// A fixed map and its electrostatic phase, (1, 1, h, w) each.
-    Fixed { amp: Tensor, phi_e: Tensor },
-    /// The amplitude network's input (1, 1, hp, wp): the threshold map, then each constrained
-    /// map.
-    Learned { input: Tensor },
+    /// A fixed map and `phi_e / kappa`, (1, 1, h, w) each, with the map's mask.
+    Fixed {
+        amp: Tensor,
+        base: Tensor,
+        mask: Vec<bool>,
+    },
+    /// The amplitude network's input (1, 1, hp, wp): the initial map, then each constrained map;
+    /// the mask of the last (sane) map; the support, the initial mask dilated by
+    /// [`amplitude::SUPPORT_PX`], on the host and as a (1, 1, h, w) tensor of 1 and 0 (the
+    /// amplitude is the network's output there and 1 outside: the network cannot explain
+    /// magnetic contrast or noise as absorption away from the contamination, and the map's
+    /// level is not a second amplitude scale); that map on the host, and the initial area
+    /// fraction.
+    Learned {
+        input: Tensor,
+        mask: Vec<bool>,
+        allowed: Vec<bool>,
+        support: Tensor,
+        bias: Tensor,
+        sane: Vec<f32>,
+        area0: f64,
+    },
 }
 
 /// A reconstruction in progress, driven iteration by iteration (see [`reconstruct`] for the
@@ -136,7 +168,8 @@ pub struct Siprad {
     noise_key: u64,
     state: SipradState,
     amplitude: Amplitude,
-    kappa: f64,
+    amplitude_init: Option<AmplitudeMap>,
+    warnings: Vec<String>,
     fit: Fit,
     pretrain_history: Vec<Stats>,
     history: Vec<Stats>,
@@ -151,7 +184,7 @@ impl Siprad {
         mic: &Microscope,
         cfg: &SipradConfig,
     ) -> Result<Siprad> {
-        let state = fresh_state(cfg)?;
+        let state = fresh_state(cfg, mic)?;
         Siprad::with_state(&[image], &[mic.defocus], (h, w), mic, cfg, state, cfg.seed)
     }
 
@@ -168,7 +201,7 @@ impl Siprad {
         mic: &Microscope,
         cfg: &SipradConfig,
     ) -> Result<Siprad> {
-        let state = fresh_state(cfg)?;
+        let state = fresh_state(cfg, mic)?;
         Siprad::with_state(images, defoci_nm, (h, w), mic, cfg, state, cfg.seed)
     }
 
@@ -251,11 +284,10 @@ impl Siprad {
             .min_by(|&a, &b| defoci_nm[a].abs().total_cmp(&defoci_nm[b].abs()))
             .unwrap_or(0);
         let image = images[nearest];
-        let i0 = planes[nearest].i0;
-        let norm: Vec<f32> = image.iter().map(|&v| (v as f64 / i0) as f32).collect();
         // parameters move in place, so optimisers that already hold them keep them
         state.net.to_device(dev)?;
         state.amp_scale.move_to(dev)?;
+        state.kappa.move_to(dev)?;
         if let Some((n, _)) = &state.amp_net {
             n.to_device(dev)?;
         }
@@ -283,29 +315,40 @@ impl Siprad {
             .transpose()?;
         let d = cfg.network().divisor();
         let net_hw = (h.div_ceil(d) * d, w.div_ceil(d) * d);
-        let kappa = cfg.v0 * interaction_constant(mic.kv) * cfg.xi;
         let up = |v: Vec<f32>| Tensor::from_shape_vec(&[1, 1, h, w], v)?.to_device(dev);
-        let amplitude = match cfg.amplitude {
-            AmplitudeMode::Uniform => Amplitude::Uniform,
-            AmplitudeMode::Fixed { threshold } => {
-                let a = threshold_amplitude(&norm, threshold);
-                let phi_e = phi_e_of(&a, kappa);
-                Amplitude::Fixed {
-                    amp: up(a)?,
-                    phi_e: up(phi_e)?,
-                }
+        let (amplitude, amplitude_init) = match &cfg.amplitude {
+            AmplitudeMode::Uniform => (Amplitude::Uniform, None),
+            AmplitudeMode::Fixed(src) => {
+                let m = initial_map(src, image, h, w)?;
+                let base = phi_e_base(&m.amplitude);
+                let a = Amplitude::Fixed {
+                    amp: up(m.amplitude.clone())?,
+                    base: up(base)?,
+                    mask: m.mask.clone(),
+                };
+                (a, Some(m))
             }
-            AmplitudeMode::Learned { threshold } => {
+            AmplitudeMode::Learned(src) => {
                 if state.amp_net.is_none() {
                     return Err(Error::arg(
                         OP,
                         "learned amplitude needs an amplitude network in the state",
                     ));
                 }
-                let a = threshold_amplitude(&norm, threshold);
-                Amplitude::Learned {
-                    input: padded(&a, (h, w), net_hw, dev)?,
-                }
+                let m = initial_map(src, image, h, w)?;
+                let a = Amplitude::Learned {
+                    input: padded(&m.amplitude, (h, w), net_hw, dev)?,
+                    bias: objective::logit_of(&m.amplitude, (h, w), dev)?,
+                    allowed: amplitude::support(&m.mask, h, w),
+                    support: up(amplitude::support(&m.mask, h, w)
+                        .iter()
+                        .map(|&b| b as u8 as f32)
+                        .collect())?,
+                    mask: m.mask.clone(),
+                    sane: m.amplitude.clone(),
+                    area0: m.area_fraction,
+                };
+                (a, Some(m))
             }
         };
         Ok(Siprad {
@@ -319,7 +362,8 @@ impl Siprad {
             noise_key: Rng::new(noise_seed).next_u64(),
             state,
             amplitude,
-            kappa,
+            amplitude_init,
+            warnings: Vec::new(),
             fit: match cfg.average {
                 Some(d) => Fit::new(cfg.selection).with_average(d),
                 None => Fit::new(cfg.selection),
@@ -350,13 +394,14 @@ impl Siprad {
         let lr = self.cfg.lr;
         let mut opt = AdamW::new(self.state.net.parameters(), lr).with_weight_decay(0.0);
         let amp = match (&self.state.amp_net, &self.amplitude) {
-            (Some((n, _)), Amplitude::Learned { input }) => {
+            (Some((n, _)), Amplitude::Learned { input, bias, .. }) => {
                 let t = input.crop2d(0, h, 0, w)?;
                 Some((
                     n,
                     AdamW::new(n.parameters(), lr).with_weight_decay(0.0),
                     input,
                     t,
+                    bias,
                 ))
             }
             _ => None,
@@ -366,9 +411,9 @@ impl Siprad {
             net: &self.state.net,
             input: &self.input,
             target,
-            amp: amp.map(|(n, o, i, t)| {
+            amp: amp.map(|(n, o, i, t, b)| {
                 amp_opt = Some(o);
-                (n, i.clone(), t)
+                (n, i.clone(), t, b.clone())
             }),
             hw: (h, w),
         };
@@ -384,6 +429,7 @@ impl Siprad {
                 best_loss: f64::NAN,
                 val_loss: f64::NAN,
                 amp_scale: 1.0,
+                kappa: f64::NAN,
                 seconds: it.seconds,
             };
             history.push(s);
@@ -420,6 +466,8 @@ impl Siprad {
             amp_scale,
             opt_scale,
             amp_net,
+            kappa,
+            opt_kappa,
         } = &mut self.state;
         let (amp_net, amp_opt) = match amp_net {
             Some((n, o)) => (Some(&*n), Some(o)),
@@ -437,10 +485,14 @@ impl Siprad {
             amp_scale: &*amp_scale,
             amp_net,
             amplitude: &mut self.amplitude,
-            kappa: self.kappa,
+            kappa: &*kappa,
+            warnings: &mut self.warnings,
         };
         let mut opts: Vec<&mut AdamW> = vec![opt, opt_scale];
         opts.extend(amp_opt);
+        if self.cfg.learn_kappa {
+            opts.push(opt_kappa);
+        }
         let Some(it) = self.fit.step(&mut obj, &mut opts, None)? else {
             return Ok(None);
         };
@@ -462,6 +514,7 @@ impl Siprad {
             best_loss: if tracking { best } else { f64::NAN },
             val_loss: it.validation,
             amp_scale: it.report[0],
+            kappa: it.report[1],
             seconds: it.seconds,
         }
     }
@@ -471,14 +524,19 @@ impl Siprad {
     pub fn finish(self, stop: StopReason) -> Result<(SipradResult, SipradState)> {
         let (h, w) = self.hw;
         let dev = self.cfg.device;
-        let learned = self.state.amp_net.is_some();
         // with output averaging: the moving average of the phase, with the last state's amplitude
         let chosen = match (self.fit.average(), self.fit.last()) {
             (Some(avg), Some(last)) => Some((avg.clone(), last)),
             _ => self.fit.selected().map(|s| (s.state[0].clone(), s)),
         };
-        let (phase_t, amp_t, scale, selected_iter) = match chosen {
-            Some((phase, s)) => (phase, s.state.get(1).cloned(), s.stats.report[0], s.iter),
+        let (phase_t, amp_t, scale, kappa, selected_iter) = match chosen {
+            Some((phase, s)) => (
+                phase,
+                s.state.get(1).cloned(),
+                s.stats.report[0],
+                s.stats.report[1],
+                s.iter,
+            ),
             None => {
                 // no fit iteration: the pretrained network
                 let phase = crate::engine::autograd::no_grad(|| {
@@ -486,29 +544,40 @@ impl Siprad {
                 })?;
                 let amp_net = self.state.amp_net.as_ref().map(|(n, _)| n);
                 let amp = crate::engine::autograd::no_grad(|| {
-                    amplitude_now(&self.amplitude, amp_net, self.hw, self.kappa)
+                    amplitude_now(&self.amplitude, amp_net, self.hw, &self.state.kappa)
                 })?;
                 let scale = self.state.amp_scale.to_scalar()? as f64;
-                (phase, amp.map(|(a, _)| a), scale, 0)
+                let kappa = self.state.kappa.to_scalar()? as f64;
+                (phase, amp.map(|(a, _)| a), scale, kappa, 0)
             }
         };
         // the selected state's downloads: its phase (and amplitude)
         let phase_raw = phase_t.to_vec()?;
-        let amp = amp_t.as_ref().map(|a| a.to_vec()).transpose()?.map(|a| {
-            if learned {
-                dual_valued(&a, h, w)
-            } else {
-                a
-            }
-        });
+        let (amp, amplitude_mask, high) = match amp_t.as_ref().map(|a| a.to_vec()).transpose()? {
+            None => (None, None, 1.0),
+            Some(a) => match &self.amplitude {
+                // a constrained learned map is divided by its background level: the scale
+                // takes that level over
+                Amplitude::Learned { mask, allowed, .. } => {
+                    let c = amplitude::constrain(&a, mask, allowed, h, w);
+                    (Some(c.map), Some(c.mask), c.high)
+                }
+                Amplitude::Fixed { mask, .. } => (Some(a), Some(mask.clone()), 1.0),
+                Amplitude::Uniform => (Some(a), None, 1.0),
+            },
+        };
+        let scale = scale * high;
         // model image of the selected (raw) phase with its amplitude
         let image_model = crate::engine::autograd::no_grad(|| -> Result<Vec<f32>> {
             let up = |v: Vec<f32>| Tensor::from_shape_vec(&[1, 1, h, w], v)?.to_device(dev);
             let (a, phi) = match &amp {
-                Some(a) => (
-                    Some(up(a.clone())?),
-                    phase_t.add(&up(phi_e_of(a, self.kappa))?)?,
-                ),
+                Some(a) => {
+                    let e: Vec<f32> = phi_e_base(a)
+                        .iter()
+                        .map(|&b| (b as f64 * kappa) as f32)
+                        .collect();
+                    (Some(up(a.clone())?), phase_t.add(&up(e)?)?)
+                }
                 None => (None, phase_t.clone()),
             };
             let s = Tensor::from_shape_vec(&[1], vec![scale as f32])?.to_device(dev)?;
@@ -525,6 +594,10 @@ impl Siprad {
             image_model,
             amplitude: amp,
             amp_scale: scale,
+            amplitude_init: self.amplitude_init,
+            amplitude_mask,
+            kappa,
+            warnings: self.warnings,
             selected_iter,
             pretrain_history: self.pretrain_history,
             history: self.history,
@@ -536,8 +609,8 @@ impl Siprad {
     }
 }
 
-/// New networks, optimisers and amplitude scale from `cfg.seed`.
-fn fresh_state(cfg: &SipradConfig) -> Result<SipradState> {
+/// New networks, optimisers, amplitude scale and `kappa = V0 sigma xi` from `cfg.seed`.
+fn fresh_state(cfg: &SipradConfig, mic: &Microscope) -> Result<SipradState> {
     cfg.validate()?;
     let mut rng = Rng::new(cfg.seed);
     let net_cfg = cfg.network();
@@ -545,7 +618,7 @@ fn fresh_state(cfg: &SipradConfig) -> Result<SipradState> {
     let amp_net = match cfg.amplitude {
         AmplitudeMode::Learned { .. } => {
             let n = Cae::new(&net_cfg, &mut rng)?;
-            let o = AdamW::new(n.parameters(), cfg.lr).with_weight_decay(0.0);
+            let o = AdamW::new(n.parameters(), cfg.amp_lr()).with_weight_decay(0.0);
             Some((n, o))
         }
         _ => None,
@@ -553,12 +626,21 @@ fn fresh_state(cfg: &SipradConfig) -> Result<SipradState> {
     let opt = AdamW::new(net.parameters(), cfg.lr).with_weight_decay(0.0);
     let amp_scale = Tensor::scalar(1.0).requires_grad();
     let opt_scale = AdamW::new(vec![amp_scale.clone()], cfg.amp_scale_lr).with_weight_decay(0.0);
+    let k0 = (cfg.v0 * interaction_constant(mic.kv) * cfg.xi) as f32;
+    let kappa = if cfg.learn_kappa {
+        Tensor::scalar(k0).requires_grad()
+    } else {
+        Tensor::scalar(k0)
+    };
+    let opt_kappa = AdamW::new(vec![kappa.clone()], cfg.kappa_lr).with_weight_decay(0.0);
     let state = SipradState {
         net,
         opt,
         amp_scale,
         opt_scale,
         amp_net,
+        kappa,
+        opt_kappa,
     };
     Ok(state)
 }

@@ -1,7 +1,7 @@
 //! SIPRAD's objectives for the fitting loop: pretraining on the SITIE input, the image fit with
 //! its drifting input and amplitude constraint, and the amplitude network's re-fit.
 
-use super::amplitude::{dual_valued, phi_e_tensor};
+use super::amplitude::{collapsed, constrain, phi_e_base, phi_e_base_tensor};
 use super::{Amplitude, Plane, SipradConfig};
 use crate::engine::device::Device;
 use crate::engine::tensor::Tensor;
@@ -22,20 +22,56 @@ pub(crate) fn padded(
         .to_device(dev)
 }
 
+/// `logit(clamp(map, 1e-3, 0.999))` as a (1, 1, h, w) tensor on `dev`: the amplitude
+/// network's output is `sigmoid(net + logit(map))`, so a network that outputs ~0 (as a fresh
+/// one does) reproduces its map and training learns corrections to it (a plain sigmoid starts
+/// at 0.5 everywhere and 200 pretraining steps do not bring it back to the map).
+pub(crate) fn logit_of(map: &[f32], (h, w): (usize, usize), dev: Device) -> Result<Tensor> {
+    let v: Vec<f32> = map
+        .iter()
+        .map(|&a| {
+            let a = a.clamp(1e-3, 0.999);
+            (a / (1.0 - a)).ln()
+        })
+        .collect();
+    Tensor::from_shape_vec(&[1, 1, h, w], v)?.to_device(dev)
+}
+
+/// The amplitude network's map: `sigmoid(net(input) + bias)` cropped to (h, w).
+pub(crate) fn amp_output(
+    net: &Cae,
+    input: &Tensor,
+    bias: &Tensor,
+    (h, w): (usize, usize),
+) -> Result<Tensor> {
+    net.forward(input)?.crop2d(0, h, 0, w)?.add(bias)?.sigmoid()
+}
+
 /// The current amplitude (without scale) and `phi_e`, as tensors (none when uniform).
 pub(crate) fn amplitude_now(
     amplitude: &Amplitude,
     amp_net: Option<&Cae>,
     (h, w): (usize, usize),
-    kappa: f64,
+    kappa: &Tensor,
 ) -> Result<Option<(Tensor, Tensor)>> {
+    let k = kappa.reshape(&[1])?;
     match (amplitude, amp_net) {
-        (Amplitude::Learned { input }, Some(n)) => {
-            let a = n.forward(input)?.crop2d(0, h, 0, w)?.sigmoid()?;
-            let phi_e = phi_e_tensor(&a, kappa)?;
+        (
+            Amplitude::Learned {
+                input,
+                support,
+                bias,
+                ..
+            },
+            Some(n),
+        ) => {
+            // 1 + support (sigmoid(net + bias) - 1)
+            let raw = amp_output(n, input, bias, (h, w))?;
+            let a = raw.add_scalar(-1.0)?.mul(support)?.add_scalar(1.0)?;
+            let phi_e = phi_e_base_tensor(&a)?.mul(&k)?;
             Ok(Some((a, phi_e)))
         }
-        (Amplitude::Fixed { amp, phi_e }, _) => Ok(Some((amp.clone(), phi_e.clone()))),
+        (Amplitude::Fixed { amp, base, .. }, _) => Ok(Some((amp.clone(), base.mul(&k)?))),
         _ => Ok(None),
     }
 }
@@ -46,7 +82,7 @@ pub(crate) struct Pretrain<'a> {
     pub(crate) net: &'a Cae,
     pub(crate) input: &'a Tensor,
     pub(crate) target: Tensor,
-    pub(crate) amp: Option<(&'a Cae, Tensor, Tensor)>,
+    pub(crate) amp: Option<(&'a Cae, Tensor, Tensor, Tensor)>,
     pub(crate) hw: (usize, usize),
 }
 
@@ -61,12 +97,9 @@ impl Objective for Pretrain<'_> {
             .mse_loss(&self.target)?;
         let report = vec![l.detach()];
         let loss = match &self.amp {
-            Some((n, input, t)) => l.add(
-                &n.forward(input)?
-                    .crop2d(0, h, 0, w)?
-                    .sigmoid()?
-                    .mse_loss(t)?,
-            )?,
+            Some((n, input, t, bias)) => {
+                l.add(&amp_output(n, input, bias, (h, w))?.mse_loss(t)?)?
+            }
             None => l,
         };
         Ok(Evaluation {
@@ -92,7 +125,8 @@ pub(crate) struct Fitting<'a> {
     pub(crate) amp_scale: &'a Tensor,
     pub(crate) amp_net: Option<&'a Cae>,
     pub(crate) amplitude: &'a mut Amplitude,
-    pub(crate) kappa: f64,
+    pub(crate) kappa: &'a Tensor,
+    pub(crate) warnings: &'a mut Vec<String>,
 }
 
 impl Objective for Fitting<'_> {
@@ -150,18 +184,34 @@ impl Objective for Fitting<'_> {
         Ok(Evaluation {
             loss,
             validation,
-            report: vec![self.amp_scale.detach()],
+            report: vec![self.amp_scale.detach(), self.kappa.detach()],
             state,
         })
     }
 
-    /// Every `constraint_every` iterations the learned amplitude is made dual-valued. A network
-    /// output cannot be overwritten, so the constrained map becomes the amplitude network's new
-    /// input and the network is re-fitted to reproduce it (`constraint_refit` Adam steps of
-    /// MSE): training resumes from an amplitude that is (close to) the dual-valued map.
+    /// Every `constraint_every` iterations the learned amplitude is made dual-valued per region
+    /// ([`constrain`]) and divided by its background level, which the amplitude scale takes
+    /// over. A network output cannot be overwritten, so the constrained map becomes the
+    /// amplitude network's new input and the network is re-fitted to reproduce it
+    /// (`constraint_refit` Adam steps of MSE). Guard: a background level below 0.7 (the map's
+    /// level was 1 after the previous constraint) or an area fraction that jumps (above
+    /// `2 area0 + 0.02`, or below `area0 / 2 - 0.02`) is a collapse: the branch stops with a
+    /// warning and the last sane map is kept fixed from then on.
     fn after_step(&mut self, iter: usize) -> Result<()> {
         let every = self.cfg.constraint_every;
-        let (Some(net), Amplitude::Learned { input }) = (self.amp_net, &mut *self.amplitude) else {
+        let Some(net) = self.amp_net else {
+            return Ok(());
+        };
+        let Amplitude::Learned {
+            input,
+            mask,
+            allowed,
+            support,
+            bias,
+            sane,
+            area0,
+        } = &mut *self.amplitude
+        else {
             return Ok(());
         };
         if every == 0 || !iter.is_multiple_of(every) {
@@ -170,14 +220,39 @@ impl Objective for Fitting<'_> {
         let (h, w) = self.hw;
         let dev = self.cfg.device;
         let a = crate::engine::autograd::no_grad(|| {
-            net.forward(input)?.crop2d(0, h, 0, w)?.sigmoid()?.to_vec()
+            let raw = amp_output(net, input, bias, (h, w))?;
+            raw.add_scalar(-1.0)?
+                .mul(support)?
+                .add_scalar(1.0)?
+                .to_vec()
         })?;
-        let c = dual_valued(&a, h, w);
-        let new_in = padded(&c, self.hw, self.net_hw, dev)?;
+        let c = constrain(&a, mask, allowed, h, w);
+        if collapsed(c.high, c.area_fraction, *area0) {
+            self.warnings.push(format!(
+                "the learned amplitude collapsed at iteration {iter} (background level {:.2}, \
+                 area fraction {:.3} from {:.3}); its branch stopped and the last sane map is \
+                 kept fixed",
+                c.high, c.area_fraction, area0
+            ));
+            let up = |v: Vec<f32>| Tensor::from_shape_vec(&[1, 1, h, w], v)?.to_device(dev);
+            let base = phi_e_base(sane);
+            *self.amplitude = Amplitude::Fixed {
+                amp: up(sane.clone())?,
+                base: up(base)?,
+                mask: mask.clone(),
+            };
+            return Ok(());
+        }
+        // the scale takes the background level over
+        let s = crate::engine::autograd::no_grad(|| self.amp_scale.scale(c.high as f32))?;
+        self.amp_scale.assign(&s)?;
+        let new_in = padded(&c.map, self.hw, self.net_hw, dev)?;
+        let new_bias = logit_of(&c.map, self.hw, dev)?;
         let mut refit = Refit {
             net,
             input: &new_in,
-            target: Tensor::from_shape_vec(&[1, 1, h, w], c)?.to_device(dev)?,
+            bias: &new_bias,
+            target: Tensor::from_shape_vec(&[1, 1, h, w], c.map.clone())?.to_device(dev)?,
             hw: self.hw,
         };
         let mut opt = AdamW::new(net.parameters(), self.cfg.lr).with_weight_decay(0.0);
@@ -190,6 +265,9 @@ impl Objective for Fitting<'_> {
             &mut |_| true,
         )?;
         *input = new_in;
+        *bias = new_bias;
+        *mask = c.mask;
+        *sane = c.map;
         Ok(())
     }
 }
@@ -198,19 +276,14 @@ impl Objective for Fitting<'_> {
 struct Refit<'a> {
     net: &'a Cae,
     input: &'a Tensor,
+    bias: &'a Tensor,
     target: Tensor,
     hw: (usize, usize),
 }
 
 impl Objective for Refit<'_> {
     fn evaluate(&mut self, _: usize) -> Result<Evaluation> {
-        let (h, w) = self.hw;
-        let loss = self
-            .net
-            .forward(self.input)?
-            .crop2d(0, h, 0, w)?
-            .sigmoid()?
-            .mse_loss(&self.target)?;
+        let loss = amp_output(self.net, self.input, self.bias, self.hw)?.mse_loss(&self.target)?;
         Ok(Evaluation {
             loss,
             validation: None,
