@@ -21,7 +21,6 @@ use magprior::ltem::{
     self, contamination, interaction_constant, metrics, synthetic, AmplitudeMode, AmplitudeSource,
     Microscope, SipradConfig, SitieConfig,
 };
-use magprior::Rng;
 
 struct Case {
     name: String,
@@ -123,18 +122,14 @@ fn run_case(c: &Case, truth_map: bool) -> magprior::Result<()> {
         .zip(&data.phase_e)
         .map(|(a, b)| a + b)
         .collect();
-    let focus = Microscope {
-        defocus: 0.0,
-        ..mic.clone()
-    };
-    let mut infocus =
-        ltem::LtemForward::new(n, n, &focus, 1)?.image_of(&total, Some(&data.amplitude))?;
-    ltem::add_noise(
-        &mut infocus,
-        c.noise,
-        None,
-        mic.scale,
-        &mut Rng::new(c.seed ^ 0x1f0c),
+    let infocus = synthetic::in_focus_image(
+        &total,
+        &data.amplitude,
+        (n, n),
+        &mic,
+        1,
+        (c.noise, None),
+        c.seed ^ 0x1f0c,
     )?;
     let outside =
         |phase: &[f32]| metrics::pearson_outside(phase, &data.phase, &truth_mask, (n, n), 4, true);

@@ -4,9 +4,8 @@
 
 use magprior::ltem::{
     self, contamination, interaction_constant, metrics, synthetic, AmplitudeMode, AmplitudeSource,
-    LtemForward, Microscope, SipradConfig,
+    Microscope, SipradConfig,
 };
-use magprior::Rng;
 
 fn demo(df_mm: f64) -> Microscope {
     Microscope {
@@ -44,20 +43,14 @@ fn field(
         .zip(&data.phase_e)
         .map(|(a, b)| a + b)
         .collect();
-    let focus = Microscope {
-        defocus: 0.0,
-        ..mic.clone()
-    };
-    let mut infocus = LtemForward::new(n, n, &focus, 1)
-        .unwrap()
-        .image_of(&total, Some(&data.amplitude))
-        .unwrap();
-    ltem::add_noise(
-        &mut infocus,
-        noise,
-        None,
-        mic.scale,
-        &mut Rng::new(seed ^ 77),
+    let infocus = synthetic::in_focus_image(
+        &total,
+        &data.amplitude,
+        (n, n),
+        mic,
+        1,
+        (noise, None),
+        seed ^ 77,
     )
     .unwrap();
     (data, particles, infocus)

@@ -386,18 +386,14 @@ fn simulate(a: SimulateArgs) -> Result<()> {
         common::write_map(&out.file("phase_e.npy"), &[h, w], &phase_e)?;
         common::write_map(&out.file("contamination_mask.npy"), &[h, w], &mask)?;
         // the same field in focus, where the contamination shows without magnetic contrast
-        let focus = Microscope {
-            defocus: 0.0,
-            ..mic.clone()
-        };
-        let mut infocus =
-            LtemForward::new(h, w, &focus, a.mic.pad)?.image_of(&total, Some(&amplitude))?;
-        add_noise(
-            &mut infocus,
-            a.noise,
-            a.dose,
-            mic.scale,
-            &mut Rng::new(a.seed ^ 0x1f0c_u64),
+        let infocus = ltem::synthetic::in_focus_image(
+            &total,
+            &amplitude,
+            (h, w),
+            &mic,
+            a.mic.pad,
+            (a.noise, a.dose),
+            a.seed ^ 0x1f0c,
         )?;
         common::write_map(&out.file("image_infocus.npy"), &[h, w], &infocus)?;
     }
@@ -710,6 +706,9 @@ fn report_notes(res: &SipradResult, h: usize, w: usize, quiet: bool) {
     }
     if let StopReason::Diverged(i) = res.stop {
         eprintln!("warning: the loss became NaN/inf at iteration {i}; kept the last good state");
+    }
+    for w in &res.warnings {
+        eprintln!("warning: {w}");
     }
 }
 

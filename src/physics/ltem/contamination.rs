@@ -13,7 +13,7 @@
 
 use crate::error::{Error, Result};
 pub(crate) use crate::physics::signal::median;
-use crate::physics::signal::{gaussian_filter, Boundary};
+use crate::physics::signal::{components, gaussian_filter, Boundary};
 
 /// Regions smaller than this (pixels) are not contamination.
 pub const MIN_AREA: usize = 12;
@@ -253,41 +253,10 @@ fn map_of_mask(
     }
 }
 
-/// 4-connected components of `mask`: labels 1..=n (0 outside).
+/// 4-connected components of `mask`: labels 1..=n (0 outside) and n.
 pub(crate) fn label(mask: &[bool], h: usize, w: usize) -> (Vec<usize>, usize) {
-    let mut labels = vec![0usize; h * w];
-    let mut n = 0;
-    let mut stack = Vec::new();
-    for start in 0..h * w {
-        if !mask[start] || labels[start] != 0 {
-            continue;
-        }
-        n += 1;
-        labels[start] = n;
-        stack.push(start);
-        while let Some(i) = stack.pop() {
-            let (r, c) = (i / w, i % w);
-            let mut visit = |j: usize| {
-                if mask[j] && labels[j] == 0 {
-                    labels[j] = n;
-                    stack.push(j);
-                }
-            };
-            if r > 0 {
-                visit(i - w);
-            }
-            if r + 1 < h {
-                visit(i + w);
-            }
-            if c > 0 {
-                visit(i - 1);
-            }
-            if c + 1 < w {
-                visit(i + 1);
-            }
-        }
-    }
-    (labels, n)
+    let (labels, sizes) = components(mask, h, w);
+    (labels, sizes.len())
 }
 
 fn region_mask(region: &[usize], len: usize) -> Vec<bool> {

@@ -217,13 +217,29 @@ pub fn simulate(
     noise: f64,
     seed: u64,
 ) -> Result<Synthetic> {
-    if n < 16 {
-        return Err(Error::arg(
-            "synthetic",
-            format!("n = {n} is too small (>= 16)"),
-        ));
-    }
     simulate_contaminated(kind, n, ms, t_nm, mic, noise, seed, &[], 0.0)
+}
+
+/// The image of a field in focus (the same microscope at zero defocus): exit-wave `phase`
+/// (magnetic plus electrostatic, rad) and `amplitude`, (h, w) each, on a grid enlarged by
+/// `pad`, with Gaussian noise `noise x mean(I)` (and Poisson noise at `dose` electrons per
+/// nm^2) from `seed`. Contamination shows there without magnetic contrast.
+pub fn in_focus_image(
+    phase: &[f32],
+    amplitude: &[f32],
+    (h, w): (usize, usize),
+    mic: &Microscope,
+    pad: usize,
+    (noise, dose): (f64, Option<f64>),
+    seed: u64,
+) -> Result<Vec<f32>> {
+    let focus = Microscope {
+        defocus: 0.0,
+        ..mic.clone()
+    };
+    let mut img = LtemForward::new(h, w, &focus, pad)?.image_of(phase, Some(amplitude))?;
+    add_noise(&mut img, noise, dose, mic.scale, &mut Rng::new(seed))?;
+    Ok(img)
 }
 
 /// As [`simulate`], with contamination: the exit wave carries the amplitude of `particles` and

@@ -18,8 +18,7 @@
 use super::forward::NvGeometry;
 use super::invert::{auto_border, border_plane, invert, Filter, InversionConfig};
 use crate::error::{Error, Result};
-use crate::physics::signal::{gaussian_filter_f64, Boundary};
-use std::collections::VecDeque;
+use crate::physics::signal::{components, gaussian_filter_f64, Boundary};
 
 /// What is thresholded.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -268,46 +267,6 @@ pub fn otsu_threshold(values: &[f64]) -> Option<f64> {
         }
     }
     Some(best_t)
-}
-
-/// Labels the 4-connected components of `mask`; returns each pixel's label (0 = none) and the
-/// component sizes (index = label - 1).
-fn components(mask: &[bool], h: usize, w: usize) -> (Vec<usize>, Vec<usize>) {
-    let mut label = vec![0usize; h * w];
-    let mut sizes = Vec::new();
-    let mut queue = VecDeque::new();
-    for start in 0..h * w {
-        if !mask[start] || label[start] != 0 {
-            continue;
-        }
-        sizes.push(0);
-        let id = sizes.len();
-        label[start] = id;
-        queue.push_back(start);
-        while let Some(i) = queue.pop_front() {
-            sizes[id - 1] += 1;
-            let (r, c) = (i / w, i % w);
-            let mut visit = |j: usize| {
-                if mask[j] && label[j] == 0 {
-                    label[j] = id;
-                    queue.push_back(j);
-                }
-            };
-            if r > 0 {
-                visit(i - w);
-            }
-            if r + 1 < h {
-                visit(i + w);
-            }
-            if c > 0 {
-                visit(i - 1);
-            }
-            if c + 1 < w {
-                visit(i + 1);
-            }
-        }
-    }
-    (label, sizes)
 }
 
 /// The largest 4-connected component of `mask` and the number of components.

@@ -316,10 +316,12 @@ impl Siprad {
         let d = cfg.network().divisor();
         let net_hw = (h.div_ceil(d) * d, w.div_ceil(d) * d);
         let up = |v: Vec<f32>| Tensor::from_shape_vec(&[1, 1, h, w], v)?.to_device(dev);
+        let mut warnings = Vec::new();
         let (amplitude, amplitude_init) = match &cfg.amplitude {
             AmplitudeMode::Uniform => (Amplitude::Uniform, None),
             AmplitudeMode::Fixed(src) => {
                 let m = initial_map(src, image, h, w)?;
+                warn_defocused(src, &mut warnings);
                 let base = phi_e_base(&m.amplitude);
                 let a = Amplitude::Fixed {
                     amp: up(m.amplitude.clone())?,
@@ -336,6 +338,7 @@ impl Siprad {
                     ));
                 }
                 let m = initial_map(src, image, h, w)?;
+                warn_defocused(src, &mut warnings);
                 let a = Amplitude::Learned {
                     input: padded(&m.amplitude, (h, w), net_hw, dev)?,
                     bias: objective::logit_of(&m.amplitude, (h, w), dev)?,
@@ -363,7 +366,7 @@ impl Siprad {
             state,
             amplitude,
             amplitude_init,
-            warnings: Vec::new(),
+            warnings,
             fit: match cfg.average {
                 Some(d) => Fit::new(cfg.selection).with_average(d),
                 None => Fit::new(cfg.selection),
@@ -610,6 +613,19 @@ impl Siprad {
 }
 
 /// New networks, optimisers, amplitude scale and `kappa = V0 sigma xi` from `cfg.seed`.
+/// Contamination found in a defocused image: a warning, since Fresnel and magnetic contrast
+/// darken pixels too (measured on the validation panel, README).
+fn warn_defocused(src: &AmplitudeSource, warnings: &mut Vec<String>) {
+    if matches!(src, AmplitudeSource::Image { .. }) {
+        warnings.push(
+            "the contamination was found in a defocused image, where Fresnel fringes (a particle's \
+             own electrostatic phase) and magnetic contrast darken and brighten pixels too: check \
+             amplitude_init.png, and prefer an in-focus image (--infocus) or a mask (--amp-mask)"
+                .to_string(),
+        );
+    }
+}
+
 fn fresh_state(cfg: &SipradConfig, mic: &Microscope) -> Result<SipradState> {
     cfg.validate()?;
     let mut rng = Rng::new(cfg.seed);
