@@ -116,12 +116,7 @@ fn run_case(c: &Case, truth_map: bool) -> magprior::Result<()> {
     )?;
     let truth_mask = synthetic::particle_mask(&particles, n, n);
     // the same field in focus (same noise level, its own noise), for the in-focus source
-    let total: Vec<f32> = data
-        .phase
-        .iter()
-        .zip(&data.phase_e)
-        .map(|(a, b)| a + b)
-        .collect();
+    let total = data.exit_phase();
     let infocus = synthetic::in_focus_image(
         &total,
         &data.amplitude,

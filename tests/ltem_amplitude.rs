@@ -37,12 +37,7 @@ fn field(
         kappa,
     )
     .unwrap();
-    let total: Vec<f32> = data
-        .phase
-        .iter()
-        .zip(&data.phase_e)
-        .map(|(a, b)| a + b)
-        .collect();
+    let total = data.exit_phase();
     let infocus = synthetic::in_focus_image(
         &total,
         &data.amplitude,

@@ -299,9 +299,7 @@ fn result_dict<'py>(
     m.set_item("stop", res.stop.to_string())?;
     m.set_item("network_size", res.network_size)?;
     if let Some(init) = &res.amplitude_init {
-        let frac = res.amplitude_mask.as_ref().map_or(init.area_fraction, |k| {
-            k.iter().filter(|&&v| v).count() as f64 / k.len().max(1) as f64
-        });
+        let frac = res.amplitude_area_fraction().unwrap_or(init.area_fraction);
         m.set_item("amplitude_area_fraction", frac)?;
         m.set_item("amplitude_init_area_fraction", init.area_fraction)?;
         m.set_item("amplitude_init_levels", init.levels.clone())?;

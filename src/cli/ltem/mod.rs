@@ -347,10 +347,7 @@ fn simulate(a: SimulateArgs) -> Result<()> {
     };
     let kappa = a.v0 * ltem::interaction_constant(mic.kv) * a.xi * 1e9;
     let amplitude = ltem::synthetic::particle_amplitude(&particles, h, w);
-    let phase_e: Vec<f32> = amplitude
-        .iter()
-        .map(|&v| (kappa * -(v as f64).ln()) as f32)
-        .collect();
+    let phase_e = ltem::synthetic::electrostatic_phase(&amplitude, kappa);
     let total: Vec<f32> = phase.iter().zip(&phase_e).map(|(p, e)| p + e).collect();
     let contaminated = !particles.is_empty();
     let clean = LtemForward::new(h, w, &mic, a.mic.pad)?

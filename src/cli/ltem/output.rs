@@ -300,9 +300,7 @@ pub fn write_recon(
         amp_scale: res.amp_scale,
         stop: res.stop.to_string(),
         amplitude: res.amplitude_init.as_ref().map(|m| AmplitudeMetrics {
-            amplitude_area_fraction: res.amplitude_mask.as_ref().map_or(m.area_fraction, |k| {
-                k.iter().filter(|&&v| v).count() as f64 / k.len().max(1) as f64
-            }),
+            amplitude_area_fraction: res.amplitude_area_fraction().unwrap_or(m.area_fraction),
             amplitude_init_area_fraction: m.area_fraction,
             amplitude_regions: m.levels.len(),
             amplitude_init_levels: m.levels.clone(),

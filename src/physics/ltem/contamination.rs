@@ -228,14 +228,9 @@ fn map_of_mask(
     noise: f64,
 ) -> AmplitudeMap {
     let (labels, n) = label(&mask, h, w);
-    let mut sums = vec![(0.0f64, 0usize); n + 1];
-    for (&l, &v) in labels.iter().zip(norm) {
-        sums[l].0 += v as f64;
-        sums[l].1 += 1;
-    }
-    let levels: Vec<f64> = sums[1..]
+    let levels: Vec<f64> = region_means(&labels, n, norm)
         .iter()
-        .map(|&(s, c)| (s / c.max(1) as f64).clamp(1e-4, 1.0).sqrt())
+        .map(|m| m.clamp(1e-4, 1.0).sqrt())
         .collect();
     let hard: Vec<f32> = labels
         .iter()
@@ -251,6 +246,19 @@ fn map_of_mask(
         smoothing,
         noise,
     }
+}
+
+/// The mean of `values` over each of the regions `1..=n` of `labels`.
+pub(crate) fn region_means(labels: &[usize], n: usize, values: &[f32]) -> Vec<f64> {
+    let mut sums = vec![(0.0f64, 0usize); n + 1];
+    for (&l, &v) in labels.iter().zip(values) {
+        sums[l].0 += v as f64;
+        sums[l].1 += 1;
+    }
+    sums[1..]
+        .iter()
+        .map(|&(s, c)| s / c.max(1) as f64)
+        .collect()
 }
 
 /// 4-connected components of `mask`: labels 1..=n (0 outside) and n.

@@ -61,6 +61,25 @@ pub fn particle_amplitude(particles: &[Particle], h: usize, w: usize) -> Vec<f32
         .collect()
 }
 
+/// The electrostatic phase `kappa (-ln a)` (rad) of an amplitude map.
+pub fn electrostatic_phase(amplitude: &[f32], kappa: f64) -> Vec<f32> {
+    amplitude
+        .iter()
+        .map(|&a| (kappa * -(a as f64).ln()) as f32)
+        .collect()
+}
+
+fn summed(a: &[f32], b: &[f32]) -> Vec<f32> {
+    a.iter().zip(b).map(|(x, y)| x + y).collect()
+}
+
+impl Synthetic {
+    /// The exit wave's whole phase: magnetic plus electrostatic (rad, (h, w)).
+    pub fn exit_phase(&self) -> Vec<f32> {
+        summed(&self.phase, &self.phase_e)
+    }
+}
+
 /// The true contamination mask (h, w): pixels within a particle's radius.
 pub fn particle_mask(particles: &[Particle], h: usize, w: usize) -> Vec<bool> {
     (0..h * w)
@@ -273,11 +292,8 @@ pub fn simulate_contaminated(
         mic.scale,
     )?);
     let amplitude = particle_amplitude(particles, n, n);
-    let phase_e: Vec<f32> = amplitude
-        .iter()
-        .map(|&a| (kappa * -(a as f64).ln()) as f32)
-        .collect();
-    let total: Vec<f32> = phase.iter().zip(&phase_e).map(|(a, b)| a + b).collect();
+    let phase_e = electrostatic_phase(&amplitude, kappa);
+    let total = summed(&phase, &phase_e);
     let fwd = LtemForward::new(n, n, mic, 1)?;
     let clean = fwd.image_of(&total, (!particles.is_empty()).then_some(&amplitude[..]))?;
     let mut image = clean.clone();

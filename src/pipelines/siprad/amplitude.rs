@@ -8,7 +8,7 @@ use super::config::AmplitudeSource;
 use crate::engine::tensor::Tensor;
 use crate::error::{Error, Result};
 use crate::physics::ltem::contamination::{
-    dilate, find_contamination, label, map_from_mask, median, AmplitudeMap,
+    dilate, find_contamination, label, map_from_mask, median, region_means, AmplitudeMap,
 };
 use crate::physics::signal::{gaussian_filter, Boundary};
 
@@ -62,18 +62,12 @@ pub(crate) fn initial_map(
             let cut = 0.5 * (1.0 + lo);
             let mask: Vec<bool> = a.iter().map(|&v| lo < 0.98 && v < cut).collect();
             let (labels, n) = label(&mask, h, w);
-            let mut levels = vec![(0.0f64, 0usize); n];
-            for (&l, &v) in labels.iter().zip(a) {
-                if l > 0 {
-                    levels[l - 1].0 += v as f64;
-                    levels[l - 1].1 += 1;
-                }
-            }
+            let levels = region_means(&labels, n, a);
             Ok(AmplitudeMap {
                 amplitude: a.clone(),
                 area_fraction: mask.iter().filter(|&&m| m).count() as f64 / (h * w) as f64,
                 mask,
-                levels: levels.iter().map(|&(s, c)| s / c.max(1) as f64).collect(),
+                levels,
                 smoothing: 0.0,
                 noise: f64::NAN,
             })

@@ -27,7 +27,7 @@ use crate::physics::ltem::tie::{check_series, tie, TieConfig};
 use crate::physics::signal::{gaussian_filter, Boundary};
 use crate::rng::Rng;
 use amplitude::{initial_map, phi_e_base};
-use objective::{amplitude_now, padded, Fitting, Pretrain};
+use objective::{amplitude_now, map_tensor, padded, Fitting, Pretrain};
 
 /// Which phase of the run an iteration belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,6 +112,16 @@ pub struct SipradResult {
     pub network_size: (usize, usize),
     /// Seconds spent fitting (without pretraining).
     pub seconds: f64,
+}
+
+impl SipradResult {
+    /// Fraction of the pixels in the returned amplitude's contamination mask (non-uniform
+    /// modes).
+    pub fn amplitude_area_fraction(&self) -> Option<f64> {
+        self.amplitude_mask
+            .as_ref()
+            .map(|k| k.iter().filter(|&&v| v).count() as f64 / k.len().max(1) as f64)
+    }
 }
 
 /// One recorded image of a focal series and its forward model.
@@ -276,7 +286,7 @@ impl Siprad {
             let mut fwd = LtemForward::new(h, w, &m, cfg.pad)?;
             fwd.to_device(dev)?;
             let norm: Vec<f32> = image.iter().map(|&v| (v as f64 / i0) as f32).collect();
-            let meas = Tensor::from_shape_vec(&[1, 1, h, w], norm)?.to_device(dev)?;
+            let meas = map_tensor(norm, (h, w), dev)?;
             planes.push(Plane { fwd, meas, i0 });
         }
         // the amplitude map and its threshold from the image nearest focus
@@ -315,7 +325,7 @@ impl Siprad {
             .transpose()?;
         let d = cfg.network().divisor();
         let net_hw = (h.div_ceil(d) * d, w.div_ceil(d) * d);
-        let up = |v: Vec<f32>| Tensor::from_shape_vec(&[1, 1, h, w], v)?.to_device(dev);
+        let up = |v: Vec<f32>| map_tensor(v, (h, w), dev);
         let mut warnings = Vec::new();
         let (amplitude, amplitude_init) = match &cfg.amplitude {
             AmplitudeMode::Uniform => (Amplitude::Uniform, None),
@@ -339,14 +349,12 @@ impl Siprad {
                 }
                 let m = initial_map(src, image, h, w)?;
                 warn_defocused(src, &mut warnings);
+                let allowed = amplitude::support(&m.mask, h, w);
                 let a = Amplitude::Learned {
                     input: padded(&m.amplitude, (h, w), net_hw, dev)?,
                     bias: objective::logit_of(&m.amplitude, (h, w), dev)?,
-                    allowed: amplitude::support(&m.mask, h, w),
-                    support: up(amplitude::support(&m.mask, h, w)
-                        .iter()
-                        .map(|&b| b as u8 as f32)
-                        .collect())?,
+                    support: up(allowed.iter().map(|&b| b as u8 as f32).collect())?,
+                    allowed,
                     mask: m.mask.clone(),
                     sane: m.amplitude.clone(),
                     area0: m.area_fraction,
@@ -392,8 +400,7 @@ impl Siprad {
     pub fn pretrain(&mut self, observer: &mut dyn FnMut(&Stats) -> bool) -> Result<bool> {
         let (h, w) = self.hw;
         let dev = self.cfg.device;
-        let target =
-            Tensor::from_shape_vec(&[1, 1, h, w], self.sitie_phase.clone())?.to_device(dev)?;
+        let target = map_tensor(self.sitie_phase.clone(), (h, w), dev)?;
         let lr = self.cfg.lr;
         let mut opt = AdamW::new(self.state.net.parameters(), lr).with_weight_decay(0.0);
         let amp = match (&self.state.amp_net, &self.amplitude) {
@@ -572,7 +579,7 @@ impl Siprad {
         let scale = scale * high;
         // model image of the selected (raw) phase with its amplitude
         let image_model = crate::engine::autograd::no_grad(|| -> Result<Vec<f32>> {
-            let up = |v: Vec<f32>| Tensor::from_shape_vec(&[1, 1, h, w], v)?.to_device(dev);
+            let up = |v: Vec<f32>| map_tensor(v, (h, w), dev);
             let (a, phi) = match &amp {
                 Some(a) => {
                     let e: Vec<f32> = phi_e_base(a)
@@ -612,7 +619,6 @@ impl Siprad {
     }
 }
 
-/// New networks, optimisers, amplitude scale and `kappa = V0 sigma xi` from `cfg.seed`.
 /// Contamination found in a defocused image: a warning, since Fresnel and magnetic contrast
 /// darken pixels too (measured on the validation panel, README).
 fn warn_defocused(src: &AmplitudeSource, warnings: &mut Vec<String>) {
@@ -626,6 +632,7 @@ fn warn_defocused(src: &AmplitudeSource, warnings: &mut Vec<String>) {
     }
 }
 
+/// New networks, optimisers, amplitude scale and `kappa = V0 sigma xi` from `cfg.seed`.
 fn fresh_state(cfg: &SipradConfig, mic: &Microscope) -> Result<SipradState> {
     cfg.validate()?;
     let mut rng = Rng::new(cfg.seed);

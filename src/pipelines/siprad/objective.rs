@@ -10,6 +10,11 @@ use crate::fit::{Evaluation, Fit, Holdout, Objective, Selection};
 use crate::nn::Cae;
 use crate::optim::AdamW;
 
+/// An (h, w) map as a (1, 1, h, w) tensor on `dev`.
+pub(crate) fn map_tensor(v: Vec<f32>, (h, w): (usize, usize), dev: Device) -> Result<Tensor> {
+    Tensor::from_shape_vec(&[1, 1, h, w], v)?.to_device(dev)
+}
+
 /// Zero-pads an (h, w) map to (1, 1, hp, wp) on `device`.
 pub(crate) fn padded(
     v: &[f32],
@@ -17,7 +22,7 @@ pub(crate) fn padded(
     (hp, wp): (usize, usize),
     dev: Device,
 ) -> Result<Tensor> {
-    Tensor::from_shape_vec(&[1, 1, h, w], v.to_vec())?
+    map_tensor(v.to_vec(), (h, w), Device::Cpu)?
         .pad2d(0, hp - h, 0, wp - w)?
         .to_device(dev)
 }
@@ -34,7 +39,7 @@ pub(crate) fn logit_of(map: &[f32], (h, w): (usize, usize), dev: Device) -> Resu
             (a / (1.0 - a)).ln()
         })
         .collect();
-    Tensor::from_shape_vec(&[1, 1, h, w], v)?.to_device(dev)
+    map_tensor(v, (h, w), dev)
 }
 
 /// The amplitude network's map: `sigmoid(net(input) + bias)` cropped to (h, w).
@@ -45,6 +50,20 @@ pub(crate) fn amp_output(
     (h, w): (usize, usize),
 ) -> Result<Tensor> {
     net.forward(input)?.crop2d(0, h, 0, w)?.add(bias)?.sigmoid()
+}
+
+/// A learned amplitude: `1 + support (sigmoid(net(input) + bias) - 1)`.
+fn learned_amplitude(
+    net: &Cae,
+    input: &Tensor,
+    bias: &Tensor,
+    support: &Tensor,
+    hw: (usize, usize),
+) -> Result<Tensor> {
+    amp_output(net, input, bias, hw)?
+        .add_scalar(-1.0)?
+        .mul(support)?
+        .add_scalar(1.0)
 }
 
 /// The current amplitude (without scale) and `phi_e`, as tensors (none when uniform).
@@ -65,9 +84,7 @@ pub(crate) fn amplitude_now(
             },
             Some(n),
         ) => {
-            // 1 + support (sigmoid(net + bias) - 1)
-            let raw = amp_output(n, input, bias, (h, w))?;
-            let a = raw.add_scalar(-1.0)?.mul(support)?.add_scalar(1.0)?;
+            let a = learned_amplitude(n, input, bias, support, (h, w))?;
             let phi_e = phi_e_base_tensor(&a)?.mul(&k)?;
             Ok(Some((a, phi_e)))
         }
@@ -220,11 +237,7 @@ impl Objective for Fitting<'_> {
         let (h, w) = self.hw;
         let dev = self.cfg.device;
         let a = crate::engine::autograd::no_grad(|| {
-            let raw = amp_output(net, input, bias, (h, w))?;
-            raw.add_scalar(-1.0)?
-                .mul(support)?
-                .add_scalar(1.0)?
-                .to_vec()
+            learned_amplitude(net, input, bias, support, self.hw)?.to_vec()
         })?;
         let c = constrain(&a, mask, allowed, h, w);
         if collapsed(c.high, c.area_fraction, *area0) {
@@ -234,11 +247,10 @@ impl Objective for Fitting<'_> {
                  kept fixed",
                 c.high, c.area_fraction, area0
             ));
-            let up = |v: Vec<f32>| Tensor::from_shape_vec(&[1, 1, h, w], v)?.to_device(dev);
             let base = phi_e_base(sane);
             *self.amplitude = Amplitude::Fixed {
-                amp: up(sane.clone())?,
-                base: up(base)?,
+                amp: map_tensor(sane.clone(), self.hw, dev)?,
+                base: map_tensor(base, self.hw, dev)?,
                 mask: mask.clone(),
             };
             return Ok(());
@@ -252,7 +264,7 @@ impl Objective for Fitting<'_> {
             net,
             input: &new_in,
             bias: &new_bias,
-            target: Tensor::from_shape_vec(&[1, 1, h, w], c.map.clone())?.to_device(dev)?,
+            target: map_tensor(c.map.clone(), self.hw, dev)?,
             hw: self.hw,
         };
         let mut opt = AdamW::new(net.parameters(), self.cfg.lr).with_weight_decay(0.0);
