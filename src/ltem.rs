@@ -8,7 +8,9 @@ pub use crate::physics::ltem::align::{
     align_stack, apply_shift, phase_correlation, AlignReference, Shift,
 };
 pub use crate::physics::ltem::contamination::{self, AmplitudeMap};
-pub use crate::physics::ltem::forward::{add_noise, induction, magnetic_phase, LtemForward};
+pub use crate::physics::ltem::forward::{
+    add_noise, induction, magnetic_phase, magnetic_phase_at, LtemForward, PhaseForward,
+};
 pub use crate::physics::ltem::metrics::{self, accuracy, Accuracy};
 pub use crate::physics::ltem::optics::{interaction_constant, wavelength_nm, Microscope};
 pub use crate::physics::ltem::sitie::{min_subtracted, mirror_extend, sitie, SitieConfig};
