@@ -74,7 +74,8 @@ family_tests! {
     mse_loss => "loss",
     spectral_conv_matches_the_cpu => "spectral",
     max_all_matches_the_cpu => "max_all",
-    expi_matches_the_cpu => "expi";
+    expi_matches_the_cpu => "expi",
+    affine_sample_matches_the_cpu => "sample";
     golden:
     golden_unary => "unary",
     golden_binary => "binary",
@@ -161,6 +162,55 @@ fn spectral_conv_matches_the_composed_operator_on_the_gpu() {
 fn fused_conv_leaky_matches_unfused_on_the_gpu() {
     gpu_or_skip!("fused_conv_leaky_matches_unfused_on_the_gpu");
     ops::check_fused_conv_leaky(G);
+}
+
+#[test]
+fn affine_sample_exact_answers_on_the_gpu() {
+    gpu_or_skip!("affine_sample_exact_answers_on_the_gpu");
+    ops::check_affine_sample_exact(G);
+}
+
+/// `<S x, y> = <x, S^T y>` with the GPU's gather for S^T (magnified, minified, rotated and a
+/// singular map).
+#[test]
+fn affine_sample_adjoint_identity_on_the_gpu() {
+    gpu_or_skip!("affine_sample_adjoint_identity_on_the_gpu");
+    ops::check_affine_sample_adjoint(G);
+}
+
+#[test]
+fn affine_sample_gradients_match_f64_on_the_gpu() {
+    gpu_or_skip!("affine_sample_gradients_match_f64_on_the_gpu");
+    ops::check_affine_sample_f64(G);
+}
+
+#[test]
+fn affine_sample_bad_shapes_are_errors_on_the_gpu() {
+    gpu_or_skip!("affine_sample_bad_shapes_are_errors_on_the_gpu");
+    ops::check_affine_sample_errors(G);
+}
+
+/// A trained map: an angle and an offset on the device, the affine map built from them by
+/// tensor ops, one gradient step's gradients equal to the CPU's (the map never leaves the
+/// device inside the op).
+#[test]
+fn affine_sample_trained_rotation_matches_the_cpu() {
+    gpu_or_skip!("affine_sample_trained_rotation_matches_the_cpu");
+    let x = rnd(&[1, 2, 12, 10], -1.0, 1.0, 5);
+    let theta = Tensor::from_shape_vec(&[1], vec![0.2]).unwrap();
+    let offset = Tensor::from_shape_vec(&[2], vec![0.7, -0.4]).unwrap();
+    gpu_vs_cpu(
+        "affine_sample of a rotation built by tensor ops",
+        &[x, theta, offset],
+        |v| {
+            let e = v[1].expi().unwrap();
+            let (c, s) = (e.re().unwrap(), e.im().unwrap());
+            let (bc, br) = (v[2].narrow(0, 0, 1).unwrap(), v[2].narrow(0, 1, 1).unwrap());
+            let a = Tensor::cat(&[c.clone(), s.neg().unwrap(), bc, s, c, br], 0).unwrap();
+            v[0].affine_sample(&a, 11, 9).unwrap()
+        },
+        SUM_ORDER,
+    );
 }
 
 // ------------------------------------------------------------------ optimiser and training

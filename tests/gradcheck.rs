@@ -1,7 +1,8 @@
 //! Central finite-difference checks of every op's VJP on random inputs (real and complex; the
 //! table is `common/ops.rs`, whose cases `gpu_ops.rs` runs on the GPU), adjoint identities of
 //! the linear ops, and the CPU side of the checks of the newer ops (`max_all` ties,
-//! `randn_keyed`, `spectral_conv` against the composed operator, the fused `conv2d_leaky`).
+//! `randn_keyed`, `spectral_conv` against the composed operator, the fused `conv2d_leaky`,
+//! `affine_sample`'s exact answers, adjoint and f64 derivatives).
 
 mod common;
 use common::reference::{f64s, instance_norm_ref, spectral_ref};
@@ -39,6 +40,7 @@ fd_tests! {
     spectral_conv_fd => "spectral",
     max_all_fd => "max_all",
     expi_fd => "expi",
+    affine_sample_in_x_fd => "sample",
 }
 
 /// Complex inner product `sum conj(u) v` in f64.
@@ -155,6 +157,78 @@ fn randn_keyed_streams() {
 #[test]
 fn fused_conv_leaky_matches_unfused() {
     ops::check_fused_conv_leaky(Device::Cpu);
+}
+
+#[test]
+fn affine_sample_exact_answers() {
+    ops::check_affine_sample_exact(Device::Cpu);
+}
+
+#[test]
+fn affine_sample_adjoint_identity() {
+    ops::check_affine_sample_adjoint(Device::Cpu);
+}
+
+/// Both VJPs against f64: dx against the reference's transpose, the affine map's gradient
+/// against kink-free central differences of the f64 reference (see the table's comment).
+#[test]
+fn affine_sample_gradients_match_f64() {
+    ops::check_affine_sample_f64(Device::Cpu);
+}
+
+#[test]
+fn affine_sample_bad_shapes_are_errors() {
+    ops::check_affine_sample_errors(Device::Cpu);
+}
+
+/// The CPU handles any map: a singular one (every output samples one point) and one far
+/// outside the image (all zeros), with finite gradients.
+#[test]
+fn affine_sample_degenerate_maps() {
+    let mut r = Rng::new(34);
+    let x = rand(&[1, 2, 5, 6], -1.0, 1.0, &mut r).requires_grad();
+    let xv = x.to_vec().unwrap();
+    let at = |v: [f32; 6]| {
+        Tensor::from_shape_vec(&[6], v.to_vec())
+            .unwrap()
+            .requires_grad()
+    };
+    // s = (2.25, 3.5) everywhere: 0.75 0.5 x[2,3] + 0.75 0.5 x[2,4] + 0.25 0.5 x[3,3] + ...
+    let a = at([0.0, 0.0, 3.5, 0.0, 0.0, 2.25]);
+    let y = x.affine_sample(&a, 40, 70).unwrap();
+    let p = |q: usize, r: usize, c: usize| xv[(q * 5 + r) * 6 + c];
+    for q in 0..2 {
+        let want = 0.375 * (p(q, 2, 3) + p(q, 2, 4)) + 0.125 * (p(q, 3, 3) + p(q, 3, 4));
+        let got = y.narrow(1, q, 1).unwrap().to_vec().unwrap();
+        assert_close_slice("singular map", &got, &vec![want; 40 * 70], ELEMENTWISE);
+    }
+    let g = y.sum_all().unwrap().backward().unwrap();
+    let dx = g.get(&x).unwrap().to_vec().unwrap();
+    let n = (40 * 70) as f32;
+    assert_close_scalar(
+        "singular map dx",
+        dx[2 * 6 + 3] as f64,
+        (0.375 * n) as f64,
+        ACCUMULATED,
+    );
+    assert_close_scalar(
+        "singular map dx",
+        dx[3 * 6 + 4] as f64,
+        (0.125 * n) as f64,
+        ACCUMULATED,
+    );
+    assert!(g
+        .get(&a)
+        .unwrap()
+        .to_vec()
+        .unwrap()
+        .iter()
+        .all(|v| v.is_finite()));
+    let far = at([1.0, 0.0, 1e6, 0.0, 1.0, -1e6]);
+    let y = x.affine_sample(&far, 3, 4).unwrap();
+    assert_eq!(y.to_vec().unwrap(), vec![0.0; 2 * 12]);
+    let g = y.sum_all().unwrap().backward().unwrap();
+    assert_eq!(g.get(&far).unwrap().to_vec().unwrap(), vec![0.0; 6]);
 }
 
 #[test]

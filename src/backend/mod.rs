@@ -257,3 +257,31 @@ impl NormShape {
         self.n * self.c
     }
 }
+
+/// Sizes of an affine bilinear sampling (`backend/cpu/sample.rs`): x (planes, h, w) sampled at
+/// `s = A (j, i) + b` for every output pixel (i, j) of (planes, oh, ow); the affine map is the
+/// six numbers `[a_cc, a_cr, b_c, a_rc, a_rr, b_r]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SampleShape {
+    /// Planes (N C).
+    pub planes: usize,
+    /// Input rows.
+    pub h: usize,
+    /// Input columns.
+    pub w: usize,
+    /// Output rows.
+    pub oh: usize,
+    /// Output columns.
+    pub ow: usize,
+}
+
+impl SampleShape {
+    /// Elements of x.
+    pub fn input_len(&self) -> usize {
+        self.planes * self.h * self.w
+    }
+    /// Elements of y.
+    pub fn output_len(&self) -> usize {
+        self.planes * self.oh * self.ow
+    }
+}

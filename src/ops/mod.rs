@@ -16,6 +16,7 @@ mod pad;
 mod random;
 mod reduce;
 mod resample;
+mod sample;
 mod shape;
 mod spectral;
 

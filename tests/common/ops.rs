@@ -4,7 +4,8 @@
 //! inputs), how to make the inputs, the op, the finite-difference step and the GPU-vs-CPU
 //! tolerance. Beside the table: the checks of the newer ops that need more than a table row
 //! (ties of `max_all`, `randn_keyed`'s streams, `spectral_conv` against the composed operator,
-//! the fused `conv2d_leaky`), each taking the device.
+//! the fused `conv2d_leaky`, `affine_sample`'s exact answers, adjoint and f64 derivatives), each
+//! taking the device.
 
 use super::*;
 use magprior::Device;
@@ -37,7 +38,7 @@ impl OpCase {
 }
 
 /// Every family of the table, in table order.
-pub const FAMILIES: [&str; 12] = [
+pub const FAMILIES: [&str; 13] = [
     "unary",
     "binary",
     "reduce",
@@ -50,6 +51,7 @@ pub const FAMILIES: [&str; 12] = [
     "spectral",
     "max_all",
     "expi",
+    "sample",
 ];
 
 /// Probes per input for the finite differences.
@@ -623,6 +625,37 @@ pub fn cases() -> Vec<OpCase> {
     let op = |v: &[Tensor]| v[0].expi().unwrap().mul(&v[1]).unwrap().re().unwrap();
     let pz = two(real(&[4, 9], -4.0, 4.0), cplx(&[4, 9], 0.0));
     t.add("expi", "Re(expi(phi) z)", pz, op, Some(1e-2), gt);
+
+    // ---------------------------------------------------------------- affine_sample
+    // Both x and the affine map as inputs: the GPU-vs-CPU check covers both VJPs. Finite
+    // differences in f32 at a fixed step cannot check the affine map's gradient: the sampled
+    // image is only piecewise smooth, and with ~100-500 samples some sample crosses a pixel
+    // line within any step large enough for f32 (a kink: an O(1) error in one term). So these
+    // cases have no step; `check_affine_sample_f64` checks both gradients against f64 central
+    // differences of an f64 reference with a step, per parameter, that no sample's cell
+    // changes within (exact there: y is linear in each parameter inside a cell). The "in x"
+    // cases (the map a constant) are finite-differenced here (linear in x).
+    for g in SAMPLE_GEOMETRIES {
+        let (oh, ow) = g.out;
+        let a = g.affine();
+        let inputs = move |r: &mut Rng| {
+            vec![
+                Tensor::rand(&SAMPLE_X, -1.0, 1.0, r),
+                Tensor::from_shape_vec(&[6], a.to_vec()).unwrap(),
+            ]
+        };
+        let op = move |v: &[Tensor]| v[0].affine_sample(&v[1], oh, ow).unwrap();
+        let name = format!("affine_sample {}", g.name);
+        t.add("sample", name, inputs, op, None, so);
+        let op = move |v: &[Tensor]| {
+            let a = Tensor::from_shape_vec(&[6], a.to_vec()).unwrap();
+            v[0].affine_sample(&a.to_device(v[0].device()).unwrap(), oh, ow)
+                .unwrap()
+        };
+        let x = one(real(&SAMPLE_X, -1.0, 1.0));
+        let name = format!("affine_sample {} in x", g.name);
+        t.add("sample", name, x, op, Some(1e-2), so);
+    }
     t.0
 }
 
@@ -935,4 +968,362 @@ pub fn check_fused_conv_leaky(device: Device) {
         &b,
         ELEMENTWISE,
     );
+}
+
+// ------------------------------------------------------------------ affine_sample
+
+/// x of the `affine_sample` cases: (N, C, H, W).
+pub const SAMPLE_X: [usize; 4] = [2, 3, 9, 11];
+
+/// One affine map of the `affine_sample` cases: a rotation by `theta_deg` and a scale
+/// (input pixels per output pixel) about the centres of the output and of x, then `shift`
+/// (columns, rows) in input pixels; the output is `out` (rows, columns).
+#[derive(Clone, Copy, Debug)]
+pub struct SampleGeometry {
+    pub name: &'static str,
+    pub theta_deg: f64,
+    pub scale: f64,
+    pub shift: (f64, f64),
+    pub out: (usize, usize),
+}
+
+impl SampleGeometry {
+    /// `[a_cc, a_cr, b_c, a_rc, a_rr, b_r]` (f32).
+    pub fn affine(&self) -> [f32; 6] {
+        let (h, w) = (SAMPLE_X[2] as f64, SAMPLE_X[3] as f64);
+        let (oh, ow) = (self.out.0 as f64, self.out.1 as f64);
+        let (sin, cos) = self.theta_deg.to_radians().sin_cos();
+        let k = self.scale;
+        let (acc, acr, arc, arr) = (k * cos, -k * sin, k * sin, k * cos);
+        // the output's centre maps to x's centre, then the shift
+        let (jc, ic) = ((ow - 1.0) / 2.0, (oh - 1.0) / 2.0);
+        let bc = (w - 1.0) / 2.0 - (acc * jc + acr * ic) + self.shift.0;
+        let br = (h - 1.0) / 2.0 - (arc * jc + arr * ic) + self.shift.1;
+        [acc, acr, bc, arc, arr, br].map(|v| v as f32)
+    }
+}
+
+/// The maps of the table: near-unit rotations with some outputs outside x, a magnification
+/// (output finer than x: the GPU's gather visits several outputs per input pixel) and a
+/// minification.
+pub const SAMPLE_GEOMETRIES: [SampleGeometry; 4] = [
+    SampleGeometry {
+        name: "rotate 10 scale 1.1",
+        theta_deg: 10.0,
+        scale: 1.1,
+        shift: (1.3, -0.8),
+        out: (9, 11),
+    },
+    SampleGeometry {
+        name: "rotate -9 scale 0.85",
+        theta_deg: -9.0,
+        scale: 0.85,
+        shift: (-1.6, 2.1),
+        out: (11, 13),
+    },
+    SampleGeometry {
+        name: "magnify 0.4",
+        theta_deg: 7.0,
+        scale: 0.4,
+        shift: (1.17, 0.83),
+        out: (21, 25),
+    },
+    SampleGeometry {
+        name: "minify 2.5",
+        theta_deg: -12.0,
+        scale: 2.5,
+        shift: (0.7, -0.4),
+        out: (5, 6),
+    },
+];
+
+fn on_device(shape: &[usize], v: Vec<f32>, device: Device) -> Tensor {
+    Tensor::from_shape_vec(shape, v)
+        .unwrap()
+        .to_device(device)
+        .unwrap()
+}
+
+/// Exact answers on `device`: the identity returns x, an integer shift is a shifted copy with
+/// zeros, a 90-degree rotation about the centre of a square image is the transposed and
+/// flipped array, and sampling a linear ramp at interior points reproduces the ramp (bilinear
+/// interpolation is exact on linear functions), with the ramp's exact affine gradient.
+pub fn check_affine_sample_exact(device: Device) {
+    let mut r = Rng::new(31);
+    let (n, c, h, w) = (2, 3, 6, 8);
+    let xv = Tensor::rand(&[n, c, h, w], -1.0, 1.0, &mut r)
+        .to_vec()
+        .unwrap();
+    let x = on_device(&[n, c, h, w], xv.clone(), device);
+    let sample = |x: &Tensor, a: [f32; 6], oh: usize, ow: usize| {
+        let y = x
+            .affine_sample(&on_device(&[6], a.to_vec(), device), oh, ow)
+            .unwrap();
+        assert_eq!(y.device(), device);
+        y.to_vec().unwrap()
+    };
+    assert_eq!(
+        sample(&x, [1.0, 0.0, 0.0, 0.0, 1.0, 0.0], h, w),
+        xv,
+        "{device}: the identity"
+    );
+    // identity + (2, -1): y[i, j] = x[i - 1, j + 2], zero outside; into a larger output too
+    for (oh, ow) in [(h, w), (h + 2, w + 3)] {
+        let got = sample(&x, [1.0, 0.0, 2.0, 0.0, 1.0, -1.0], oh, ow);
+        let mut want = vec![0f32; n * c * oh * ow];
+        for q in 0..n * c {
+            for i in 0..oh {
+                for j in 0..ow {
+                    let (sr, sc) = (i as isize - 1, j as isize + 2);
+                    if sr >= 0 && (sr as usize) < h && (sc as usize) < w {
+                        want[(q * oh + i) * ow + j] = xv[(q * h + sr as usize) * w + sc as usize];
+                    }
+                }
+            }
+        }
+        assert_eq!(got, want, "{device}: integer shift (2, -1) into {oh}x{ow}");
+    }
+    // 90 degrees about the centre of a 7x7 image: s_c = i, s_r = 6 - j, so y is x transposed
+    // with its columns flipped
+    let m = 7;
+    let sq = Tensor::rand(&[1, 2, m, m], -1.0, 1.0, &mut r)
+        .to_vec()
+        .unwrap();
+    let xs = on_device(&[1, 2, m, m], sq.clone(), device);
+    let got = sample(&xs, [0.0, 1.0, 0.0, -1.0, 0.0, (m - 1) as f32], m, m);
+    let mut want = vec![0f32; 2 * m * m];
+    for q in 0..2 {
+        for i in 0..m {
+            for j in 0..m {
+                // transpose: t[i][j] = x[j][i]; flip the columns: y[i][j] = t[i][m-1-j]
+                want[(q * m + i) * m + j] = sq[(q * m + (m - 1 - j)) * m + i];
+            }
+        }
+    }
+    assert_eq!(got, want, "{device}: rotation by 90 degrees");
+    // the ramp x = 3 r - 2 c + 1 sampled at interior points (strictly inside, so the taps past
+    // the last row and column have weight 0 and dy/ds is the ramp's slope everywhere)
+    let (rh, rw, oh, ow) = (9, 11, 6, 7);
+    let ramp: Vec<f32> = (0..2 * rh * rw)
+        .map(|k| {
+            let (rr, cc) = ((k / rw) % rh, k % rw);
+            3.0 * rr as f32 - 2.0 * cc as f32 + 1.0
+        })
+        .collect();
+    let g = SampleGeometry {
+        name: "ramp",
+        theta_deg: 17.0,
+        scale: 0.7,
+        shift: (0.21, -0.13),
+        out: (oh, ow),
+    };
+    let a = g.affine();
+    let xr = on_device(&[2, 1, rh, rw], ramp, device);
+    let at = on_device(&[6], a.to_vec(), device).requires_grad();
+    let y = xr.affine_sample(&at, oh, ow).unwrap();
+    let got = y.to_vec().unwrap();
+    let a64 = a.map(|v| v as f64);
+    let mut want = Vec::new();
+    let mut sums = [0f64; 6];
+    for _plane in 0..2 {
+        for i in 0..oh {
+            for j in 0..ow {
+                let dir = [j as f64, i as f64, 1.0];
+                let sc = a64[0] * dir[0] + a64[1] * dir[1] + a64[2];
+                let sr = a64[3] * dir[0] + a64[4] * dir[1] + a64[5];
+                assert!(
+                    sr > 0.0 && sc > 0.0 && sr < (rh - 1) as f64 && sc < (rw - 1) as f64,
+                    "ramp sample ({sr}, {sc}) is not interior"
+                );
+                want.push((3.0 * sr - 2.0 * sc + 1.0) as f32);
+                // upstream gradient 1: dL/ds_c = -2, dL/ds_r = 3 at every sample
+                for k in 0..3 {
+                    sums[k] += -2.0 * dir[k];
+                    sums[3 + k] += 3.0 * dir[k];
+                }
+            }
+        }
+    }
+    assert_close_slice(&format!("{device} ramp"), &got, &want, ELEMENTWISE);
+    let ga = y.sum_all().unwrap().backward().unwrap();
+    let da = ga.get(&at).unwrap();
+    assert_eq!(da.device(), device);
+    let want: Vec<f32> = sums.iter().map(|&v| v as f32).collect();
+    assert_close_slice(
+        &format!("{device} ramp affine gradient"),
+        &da.to_vec().unwrap(),
+        &want,
+        ELEMENTWISE,
+    );
+}
+
+/// `<S x, y> = <x, S^T y>` on `device` for every map of the table (S^T by the backward pass),
+/// and for a singular map (every output samples one point).
+pub fn check_affine_sample_adjoint(device: Device) {
+    let mut r = Rng::new(32);
+    let singular = [0.0, 0.0, 4.3, 0.0, 0.0, 2.6];
+    let maps = SAMPLE_GEOMETRIES
+        .iter()
+        .map(|g| (g.name, g.affine(), g.out))
+        .chain([("singular", singular, (5, 6))]);
+    for (name, a, (oh, ow)) in maps {
+        let x = Tensor::rand(&SAMPLE_X, -1.0, 1.0, &mut r)
+            .to_device(device)
+            .unwrap()
+            .requires_grad();
+        let at = on_device(&[6], a.to_vec(), device);
+        let sx = x.affine_sample(&at, oh, ow).unwrap();
+        let y = Tensor::rand(sx.shape(), -1.0, 1.0, &mut r)
+            .to_device(device)
+            .unwrap();
+        let sty = sx.backward_with(&y).unwrap().remove(&x).unwrap();
+        assert_eq!(sty.device(), device);
+        let dot = |u: &Tensor, v: &Tensor| -> f64 {
+            let (u, v) = (u.to_vec().unwrap(), v.to_vec().unwrap());
+            u.iter().zip(&v).map(|(a, b)| *a as f64 * *b as f64).sum()
+        };
+        assert_adjoint(
+            &format!("{device} affine_sample {name}"),
+            (dot(&sx, &y), 0.0),
+            (dot(&x, &sty), 0.0),
+            ADJOINT,
+        );
+    }
+}
+
+/// Both gradients of every map of the table against f64 on `device`: the forward and dx against
+/// the f64 reference and its transpose, the affine map's gradient against central differences
+/// of the f64 reference. The step of each parameter is half the largest with which no sample
+/// changes cell (y is linear in each parameter inside a cell, so these differences are exact
+/// up to rounding); no sample lies within 1e-4 of a pixel line, so f32 and f64 (and CPU and
+/// GPU) agree on every cell. Also: only tracked inputs get a gradient.
+pub fn check_affine_sample_f64(device: Device) {
+    use super::reference::{affine_sample_ref, affine_sample_t_ref, f64s};
+    let mut r = Rng::new(33);
+    let [n, c, h, w] = SAMPLE_X;
+    for g in SAMPLE_GEOMETRIES {
+        let (oh, ow) = g.out;
+        let dims = [n * c, h, w, oh, ow];
+        let a32 = g.affine();
+        let a: [f64; 6] = a32.map(|v| v as f64);
+        let xv = Tensor::rand(&SAMPLE_X, -1.0, 1.0, &mut r).to_vec().unwrap();
+        let gyv = Tensor::rand(&[n, c, oh, ow], -1.0, 1.0, &mut r)
+            .to_vec()
+            .unwrap();
+        let (x64, gy64) = (f64s(&xv), f64s(&gyv));
+        // the largest step per parameter that keeps every sample in its cell
+        let mut steps = [f64::INFINITY; 6];
+        let mut nearest = f64::INFINITY;
+        let mut outside = 0;
+        for i in 0..oh {
+            for j in 0..ow {
+                let dir = [j as f64, i as f64, 1.0];
+                let sc = a[0] * dir[0] + a[1] * dir[1] + a[2];
+                let sr = a[3] * dir[0] + a[4] * dir[1] + a[5];
+                if sr < 0.0 || sc < 0.0 || sr > (h - 1) as f64 || sc > (w - 1) as f64 {
+                    outside += 1;
+                }
+                for (k, s) in [(0, sc), (3, sr)] {
+                    let d = (s - s.round()).abs();
+                    nearest = nearest.min(d);
+                    for (m, &v) in dir.iter().enumerate() {
+                        if v != 0.0 {
+                            steps[k + m] = steps[k + m].min(d / v.abs());
+                        }
+                    }
+                }
+            }
+        }
+        let what = format!("{device} affine_sample {}", g.name);
+        assert!(
+            nearest > 1e-4,
+            "{what}: a sample {nearest:.1e} from a pixel line"
+        );
+        assert!(
+            outside > 0 && outside < oh * ow,
+            "{what}: {outside} of {} samples outside x",
+            oh * ow
+        );
+        // the op, both inputs tracked
+        let xt = on_device(&SAMPLE_X, xv.clone(), device).requires_grad();
+        let at = on_device(&[6], a32.to_vec(), device).requires_grad();
+        let y = xt.affine_sample(&at, oh, ow).unwrap();
+        assert_eq!(y.device(), device);
+        let grads = y
+            .backward_with(&on_device(y.shape(), gyv.clone(), device))
+            .unwrap();
+        assert_close_f64(
+            &format!("{what} forward vs f64"),
+            &y.to_vec().unwrap(),
+            &affine_sample_ref(&x64, dims, &a),
+            ACCUMULATED,
+        );
+        let dx = grads.get(&xt).unwrap();
+        assert_eq!(dx.device(), device);
+        assert_close_f64(
+            &format!("{what} dx vs f64 S^T gy"),
+            &dx.to_vec().unwrap(),
+            &affine_sample_t_ref(&gy64, dims, &a),
+            ACCUMULATED,
+        );
+        let loss = |a: &[f64; 6]| -> f64 {
+            let y = affine_sample_ref(&x64, dims, a);
+            y.iter().zip(&gy64).map(|(p, q)| p * q).sum()
+        };
+        let fd: Vec<f64> = (0..6)
+            .map(|k| {
+                let step = (0.5 * steps[k]).min(1e-2);
+                let (mut p, mut m) = (a, a);
+                p[k] += step;
+                m[k] -= step;
+                (loss(&p) - loss(&m)) / (2.0 * step)
+            })
+            .collect();
+        let da = grads.get(&at).unwrap();
+        assert_eq!(da.device(), device);
+        assert_eq!(da.shape(), [6]);
+        println!("{what}: steps {steps:?}, affine gradient {fd:?}");
+        assert_close_f64(
+            &format!("{what} affine gradient vs f64 central differences"),
+            &da.to_vec().unwrap(),
+            &fd,
+            SUM_ORDER,
+        );
+        // only the tracked input gets a gradient
+        let xc = on_device(&SAMPLE_X, xv.clone(), device);
+        let y = xc.affine_sample(&at, oh, ow).unwrap();
+        let gr = y.sum_all().unwrap().backward().unwrap();
+        assert!(gr.get(&at).is_some() && gr.get(&xc).is_none(), "{what}");
+        let ac = on_device(&[6], a32.to_vec(), device);
+        let y = xt.affine_sample(&ac, oh, ow).unwrap();
+        let gr = y.sum_all().unwrap().backward().unwrap();
+        assert!(gr.get(&xt).is_some() && gr.get(&ac).is_none(), "{what}");
+    }
+}
+
+/// Bad shapes are errors, not panics, on `device`.
+pub fn check_affine_sample_errors(device: Device) {
+    let x = on_device(&[1, 1, 4, 5], vec![0.5; 20], device);
+    let a = on_device(&[6], vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0], device);
+    assert!(x.affine_sample(&a, 4, 5).is_ok());
+    // a (2, 3) map is six numbers too
+    assert!(x.affine_sample(&a.reshape(&[2, 3]).unwrap(), 4, 5).is_ok());
+    let five = on_device(&[5], vec![1.0; 5], device);
+    let e = x.affine_sample(&five, 4, 5).unwrap_err().to_string();
+    assert!(e.contains("6 elements"), "{e}");
+    let x3 = x.reshape(&[1, 4, 5]).unwrap();
+    let e = x3.affine_sample(&a, 4, 5).unwrap_err().to_string();
+    assert!(e.contains("rank 4"), "{e}");
+    assert!(x.affine_sample(&a, 0, 5).is_err());
+    assert!(x.affine_sample(&a, 4, 0).is_err());
+    let empty = on_device(&[1, 1, 0, 5], vec![], device);
+    assert!(empty.affine_sample(&a, 4, 5).is_err());
+    let z = super::rand_c(&[1, 1, 4, 5], &mut Rng::new(1))
+        .to_device(device)
+        .unwrap();
+    assert!(z.affine_sample(&a, 4, 5).is_err());
+    let az = super::rand_c(&[6], &mut Rng::new(2))
+        .to_device(device)
+        .unwrap();
+    assert!(x.affine_sample(&az, 4, 5).is_err());
 }

@@ -275,3 +275,61 @@ pub fn spectral_ref(
     }
     out
 }
+
+/// Affine bilinear sampling in f64, zero outside: the taps and weights of output (i, j) of an
+/// `(oh, ow)` output, `s_c = a0 j + a1 i + a2`, `s_r = a3 j + a4 i + a5`, over an `(h, w)` image:
+/// `[(r, c, weight)]` for the taps inside the image.
+pub fn affine_taps(
+    a: &[f64; 6],
+    i: usize,
+    j: usize,
+    h: usize,
+    w: usize,
+) -> Vec<(usize, usize, f64)> {
+    let (fi, fj) = (i as f64, j as f64);
+    let (sr, sc) = (a[3] * fj + a[4] * fi + a[5], a[0] * fj + a[1] * fi + a[2]);
+    let (r0, c0) = (sr.floor(), sc.floor());
+    let (fr, fc) = (sr - r0, sc - c0);
+    let mut taps = Vec::new();
+    for (dr, wr) in [(0.0, 1.0 - fr), (1.0, fr)] {
+        for (dc, wc) in [(0.0, 1.0 - fc), (1.0, fc)] {
+            let (r, c) = (r0 + dr, c0 + dc);
+            if r >= 0.0 && c >= 0.0 && r < h as f64 && c < w as f64 {
+                taps.push((r as usize, c as usize, wr * wc));
+            }
+        }
+    }
+    taps
+}
+
+/// `y = S x` (forward) of `planes` planes `(h, w)` -> `(oh, ow)`, in f64.
+pub fn affine_sample_ref(x: &[f64], dims: [usize; 5], a: &[f64; 6]) -> Vec<f64> {
+    let [planes, h, w, oh, ow] = dims;
+    let mut y = vec![0.0; planes * oh * ow];
+    for i in 0..oh {
+        for j in 0..ow {
+            for (r, c, wt) in affine_taps(a, i, j, h, w) {
+                for q in 0..planes {
+                    y[(q * oh + i) * ow + j] += wt * x[(q * h + r) * w + c];
+                }
+            }
+        }
+    }
+    y
+}
+
+/// `dx = S^T gy` of [`affine_sample_ref`], in f64.
+pub fn affine_sample_t_ref(gy: &[f64], dims: [usize; 5], a: &[f64; 6]) -> Vec<f64> {
+    let [planes, h, w, oh, ow] = dims;
+    let mut dx = vec![0.0; planes * h * w];
+    for i in 0..oh {
+        for j in 0..ow {
+            for (r, c, wt) in affine_taps(a, i, j, h, w) {
+                for q in 0..planes {
+                    dx[(q * h + r) * w + c] += wt * gy[(q * oh + i) * ow + j];
+                }
+            }
+        }
+    }
+    dx
+}

@@ -9,6 +9,7 @@ pub mod norm;
 pub mod optim;
 pub mod random;
 pub mod resample;
+pub mod sample;
 pub mod spectral;
 pub mod strided;
 

@@ -19,6 +19,7 @@ pub mod pad;
 pub mod pool;
 pub mod random;
 pub mod reduce;
+pub mod sample;
 pub mod spectral;
 pub mod upsample;
 
