@@ -31,6 +31,7 @@ mod engine;
 pub mod error;
 pub mod fit;
 pub mod io;
+pub mod joint;
 pub mod ltem;
 pub mod nn;
 pub mod nv;

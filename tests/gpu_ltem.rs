@@ -333,3 +333,92 @@ fn ensembles_on_the_gpu_match_the_cpu_member_by_member() {
         .fold(0f32, |a, (x, y)| a.max((x - y).abs()));
     assert!(diff < 1e-2 * peak, "NV ensemble mean: {diff} of {peak}");
 }
+
+/// The joint NV + LTEM reconstruction (affine resampling with a trained registration, phase
+/// and image models, NV forward, energy prior) on the GPU against the CPU: a small analytic
+/// vortex disk, a few iterations.
+#[test]
+fn joint_on_the_gpu_matches_the_cpu() {
+    gpu_or_skip!("joint_on_the_gpu_matches_the_cpu");
+    use magprior::joint::{self, JointConfig, LtemMeasurement, Registration};
+    let (h, w) = (32, 32);
+    let mut m = vec![0f32; 3 * h * w];
+    let mut support = vec![0f32; h * w];
+    for r in 0..h {
+        for c in 0..w {
+            let (x, y) = (c as f64 - 15.5, r as f64 - 15.5);
+            let rho = x.hypot(y);
+            if rho < 12.0 {
+                let i = r * w + c;
+                support[i] = 1.0;
+                let mz = (-(rho / 2.0).powi(2)).exp();
+                let ip = (1.0 - mz * mz).sqrt();
+                m[i] = (-y / rho * ip * 8.6e5) as f32;
+                m[h * w + i] = (x / rho * ip * 8.6e5) as f32;
+                m[2 * h * w + i] = (mz * 8.6e5) as f32;
+            }
+        }
+    }
+    let mic = Microscope {
+        defocus: -2e5,
+        scale: 6.0,
+        ..Microscope::siprad_demo()
+    };
+    let reg = Registration {
+        offset_nm: [3.0, -2.0],
+        rotation_deg: 2.0,
+    };
+    let geom = magprior::nv::NvGeometry {
+        pixel: 5e-9,
+        ..Default::default()
+    };
+    let sim = joint::simulate(&m, h, w, &geom, &mic, 24, 24, &reg, 0.01, 0.1, 3).unwrap();
+    let cfg = |device| JointConfig {
+        geom: geom.clone(),
+        microscope: mic.clone(),
+        fit_registration: true,
+        iters: 12,
+        channels: vec![4, 8],
+        kernel: 3,
+        device,
+        ..Default::default()
+    };
+    let run = |device| {
+        joint::reconstruct_joint(
+            &sim.bnv,
+            h,
+            w,
+            &LtemMeasurement::Image(sim.image.clone()),
+            24,
+            24,
+            &support,
+            &cfg(device),
+            &mut |_| true,
+        )
+        .unwrap()
+    };
+    let (rc, rg) = (run(Device::Cpu), run(G));
+    assert_eq!(rc.history.len(), rg.history.len());
+    for (a, b) in rc.history.iter().zip(&rg.history) {
+        assert_close_scalar(
+            &format!("joint loss at {}", a.iter),
+            b.loss,
+            a.loss,
+            JOINT_LOSS,
+        );
+    }
+    let (oc, og) = (rc.registration.offset_nm, rg.registration.offset_nm);
+    println!(
+        "joint 32x32 + 24x24, 12 iterations: final loss CPU {:.5e} GPU {:.5e}; offset CPU {oc:?} GPU {og:?}",
+        rc.history[11].loss, rg.history[11].loss
+    );
+    assert!((oc[0] - og[0]).abs() < 0.05 && (oc[1] - og[1]).abs() < 0.05);
+    assert!((rc.registration.rotation_deg - rg.registration.rotation_deg).abs() < 0.01);
+    let peak = rc.magnetization.iter().fold(0f32, |a, v| a.max(v.abs()));
+    assert_close_slice(
+        "joint magnetisation",
+        &rg.magnetization,
+        &rc.magnetization,
+        Tol::of_peak(0.02, peak as f64),
+    );
+}

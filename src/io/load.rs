@@ -32,7 +32,7 @@ pub fn load_array(path: &Path) -> Result<Loaded> {
         return Err(Error::Format {
             path: path.to_path_buf(),
             msg: format!(
-                "non-finite value (NaN or inf) at element {i}; a measured map's dropouts can be left out of the fit with --ignore-nan"
+                "non-finite value (NaN or inf) at element {i} (a B_NV map's scan dropouts can be left out of the fit with --ignore-nan)"
             ),
         });
     }

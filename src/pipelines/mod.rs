@@ -2,6 +2,7 @@
 //! (`fit/`) over the physics of `physics/` and the networks of `nn/`.
 
 pub mod ensemble;
+pub mod joint;
 pub mod nv;
 pub mod siprad;
 pub mod sweep;

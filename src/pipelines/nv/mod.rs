@@ -14,11 +14,11 @@
 //! `diagnose.rs`: the residual against the noise floor, the warnings, and the null-space test
 //! that says whether the data determine the circulation sense.
 
-mod data;
-mod diagnose;
+pub(crate) mod data;
+pub(crate) mod diagnose;
 mod energy_fit;
 mod ensemble;
-mod objective;
+pub(crate) mod objective;
 mod scan;
 
 pub use data::{Background, BackgroundFit};
