@@ -14,7 +14,7 @@
 //! registration, seconds per iteration.
 
 use magprior::io::load::load_array;
-use magprior::joint::{self, Datasets, JointConfig, LtemMeasurement, Registration};
+use magprior::joint::{self, Datasets, JointConfig, JointModel, LtemMeasurement, Registration};
 use magprior::ltem::Microscope;
 use magprior::nv::{direction_cosine, NvGeometry};
 use std::path::PathBuf;
@@ -28,25 +28,42 @@ const STATES: [&str; 6] = [
     "diamond_rect",
 ];
 
-fn main() -> magprior::Result<()> {
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+fn main() -> Res<()> {
     let args: Vec<String> = std::env::args().collect();
     let state = args.get(1).map_or("vortex_disk", |s| s.as_str());
     let iters: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1500);
     let noise: f64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(0.2);
     let runs = args.get(4).map_or("nv,ltem,both", |s| s.as_str());
+    let model = match args.get(5).map_or("unit", |s| s.as_str()) {
+        "tanh" => JointModel::Tanh,
+        _ => JointModel::Unit,
+    };
+    let warmup: f64 = args.get(6).and_then(|s| s.parse().ok()).unwrap_or(0.1);
+    let ramp: f64 = args.get(7).and_then(|s| s.parse().ok()).unwrap_or(0.5);
+    let with_mz = std::env::var("JINPLANE").is_err();
     let states: Vec<&str> = if state == "all" {
         STATES.to_vec()
     } else {
         vec![state]
     };
-    println!("state | run | in-plane cosine | chi2/px NV | chi2/px LTEM | flip dchi2 NV | flip dchi2 LTEM | offset (nm) | rotation (deg) | s/iter");
+    println!("state | run | in-plane cosine | rms |m - m_true| | circulation (truth) | chi2/px NV | chi2/px LTEM | flip dchi2 NV | flip dchi2 LTEM | offset (nm) | rotation (deg) | s/iter");
     for st in states {
-        panel(st, iters, noise, runs)?;
+        panel(st, iters, noise, runs, model, (warmup, ramp), with_mz)?;
     }
     Ok(())
 }
 
-fn panel(state: &str, iters: usize, noise: f64, runs: &str) -> magprior::Result<()> {
+fn panel(
+    state: &str,
+    iters: usize,
+    noise: f64,
+    runs: &str,
+    model: JointModel,
+    (warmup, nv_ramp): (f64, f64),
+    with_mz: bool,
+) -> Res<()> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/relaxed");
     let m = load_array(&dir.join(format!("{state}_m.npy")))?.tensor;
     let support = load_array(&dir.join(format!("{state}_support.npy")))?
@@ -72,13 +89,33 @@ fn panel(state: &str, iters: usize, noise: f64, runs: &str) -> magprior::Result<
         rotation_deg: 1.5,
     };
     let sim = joint::simulate(&truth, h, w, &geom, &mic, hl, wl, &reg, 0.01, noise, 11)?;
+    // MAGPRIOR_WRITE=DIR: the simulated files, for `magprior joint` (DIR/STATE/...)
+    if let Ok(out) = std::env::var("MAGPRIOR_WRITE") {
+        use magprior::io::npy::write_npy;
+        let d = PathBuf::from(out).join(state);
+        std::fs::create_dir_all(&d)?;
+        let save = |name: &str, shape: &[usize], v: &[f32]| -> magprior::Result<()> {
+            write_npy(
+                &d.join(name),
+                &magprior::Tensor::from_shape_vec(shape, v.to_vec())?,
+            )
+        };
+        save("bnv.npy", &[h, w], &sim.bnv)?;
+        save("image.npy", &[hl, wl], &sim.image)?;
+        save("phase.npy", &[hl, wl], &sim.phase)?;
+        save("support.npy", &[h, w], &support)?;
+        save("truth.npy", &[3, h, w], &truth)?;
+        println!("wrote {}", d.display());
+        return Ok(());
+    }
     for run in runs.split(',') {
         let (datasets, fit) = match run {
             "nv" => (Datasets::Nv, false),
             "ltem" => (Datasets::Ltem, false),
             "both" => (Datasets::Both, true),
+            "both-given" => (Datasets::Both, false),
             other => {
-                eprintln!("unknown run {other}: nv, ltem or both");
+                eprintln!("unknown run {other}: nv, ltem, both or both-given");
                 std::process::exit(2);
             }
         };
@@ -89,6 +126,18 @@ fn panel(state: &str, iters: usize, noise: f64, runs: &str) -> magprior::Result<
             registration: if fit { Registration::default() } else { reg },
             fit_registration: fit,
             iters,
+            model,
+            warmup,
+            nv_ramp,
+            with_mz,
+            energy: match std::env::var("JLAMBDA")
+                .ok()
+                .and_then(|v| v.parse::<f64>().ok())
+            {
+                Some(l) if l > 0.0 => Some((magprior::nv::Material::default(), l)),
+                Some(_) => None,
+                None => JointConfig::default().energy,
+            },
             ..Default::default()
         };
         let res = joint::reconstruct_joint(
@@ -105,7 +154,10 @@ fn panel(state: &str, iters: usize, noise: f64, runs: &str) -> magprior::Result<
         let cos = direction_cosine(&truth, &res.magnetization, &support);
         let secs = res.history.last().map_or(0.0, |s| s.seconds) / res.history.len().max(1) as f64;
         println!(
-            "{state} | {run} | {cos:.3} | {:.2} | {:.2} | {:.1} | {:.1} | ({:.2}, {:.2}) | {:.3} | {secs:.3}",
+            "{state} | {run} | {cos:.4} | {:.3} | {:+.2} ({:+.2}) | {:.2} | {:.2} | {:.1} | {:.1} | ({:.2}, {:.2}) | {:.3} | {secs:.3}",
+            rms_error(&truth, &res.magnetization, &support, ms as f64),
+            joint::circulation(&res.magnetization, h, w, &support),
+            joint::circulation(&truth, h, w, &support),
             res.nv.chi2_per_pixel,
             res.ltem.chi2_per_pixel,
             res.nv.flip_delta_chi2,
@@ -119,4 +171,19 @@ fn panel(state: &str, iters: usize, noise: f64, runs: &str) -> magprior::Result<
         }
     }
     Ok(())
+}
+
+/// The RMS over the support of |m - m_true| (all three components, in units of Ms).
+fn rms_error(truth: &[f32], m: &[f32], support: &[f32], ms: f64) -> f64 {
+    let hw = support.len();
+    let inside: Vec<usize> = (0..hw).filter(|&i| support[i] > 0.5).collect();
+    let sum: f64 = inside
+        .iter()
+        .map(|&i| {
+            (0..3)
+                .map(|c| ((m[c * hw + i] - truth[c * hw + i]) as f64 / ms).powi(2))
+                .sum::<f64>()
+        })
+        .sum();
+    (sum / inside.len().max(1) as f64).sqrt()
 }

@@ -25,6 +25,9 @@ enum Cmd {
     /// Lorentz TEM: simulation, forward model, SITIE, SIPRAD reconstruction, series, induction.
     #[command(subcommand)]
     Ltem(cli::ltem::LtemCmd),
+    /// One magnetisation fitted to a B_NV map and a Lorentz-TEM image or phase of the same
+    /// element (grids registered by a given or fitted offset and rotation).
+    Joint(Box<cli::joint::JointArgs>),
     /// Simulate and reconstruct a synthetic Landau-state ellipse; writes ./magprior-demo/.
     Demo {
         /// Iterations of the reconstruction.
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Nv(c) => cli::nv::run(c),
         Cmd::Ltem(c) => cli::ltem::run(c),
+        Cmd::Joint(a) => cli::joint::run(*a),
         Cmd::Demo { iters, out, quiet } => cli::nv::demo(iters.max(1), quiet, &out),
         Cmd::Merge { dir } => cli::merge::run(&dir),
         Cmd::Info => {

@@ -55,6 +55,9 @@ pub struct JointArgs {
     /// Total degree of `--background poly`.
     #[arg(long, default_value_t = 3)]
     background_degree: usize,
+    /// Leave NaN / inf B_NV pixels (scan dropouts) out of the fit (without it they are an error).
+    #[arg(long)]
+    ignore_nan: bool,
     /// Train the standoff (--standoff is the start).
     #[arg(long)]
     fit_standoff: bool,
@@ -67,6 +70,16 @@ pub struct JointArgs {
     phase: Option<PathBuf>,
     #[command(flatten)]
     mic: MicArgs,
+    /// Sample tilt of the LTEM measurement about x (degrees, right-handed; applied first; the
+    /// axes through the NV map's centre).
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    tilt_x: f64,
+    /// Sample tilt about y (degrees, right-handed; applied after the x tilt).
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    tilt_y: f64,
+    /// Slices through the thickness for the tilted projection.
+    #[arg(long, default_value_t = 8, value_parser = common::at_least_one)]
+    layers: usize,
     /// Zero padding of the magnetic phase model (an element's net moment gives a phase that
     /// decays as 1/r).
     #[arg(long, default_value_t = 4, value_parser = common::at_least_one)]
@@ -87,6 +100,13 @@ pub struct JointArgs {
     /// Model only the in-plane components (no Mz).
     #[arg(long)]
     in_plane: bool,
+    /// Weight of the micromagnetic energy prior (exchange + demagnetising; unit model with Mz);
+    /// 0 switches it off.
+    #[arg(long, default_value_t = 1.0, value_parser = common::nonneg)]
+    energy_weight: f64,
+    /// Exchange stiffness of the energy prior (J/m; Permalloy 1.3e-11).
+    #[arg(long, default_value_t = 1.3e-11, value_parser = common::nonneg)]
+    exchange: f64,
     /// Which measurements the loss uses.
     #[arg(long, value_enum, default_value_t = DatasetsArg::Both)]
     datasets: DatasetsArg,
@@ -159,11 +179,16 @@ struct Meta<'a> {
     fit_standoff: bool,
     microscope: MicMeta,
     phase_pad: usize,
+    tilt_x_deg: f64,
+    tilt_y_deg: f64,
+    tilt_layers: usize,
     offset_start_nm: [f64; 2],
     rotation_start_deg: f64,
     fit_registration: bool,
     model: JointModelArg,
     with_mz: bool,
+    energy_weight: Option<f64>,
+    exchange_j_per_m: f64,
     datasets: DatasetsArg,
     ms: f64,
     iters: usize,
@@ -215,6 +240,9 @@ struct Metrics {
     null_space_test: &'static str,
     offset_nm: [f64; 2],
     rotation_deg: f64,
+    offset_sigma_nm: Option<[f64; 2]>,
+    rotation_sigma_deg: Option<f64>,
+    registration_sigma_note: &'static str,
     registration_convention: &'static str,
     standoff_m: f64,
     image_scale: f64,
@@ -225,12 +253,19 @@ struct Metrics {
     selected_iteration: usize,
     stop: String,
     inplane_cosine_to_truth: Option<f64>,
+    circulation: f64,
+    circulation_of_truth: Option<f64>,
+    circulation_definition: &'static str,
     warnings: Vec<String>,
 }
 
 /// Runs `magprior joint`.
 pub fn run(a: JointArgs) -> Result<()> {
-    let (bnv, h, w) = common::load_map(&a.bnv, 3)?;
+    let (bnv, h, w) = if a.ignore_nan {
+        common::load_map_with_nan(&a.bnv, 3)?
+    } else {
+        common::load_map(&a.bnv, 3)?
+    };
     let geom = a.geom.geometry(None, &a.bnv)?;
     let (ltem_path, is_image) = match (&a.image, &a.phase) {
         (Some(p), None) => (p.clone(), true),
@@ -241,23 +276,32 @@ pub fn run(a: JointArgs) -> Result<()> {
     if hl < 3 || wl < 3 {
         bail!("{}: {hl}x{wl} is too small", ltem_path.display());
     }
+    if let Some(i) = lt.iter().position(|v| !v.is_finite()) {
+        bail!(
+            "{}: not finite at pixel (row {}, col {})",
+            ltem_path.display(),
+            i / wl,
+            i % wl
+        );
+    }
     let mic = a.mic.microscope(file_scale)?;
-    let support = match magprior::nv::support_from_spec(&a.support, &bnv, h, w, &geom, None, false)
-        .map_err(|e| anyhow!("{}: {e}", a.bnv.display()))?
-    {
-        Some(found) => found.support().to_vec(),
-        None => {
-            let p = Path::new(&a.support);
-            let (s, sh, sw) = common::load_map(p, 1)?;
-            if (sh, sw) != (h, w) {
-                bail!(
-                    "{}: the support is {sh}x{sw}, the B_NV map {h}x{w}",
-                    p.display()
-                );
+    let support =
+        match magprior::nv::support_from_spec(&a.support, &bnv, h, w, &geom, None, a.ignore_nan)
+            .map_err(|e| anyhow!("{}: {e}", a.bnv.display()))?
+        {
+            Some(found) => found.support().to_vec(),
+            None => {
+                let p = Path::new(&a.support);
+                let (s, sh, sw) = common::load_map(p, 1)?;
+                if (sh, sw) != (h, w) {
+                    bail!(
+                        "{}: the support is {sh}x{sw}, the B_NV map {h}x{w}",
+                        p.display()
+                    );
+                }
+                s
             }
-            s
-        }
-    };
+        };
     let truth = match &a.truth {
         Some(p) => {
             let t = magprior::io::load::load_array(p)?.tensor;
@@ -282,6 +326,18 @@ pub fn run(a: JointArgs) -> Result<()> {
             JointModelArg::Tanh => JointModel::Tanh,
         },
         with_mz: !a.in_plane,
+        energy: (a.energy_weight > 0.0 && a.model == JointModelArg::Unit && !a.in_plane).then(
+            || {
+                (
+                    magprior::nv::Material {
+                        ms: a.ms,
+                        a_ex: a.exchange,
+                        ..Default::default()
+                    },
+                    a.energy_weight,
+                )
+            },
+        ),
         datasets: match a.datasets {
             DatasetsArg::Both => Datasets::Both,
             DatasetsArg::Nv => Datasets::Nv,
@@ -301,9 +357,15 @@ pub fn run(a: JointArgs) -> Result<()> {
             BackgroundArg::Plane => ModelBackground::Plane,
             BackgroundArg::Poly => ModelBackground::Poly(a.background_degree),
         },
+        ignore_nan: a.ignore_nan,
         fit_standoff: a.fit_standoff,
         nv_noise: a.nv_noise,
         ltem_noise: a.ltem_noise,
+        tilt: magprior::ltem::Tilt {
+            x_deg: a.tilt_x,
+            y_deg: a.tilt_y,
+        },
+        tilt_layers: a.layers,
         phase_pad: a.phase_pad,
         image_pad: a.mic.pad,
         device,
@@ -316,24 +378,14 @@ pub fn run(a: JointArgs) -> Result<()> {
     };
     let out = OutputDir::create(&a.out)?;
     let mut progress = Progress::new(a.iters, a.quiet, "joint");
-    let res = joint::reconstruct_joint(
-        &bnv,
-        h,
-        w,
-        &meas,
-        hl,
-        wl,
-        &support,
-        &cfg,
-        &mut |s| {
-            progress.update(
-                s.iter,
-                s.loss,
-                &format!("chi2 NV {:.2} LTEM {:.2}", s.chi2_nv, s.chi2_ltem),
-            );
-            !common::interrupted()
-        },
-    )?;
+    let res = joint::reconstruct_joint(&bnv, h, w, &meas, hl, wl, &support, &cfg, &mut |s| {
+        progress.update(
+            s.iter,
+            s.loss,
+            &format!("chi2 NV {:.2} LTEM {:.2}", s.chi2_nv, s.chi2_ltem),
+        );
+        !common::interrupted()
+    })?;
     progress.finish();
     let cosine = truth
         .as_ref()
@@ -343,6 +395,7 @@ pub fn run(a: JointArgs) -> Result<()> {
     common::write_map(&f("magnetization.npy"), &[3, h, w], &res.magnetization)?;
     common::write_map(&f("support.npy"), &[h, w], &support)?;
     common::write_map(&f("bnv_model.npy"), &[h, w], &res.bnv_model)?;
+    // dropouts stay NaN in the residual
     let bnv_resid: Vec<f32> = bnv.iter().zip(&res.bnv_model).map(|(a, b)| a - b).collect();
     common::write_map(&f("bnv_residual.npy"), &[h, w], &bnv_resid)?;
     common::write_map(&f("phase_model.npy"), &[hl, wl], &res.phase_model)?;
@@ -381,7 +434,9 @@ pub fn run(a: JointArgs) -> Result<()> {
             )
         }),
     )?;
-    write_pictures(&dir, &bnv, h, w, &geom, &support, &res, &lt_seen, &lt_resid, hl, wl, mic.scale)?;
+    write_pictures(
+        &dir, &bnv, h, w, &geom, &support, &res, &lt_seen, &lt_resid, hl, wl, mic.scale,
+    )?;
     let secs = res.history.last().map_or(0.0, |s| s.seconds);
     let iters = res.history.len();
     let metrics = Metrics {
@@ -399,6 +454,9 @@ pub fn run(a: JointArgs) -> Result<()> {
         null_space_test: "the change of each data set's total chi^2 when the in-plane M is reversed (Mz kept); above 9 (3 sigma) the data set determines the in-plane sense",
         offset_nm: res.registration.offset_nm,
         rotation_deg: res.registration.rotation_deg,
+        offset_sigma_nm: res.registration_sigma.map(|s| s.0),
+        rotation_sigma_deg: res.registration_sigma.map(|s| s.1),
+        registration_sigma_note: "from the curvature of the chi^2 with M held: a lower bound",
         registration_convention: "a point at r (nm from the LTEM image's centre, LTEM axes) sits at R(rotation) r + offset in the NV frame (nm from the NV map's centre); rotation counter-clockwise from +x towards +y",
         standoff_m: res.standoff,
         image_scale: res.scale,
@@ -409,6 +467,9 @@ pub fn run(a: JointArgs) -> Result<()> {
         selected_iteration: res.selected_iteration,
         stop: res.stop.to_string(),
         inplane_cosine_to_truth: cosine,
+        circulation: joint::circulation(&res.magnetization, h, w, &support),
+        circulation_of_truth: truth.as_ref().map(|t| joint::circulation(t, h, w, &support)),
+        circulation_definition: "mean azimuthal component of M_inplane about the support's centroid over mean |M_inplane|: +1 counter-clockwise (x along columns, y along rows), -1 clockwise, ~0 none",
         warnings: res.warnings.clone(),
     };
     common::write_json(&f("metrics.json"), &metrics)?;
@@ -430,11 +491,16 @@ pub fn run(a: JointArgs) -> Result<()> {
         fit_standoff: a.fit_standoff,
         microscope: a.mic.meta(&mic),
         phase_pad: a.phase_pad,
+        tilt_x_deg: a.tilt_x,
+        tilt_y_deg: a.tilt_y,
+        tilt_layers: a.layers,
         offset_start_nm: a.offset,
         rotation_start_deg: a.rotation,
         fit_registration: a.fit_registration,
         model: a.model,
         with_mz: !a.in_plane,
+        energy_weight: cfg.energy.as_ref().map(|e| e.1),
+        exchange_j_per_m: a.exchange,
         datasets: a.datasets,
         ms: a.ms,
         iters: a.iters,
@@ -467,12 +533,20 @@ pub fn run(a: JointArgs) -> Result<()> {
             "NOT determined"
         }
     );
+    let r = &res.registration;
+    match res.registration_sigma {
+        Some((so, sr)) => println!(
+            "registration (fitted): offset ({:.2} +- {:.2}, {:.2} +- {:.2}) nm, rotation {:.3} +- {:.3} deg",
+            r.offset_nm[0], so[0], r.offset_nm[1], so[1], r.rotation_deg, sr
+        ),
+        None => println!(
+            "registration (given): offset ({:.2}, {:.2}) nm, rotation {:.3} deg",
+            r.offset_nm[0], r.offset_nm[1], r.rotation_deg
+        ),
+    }
     println!(
-        "registration: offset ({:.2}, {:.2}) nm, rotation {:.3} deg{}",
-        res.registration.offset_nm[0],
-        res.registration.offset_nm[1],
-        res.registration.rotation_deg,
-        if a.fit_registration { " (fitted)" } else { " (given)" }
+        "circulation about the support's centroid: {:+.3} (+1 counter-clockwise, 0 none)",
+        joint::circulation(&res.magnetization, h, w, &support)
     );
     if let Some(c) = cosine {
         println!("in-plane cosine to the truth: {c:.4}");
@@ -522,15 +596,21 @@ fn write_pictures(
     )?;
     let is_image = res.image_model.is_some();
     let lt_model = res.image_model.as_ref().unwrap_or(&res.phase_model);
-    let lpanel = |data, title| Panel {
+    let lpanel = |data, title, kind| Panel {
         data,
         h: hl,
         w: wl,
         title,
         unit: if is_image { "of mean" } else { "rad" },
         scale: 1.0,
-        kind: MapKind::Diverging,
+        kind,
         limit: None,
+    };
+    // an image is shown as intensities, a phase and every residual about zero
+    let shown = if is_image {
+        MapKind::Sequential
+    } else {
+        MapKind::Diverging
     };
     let (t_meas, t_model) = if is_image {
         ("measured image", "model image")
@@ -540,9 +620,9 @@ fn write_pictures(
     render::write_panels_with(
         &f("ltem.png"),
         &render::compare_panels(
-            lpanel(lt_seen, t_meas),
-            lpanel(lt_model, t_model),
-            Some(lpanel(lt_resid, "residual (own range)")),
+            lpanel(lt_seen, t_meas, shown),
+            lpanel(lt_model, t_model, shown),
+            Some(lpanel(lt_resid, "residual (own range)", MapKind::Diverging)),
         ),
         &Decor::new().pixel_size(scale_nm * 1e-9),
     )?;
@@ -579,6 +659,14 @@ fn write_pictures(
     }
     let xs: Vec<f64> = res.history.iter().map(|s| s.iter as f64).collect();
     let ys: Vec<f64> = res.history.iter().map(|s| s.loss).collect();
-    render::write_line_plot(&f("loss.png"), &xs, &ys, "loss (chi^2 per pixel)", "iteration", "loss", true)?;
+    render::write_line_plot(
+        &f("loss.png"),
+        &xs,
+        &ys,
+        "loss (chi^2 per pixel)",
+        "iteration",
+        "loss",
+        true,
+    )?;
     Ok(())
 }

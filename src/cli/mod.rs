@@ -2,6 +2,7 @@
 //! its flags (`args.rs`), the run (`mod.rs`) and what it writes (`output.rs`).
 
 pub mod common;
+pub mod joint;
 pub mod ltem;
 pub mod merge;
 pub mod nv;

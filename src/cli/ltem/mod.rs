@@ -6,7 +6,8 @@ mod output;
 
 use crate::cli::common::{self, check_same, load_map, DeviceMeta, Progress, VERSION};
 use anyhow::{bail, Context, Result};
-use args::{MicArgs, SipradArgs};
+use args::SipradArgs;
+pub(crate) use args::{MicArgs, MicMeta};
 use clap::{Args, Subcommand};
 use magprior::io::load::load_array;
 use magprior::io::outdir::OutputDir;
@@ -667,7 +668,10 @@ fn induction_cmd(a: InductionArgs) -> Result<()> {
 
 /// One (H, W) image (a one-frame stack is accepted) and the pixel size for it (m; `None`:
 /// neither the file nor --scale gives one).
-fn load_single(path: &Path, mic: &MicArgs) -> Result<(Vec<f32>, usize, usize, Option<f64>)> {
+pub(crate) fn load_single(
+    path: &Path,
+    mic: &MicArgs,
+) -> Result<(Vec<f32>, usize, usize, Option<f64>)> {
     let im = images::load(path)?;
     if im.frames.len() != 1 {
         bail!(

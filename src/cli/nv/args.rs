@@ -30,7 +30,7 @@ pub struct GeomArgs {
     #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
     pub phi: f64,
     /// Zero-padding factor before the FFT.
-    #[arg(long, default_value_t = 2, value_parser = common::at_least_one)]
+    #[arg(long = "pad", id = "nv_pad", default_value_t = 2, value_parser = common::at_least_one)]
     pub pad: usize,
     /// Smooth low-pass 1/(1+(k/kc)^4) on model and data, kc in rad/m (off by default).
     #[arg(long, value_parser = common::positive)]

@@ -1,6 +1,6 @@
 //! `magprior nv ...`: forward, deproject, reconstruct, sweep, and the demo.
 
-mod args;
+pub(crate) mod args;
 mod output;
 
 use crate::cli::common::{self, select_device, DeviceMeta, Progress, VERSION};
