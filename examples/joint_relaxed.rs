@@ -96,7 +96,7 @@ fn panel(
         std::fs::create_dir_all(&d)?;
         let save = |name: &str, shape: &[usize], v: &[f32]| -> magprior::Result<()> {
             write_npy(
-                &d.join(name),
+                d.join(name),
                 &magprior::Tensor::from_shape_vec(shape, v.to_vec())?,
             )
         };

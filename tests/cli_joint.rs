@@ -55,7 +55,7 @@ fn write_problem(dir: &Path) {
     .unwrap();
     let save = |name: &str, shape: &[usize], v: &[f32]| {
         write_npy(
-            &dir.join(name),
+            dir.join(name),
             &Tensor::from_shape_vec(shape, v.to_vec()).unwrap(),
         )
         .unwrap()

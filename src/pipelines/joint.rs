@@ -789,7 +789,7 @@ pub fn reconstruct_joint(
     let image = matches!(ltem, LtemMeasurement::Image(_));
     let meas_host: Vec<f32> = if image {
         let mean = meas_l.iter().map(|&v| v as f64).sum::<f64>() / meas_l.len() as f64;
-        if !(mean > 0.0) {
+        if mean.is_nan() || mean <= 0.0 {
             return Err(Error::arg(OP, "the LTEM image's mean is not positive"));
         }
         meas_l.iter().map(|&v| (v as f64 / mean) as f32).collect()
@@ -1101,7 +1101,7 @@ pub fn reconstruct_joint(
             ));
         }
     }
-    if cfg.datasets == Datasets::Both && !(joint_flip > 9.0) {
+    if cfg.datasets == Datasets::Both && (joint_flip.is_nan() || joint_flip <= 9.0) {
         warnings.push(
             "the in-plane sense is not determined even by both data sets together".to_string(),
         );
