@@ -191,8 +191,9 @@ impl PhaseForward {
 }
 
 /// Magnetic phase (rad) of an in-plane magnetisation `mx, my` (A/m, (h, w) each) in a film of
-/// thickness `t_nm`, pixel `scale_nm`, beam along +z (SPEC section 4, periodic):
-/// [`PhaseForward`] with `pad` 1 on plain vectors.
+/// thickness `t_nm`, pixel `scale_nm`, beam along +z (SPEC section 4, periodic), on plain vectors (the same formula as
+/// [`PhaseForward`] with `pad` 1, evaluated as one complex FFT per component):
+/// `phi_m(k) = -i (pi mu0 t / Phi0) (kx My(k) - ky Mx(k)) / k^2`, `phi_m(0) = 0`, Phi0 = h/(2e).
 pub fn magnetic_phase(
     mx: &[f32],
     my: &[f32],
@@ -207,9 +208,38 @@ pub fn magnetic_phase(
             format!("expected {}x{} components", h, w),
         ));
     }
-    let op = PhaseForward::new(h, w, t_nm, scale_nm, 1)?;
-    let m = Tensor::from_shape_vec(&[1, 2, h, w], [mx, my].concat())?;
-    crate::engine::autograd::no_grad(|| op.phase(&m)?.to_vec())
+    if !(t_nm > 0.0 && scale_nm > 0.0 && t_nm.is_finite() && scale_nm.is_finite()) {
+        return Err(Error::arg(
+            "magnetic_phase",
+            "thickness and scale must be positive",
+        ));
+    }
+    let to_c = |v: &[f32]| -> Result<Tensor> {
+        Tensor::from_shape_vec_c(&[h, w], v.iter().map(|&x| C32::new(x, 0.0)).collect())
+    };
+    let (fx, fy) = crate::engine::autograd::no_grad(|| -> Result<_> {
+        Ok((to_c(mx)?.fft2()?, to_c(my)?.fft2()?))
+    })?;
+    let (fx, fy) = (fx.to_vec_c()?, fy.to_vec_c()?);
+    let px = scale_nm * 1e-9;
+    let pre = PI * MU0 * t_nm * 1e-9 / PHI0;
+    let (qy, qx) = (fftfreq(h, 1.0), fftfreq(w, 1.0));
+    let mut out = vec![C32::new(0.0, 0.0); h * w];
+    for (r, &y) in qy.iter().enumerate() {
+        for (c, &x) in qx.iter().enumerate() {
+            let i = r * w + c;
+            let (kx, ky) = (2.0 * PI * x / px, 2.0 * PI * y / px);
+            let k2 = kx * kx + ky * ky;
+            if k2 == 0.0 {
+                continue;
+            }
+            // -i pre (kx My - ky Mx) / k^2
+            let num = (fy[i] * kx as f32 - fx[i] * ky as f32) * (pre / k2) as f32;
+            out[i] = C32::new(num.im, -num.re);
+        }
+    }
+    let t = Tensor::from_shape_vec_c(&[h, w], out)?;
+    crate::engine::autograd::no_grad(|| t.ifft2()?.re()?.to_vec())
 }
 
 /// The magnetic phase (rad) at arbitrary points of the plane, exactly, for a film whose in-plane
