@@ -74,12 +74,8 @@ fn panel(
     let truth: Vec<f32> = m.to_vec()?.iter().map(|v| v * ms).collect();
     let geom = NvGeometry::default();
     let mic = Microscope {
-        cs: 0.2e6,
-        theta_c: 1e-5,
-        spread: 80.0,
         defocus: -0.5e6,
-        scale: 4.0,
-        ..Default::default()
+        ..Microscope::siprad_demo()
     };
     // the LTEM field of view: 90 % of the NV map's, in 4 nm pixels (even sides)
     let side = |n: usize| ((n as f64 * 5.0 / 4.0 * 0.9 / 2.0).round() as usize) * 2;

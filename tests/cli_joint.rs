@@ -4,35 +4,22 @@
 //! `.npy` files; the run fits the magnetisation and the registration; and the error contract on
 //! bad inputs.
 
-use magprior::io::load::load_array;
 use magprior::io::npy::{read_npy, write_npy};
 use magprior::joint::{self, Registration};
 use magprior::ltem::Microscope;
 use magprior::nv::NvGeometry;
 use magprior::Tensor;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 mod common;
 use common::cli::{assert_nothing_written, assert_user_error, p, run, stderr};
 
 /// Writes bnv.npy, image.npy, phase.npy, support.npy and truth.npy of the S state into `dir`.
 fn write_problem(dir: &Path) {
-    let fx = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/relaxed");
-    let m = load_array(&fx.join("s_state_m.npy")).unwrap().tensor;
-    let support = load_array(&fx.join("s_state_support.npy"))
-        .unwrap()
-        .tensor
-        .to_vec()
-        .unwrap();
-    let (h, w) = (m.shape()[1], m.shape()[2]);
-    let truth: Vec<f32> = m.to_vec().unwrap().iter().map(|v| v * 8.6e5).collect();
+    let (truth, support, h, w) = common::relaxed_state("s_state");
     let mic = Microscope {
-        cs: 0.2e6,
-        theta_c: 1e-5,
-        spread: 80.0,
         defocus: -0.5e6,
-        scale: 4.0,
-        ..Default::default()
+        ..Microscope::siprad_demo()
     };
     let reg = Registration {
         offset_nm: [6.0, -4.0],

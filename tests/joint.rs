@@ -5,11 +5,10 @@
 //! fit beating the NV map alone, and the registration recovered by autodiff. The README's panel
 //! (`examples/joint_relaxed.rs`) runs every state with the default iterations; these use fewer.
 
-use magprior::io::load::load_array;
+mod common;
 use magprior::joint::{self, Datasets, JointConfig, LtemMeasurement, Registration};
 use magprior::ltem::Microscope;
 use magprior::nv::{direction_cosine, NvGeometry};
-use std::path::PathBuf;
 
 struct Problem {
     truth: Vec<f32>,
@@ -23,24 +22,10 @@ struct Problem {
 }
 
 fn problem(state: &str, reg: &Registration) -> Problem {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/relaxed");
-    let m = load_array(&dir.join(format!("{state}_m.npy")))
-        .unwrap()
-        .tensor;
-    let support = load_array(&dir.join(format!("{state}_support.npy")))
-        .unwrap()
-        .tensor
-        .to_vec()
-        .unwrap();
-    let (h, w) = (m.shape()[1], m.shape()[2]);
-    let truth: Vec<f32> = m.to_vec().unwrap().iter().map(|v| v * 8.6e5).collect();
+    let (truth, support, h, w) = common::relaxed_state(state);
     let mic = Microscope {
-        cs: 0.2e6,
-        theta_c: 1e-5,
-        spread: 80.0,
         defocus: -0.5e6,
-        scale: 4.0,
-        ..Default::default()
+        ..Microscope::siprad_demo()
     };
     // 90 % of the NV field of view in 4 nm pixels
     let side = |n: usize| ((n as f64 * 5.0 / 4.0 * 0.9 / 2.0).round() as usize) * 2;

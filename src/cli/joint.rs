@@ -372,9 +372,9 @@ pub fn run(a: JointArgs) -> Result<()> {
         ..Default::default()
     };
     let meas = if is_image {
-        LtemMeasurement::Image(lt.clone())
+        LtemMeasurement::Image(lt)
     } else {
-        LtemMeasurement::Phase(lt.clone())
+        LtemMeasurement::Phase(lt)
     };
     let out = OutputDir::create(&a.out)?;
     let mut progress = Progress::new(a.iters, a.quiet, "joint");
@@ -399,13 +399,7 @@ pub fn run(a: JointArgs) -> Result<()> {
     let bnv_resid: Vec<f32> = bnv.iter().zip(&res.bnv_model).map(|(a, b)| a - b).collect();
     common::write_map(&f("bnv_residual.npy"), &[h, w], &bnv_resid)?;
     common::write_map(&f("phase_model.npy"), &[hl, wl], &res.phase_model)?;
-    // the LTEM measurement as the model saw it (an image divided by its mean)
-    let lt_seen: Vec<f32> = if is_image {
-        let mean = lt.iter().map(|&v| v as f64).sum::<f64>() / lt.len() as f64;
-        lt.iter().map(|&v| (v as f64 / mean) as f32).collect()
-    } else {
-        lt.clone()
-    };
+    let lt_seen = &res.ltem_data;
     let lt_model = res.image_model.as_ref().unwrap_or(&res.phase_model);
     let lt_resid: Vec<f32> = lt_seen.iter().zip(lt_model).map(|(a, b)| a - b).collect();
     if let Some(img) = &res.image_model {
@@ -435,7 +429,7 @@ pub fn run(a: JointArgs) -> Result<()> {
         }),
     )?;
     write_pictures(
-        &dir, &bnv, h, w, &geom, &support, &res, &lt_seen, &lt_resid, hl, wl, mic.scale,
+        &dir, &bnv, h, w, &geom, &support, &res, lt_seen, &lt_resid, hl, wl, mic.scale,
     )?;
     let secs = res.history.last().map_or(0.0, |s| s.seconds);
     let iters = res.history.len();
@@ -573,26 +567,18 @@ fn write_pictures(
     scale_nm: f64,
 ) -> Result<()> {
     let f = |n: &str| dir.join(n);
-    let resid: Vec<f32> = bnv.iter().zip(&res.bnv_model).map(|(a, b)| a - b).collect();
-    let panel = |data, title| Panel {
-        data,
-        h,
-        w,
-        title,
-        unit: "mT",
-        scale: 1e3,
-        kind: MapKind::Diverging,
-        limit: None,
-    };
-    let nv_decor = Decor::new().pixel_size(geom.pixel).support(support);
-    render::write_panels_with(
-        &f("bnv.png"),
-        &render::compare_panels(
-            panel(bnv, "measured B_NV"),
-            panel(&res.bnv_model, "model B_NV"),
-            Some(panel(&resid, "residual (own range)")),
-        ),
-        &nv_decor,
+    let flag = (!res.joint_determines_sense).then_some("in-plane sense not determined by the data");
+    crate::cli::nv::output::write_bnv_and_magnetization(
+        dir,
+        bnv,
+        &res.bnv_model,
+        "model B_NV",
+        &res.magnetization,
+        (h, w),
+        geom.pixel,
+        support,
+        "M in plane, joint fit (hue: direction, brightness: |M|)",
+        flag,
     )?;
     let is_image = res.image_model.is_some();
     let lt_model = res.image_model.as_ref().unwrap_or(&res.phase_model);
@@ -626,37 +612,6 @@ fn write_pictures(
         ),
         &Decor::new().pixel_size(scale_nm * 1e-9),
     )?;
-    let hw = h * w;
-    let flag = (!res.joint_determines_sense).then_some("in-plane sense not determined by the data");
-    let decor = match flag {
-        Some(t) => nv_decor.flag(t),
-        None => nv_decor,
-    };
-    render::write_colour_wheel_with(
-        &f("magnetization.png"),
-        &res.magnetization[..hw],
-        &res.magnetization[hw..2 * hw],
-        h,
-        w,
-        "M in plane, joint fit (hue: direction, brightness: |M|)",
-        &decor,
-    )?;
-    if res.magnetization[2 * hw..].iter().any(|&v| v != 0.0) {
-        render::write_panels_with(
-            &f("magnetization_z.png"),
-            &[Panel {
-                data: &res.magnetization[2 * hw..],
-                h,
-                w,
-                title: "Mz",
-                unit: "kA/m",
-                scale: 1e-3,
-                kind: MapKind::Diverging,
-                limit: None,
-            }],
-            &Decor::new().pixel_size(geom.pixel).support(support),
-        )?;
-    }
     let xs: Vec<f64> = res.history.iter().map(|s| s.iter as f64).collect();
     let ys: Vec<f64> = res.history.iter().map(|s| s.loss).collect();
     render::write_line_plot(

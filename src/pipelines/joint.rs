@@ -385,6 +385,8 @@ pub struct JointResult {
     pub phase_model: Vec<f32>,
     /// Modelled image (h_l, w_l) in units of the measurement's mean, for an image.
     pub image_model: Option<Vec<f32>>,
+    /// The LTEM measurement as the model is compared with it (an image divided by its mean).
+    pub ltem_data: Vec<f32>,
     /// The registration of the returned state.
     pub registration: Registration,
     /// With a fitted registration: the standard deviations of the offset (x, y; nm) and of the
@@ -586,7 +588,7 @@ fn ltem_term(
         wl,
         phase_op,
         image_op,
-        meas: Tensor::from_shape_vec(&[1, 1, hl, wl], meas_host.clone())?.to_device(dev)?,
+        meas: Tensor::from_shape_vec(&[1, 1, hl, wl], meas_host)?.to_device(dev)?,
         scale: param(vec![1.0], &[1], image && cfg.fit_scale, dev)?,
         angle: param(
             vec![reg.rotation_deg.to_radians() as f32],
@@ -1111,6 +1113,7 @@ pub fn reconstruct_joint(
         bnv_model,
         phase_model,
         image_model,
+        ltem_data: meas_host,
         registration: Registration {
             offset_nm: stats.offset_nm,
             rotation_deg: stats.rotation_deg,

@@ -170,3 +170,17 @@ pub fn gpu(name: &str) -> bool {
         }
     }
 }
+
+/// A state relaxed by magnum.np (`fixtures/relaxed/<name>`): M (3, h, w) in A/m (Ms 8.6e5),
+/// its support (h, w), h, w.
+pub fn relaxed_state(name: &str) -> (Vec<f32>, Vec<f32>, usize, usize) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/relaxed");
+    let m = magprior::io::npy::read_npy(dir.join(format!("{name}_m.npy"))).unwrap();
+    let support = magprior::io::npy::read_npy(dir.join(format!("{name}_support.npy")))
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    let (h, w) = (m.shape()[1], m.shape()[2]);
+    let truth = m.to_vec().unwrap().iter().map(|v| v * 8.6e5).collect();
+    (truth, support, h, w)
+}

@@ -1,7 +1,7 @@
 //! `magprior nv ...`: forward, deproject, reconstruct, sweep, and the demo.
 
 pub(crate) mod args;
-mod output;
+pub(crate) mod output;
 
 use crate::cli::common::{self, select_device, DeviceMeta, Progress, VERSION};
 use anyhow::{bail, Context, Result};

@@ -380,10 +380,24 @@ pub fn write_outputs(
 /// `bnv.png` (measured | model on the measured data's colour range, residual on its own),
 /// `magnetization.png` (scale bar, support outline, the ambiguity flag), `loss.png`, and
 /// `support.png` when the support came from the data.
-fn write_pictures(dir: &Path, job: &Problem, res: &NvResult, support: &[f32]) -> Result<()> {
-    let (h, w, bnv) = (job.h, job.w, &job.bnv[..]);
+/// The pictures an NV fit and a joint fit share: `bnv.png` (measured | model | residual),
+/// `magnetization.png` (colour wheel, with `flag` under the title when given) and, when Mz is
+/// non-zero, `magnetization_z.png`. `m` is (3, h, w) A/m.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn write_bnv_and_magnetization(
+    dir: &Path,
+    bnv: &[f32],
+    model: &[f32],
+    model_title: &str,
+    m: &[f32],
+    (h, w): (usize, usize),
+    pixel: f64,
+    support: &[f32],
+    wheel_title: &str,
+    flag: Option<&str>,
+) -> Result<()> {
     let f = |n: &str| dir.join(n);
-    let resid: Vec<f32> = bnv.iter().zip(&res.bnv_model).map(|(a, b)| a - b).collect();
+    let resid: Vec<f32> = bnv.iter().zip(model).map(|(a, b)| a - b).collect();
     let panel = |data, title| Panel {
         data,
         h,
@@ -394,41 +408,35 @@ fn write_pictures(dir: &Path, job: &Problem, res: &NvResult, support: &[f32]) ->
         kind: MapKind::Diverging,
         limit: None,
     };
-    let flag = res
-        .diagnostics
-        .warnings
-        .iter()
-        .find(|w| w.starts_with("circulation sense"))
-        .map(|_| "circulation sense not determined by the data");
-    let base = Decor::new().pixel_size(job.geom.pixel).support(support);
-    let decor = match flag {
-        Some(t) => base.flag(t),
-        None => base,
-    };
+    let base = Decor::new().pixel_size(pixel).support(support);
     render::write_panels_with(
         &f("bnv.png"),
         &render::compare_panels(
             panel(bnv, "measured B_NV"),
-            panel(&res.bnv_model, "model B_NV (background included)"),
+            panel(model, model_title),
             Some(panel(&resid, "residual (own range)")),
         ),
-        &Decor::new().pixel_size(job.geom.pixel).support(support),
+        &base,
     )?;
+    let decor = match flag {
+        Some(t) => base.flag(t),
+        None => base,
+    };
     let hw = h * w;
     render::write_colour_wheel_with(
         &f("magnetization.png"),
-        &res.magnetization[..hw],
-        &res.magnetization[hw..2 * hw],
+        &m[..hw],
+        &m[hw..2 * hw],
         h,
         w,
-        "M in plane (hue: direction, brightness: |M|)",
+        wheel_title,
         &decor,
     )?;
-    if res.magnetization[2 * hw..].iter().any(|&v| v != 0.0) {
+    if m[2 * hw..].iter().any(|&v| v != 0.0) {
         render::write_panels_with(
             &f("magnetization_z.png"),
             &[Panel {
-                data: &res.magnetization[2 * hw..],
+                data: &m[2 * hw..],
                 h,
                 w,
                 title: "Mz",
@@ -437,9 +445,33 @@ fn write_pictures(dir: &Path, job: &Problem, res: &NvResult, support: &[f32]) ->
                 kind: MapKind::Diverging,
                 limit: None,
             }],
-            &Decor::new().pixel_size(job.geom.pixel).support(support),
+            &base,
         )?;
     }
+    Ok(())
+}
+
+fn write_pictures(dir: &Path, job: &Problem, res: &NvResult, support: &[f32]) -> Result<()> {
+    let (h, w, bnv) = (job.h, job.w, &job.bnv[..]);
+    let f = |n: &str| dir.join(n);
+    let flag = res
+        .diagnostics
+        .warnings
+        .iter()
+        .find(|w| w.starts_with("circulation sense"))
+        .map(|_| "circulation sense not determined by the data");
+    write_bnv_and_magnetization(
+        dir,
+        bnv,
+        &res.bnv_model,
+        "model B_NV (background included)",
+        &res.magnetization,
+        (h, w),
+        job.geom.pixel,
+        support,
+        "M in plane (hue: direction, brightness: |M|)",
+        flag,
+    )?;
     if let Some(auto) = &job.auto {
         render::write_panels_with(
             &f("support.png"),
